@@ -1,0 +1,8 @@
+"""spacy-bertprod: small, fast BERT-style transformers as spaCy components."""
+
+from . import architectures  # noqa: F401  (registers the architectures)
+from .hf_loader import DEFAULT_MODEL
+from .ner import BertprodNER
+
+__version__ = "0.1.0"
+__all__ = ["BertprodNER", "DEFAULT_MODEL", "__version__"]

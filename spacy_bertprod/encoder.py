@@ -1,0 +1,312 @@
+"""The shared encoder: a Hugging Face transformer as a thinc layer that maps
+Docs to one vector per spaCy token.
+
+Docs -> fast tokenizer (with character offsets) -> striding windows ->
+transformer (PyTorchWrapper_v3) -> per-token vectors pooled from each token's
+wordpieces in the one window it is read from. Tokens without wordpieces get a
+zero vector.
+
+Weights are loaded from `name` only in `initialize`; serialization stores the
+HF config, the safetensors state and the tokenizer, so a saved pipeline is
+rebuilt with no access to the original model.
+"""
+
+from typing import Any, Callable, List, Optional, Tuple
+
+import numpy as np
+import srsly
+from spacy.tokens import Doc
+from thinc.api import (
+    ArgsKwargs,
+    Model,
+    PyTorchWrapper_v3,
+    deserialize_attr,
+    serialize_attr,
+    torch2xp,
+    xp2torch,
+)
+from thinc.types import Floats2d
+
+from .alignment import align_wordpieces
+from .errors import Errors
+from .hf_loader import load_pretrained, module_from_config
+from .windows import assign_tokens, window_bounds
+
+POOLING_OPTIONS = ("first", "mean")
+
+
+class TokenizerHolder:
+    """The fast tokenizer and its special ids, serializable as a thinc attr."""
+
+    def __init__(self, tokenizer: Any = None, cls_id: int = 0, sep_id: int = 0, pad_id: int = 0):
+        self.tokenizer = tokenizer
+        self.cls_id = cls_id
+        self.sep_id = sep_id
+        self.pad_id = pad_id
+
+    def to_bytes(self) -> bytes:
+        data = self.tokenizer.to_str() if self.tokenizer is not None else None
+        return srsly.msgpack_dumps(
+            {"tokenizer": data, "cls_id": self.cls_id, "sep_id": self.sep_id, "pad_id": self.pad_id}
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "TokenizerHolder":
+        from tokenizers import Tokenizer
+
+        msg = srsly.msgpack_loads(data)
+        tok = Tokenizer.from_str(msg["tokenizer"]) if msg["tokenizer"] else None
+        return cls(tok, msg["cls_id"], msg["sep_id"], msg["pad_id"])
+
+    def offsets_and_ids(self, texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
+        """Wordpiece ids and character offsets of each text, no special tokens."""
+        encs = self.tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [
+            (np.asarray(e.ids, dtype="int64"), np.asarray(e.offsets, dtype="int64").reshape(-1, 2))
+            for e in encs
+        ]
+
+
+@serialize_attr.register(TokenizerHolder)
+def _serialize_tokenizer(_: TokenizerHolder, value: TokenizerHolder, name: str, model: Model) -> bytes:
+    return value.to_bytes()
+
+
+@deserialize_attr.register(TokenizerHolder)
+def _deserialize_tokenizer(_: TokenizerHolder, value: bytes, name: str, model: Model) -> TokenizerHolder:
+    return TokenizerHolder.from_bytes(value)
+
+
+def serialize_module(module: Any) -> bytes:
+    """HF config + safetensors state; an uninitialized placeholder saves as empty."""
+    from safetensors.torch import save
+
+    config = getattr(module, "config", None)
+    if config is None:
+        return srsly.msgpack_dumps({"config": None, "state": b""})
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    return srsly.msgpack_dumps({"config": config.to_dict(), "state": save(state)})
+
+
+def deserialize_module(current: Any, data: bytes, device: Any) -> Any:
+    from safetensors.torch import load
+
+    msg = srsly.msgpack_loads(data)
+    if msg["config"] is None:
+        return current
+    module = module_from_config(msg["config"])
+    module.load_state_dict(load(msg["state"]))
+    module.to(device)
+    return module
+
+
+def _convert_inputs(model: Model, X: Tuple[np.ndarray, np.ndarray], is_train: bool):
+    ids, mask = X
+    device = model.shims[0].device
+    kwargs = {
+        "input_ids": xp2torch(model.ops.asarray(ids), device=device),
+        "attention_mask": xp2torch(model.ops.asarray(mask), device=device),
+    }
+    return ArgsKwargs(args=(), kwargs=kwargs), lambda d_inputs: []
+
+
+def _convert_outputs(model: Model, inputs_outputs: Any, is_train: bool):
+    _, output = inputs_outputs
+    hidden = output[0].float()
+    Y = torch2xp(hidden)
+
+    def backprop(dY):
+        d_hidden = xp2torch(dY, device=hidden.device)
+        return ArgsKwargs(args=(hidden,), kwargs={"grad_tensors": (d_hidden,)})
+
+    return Y, backprop
+
+
+def _placeholder_module() -> Any:
+    import torch
+
+    return torch.nn.Module()
+
+
+def build_transformer_layer(mixed_precision: bool = False) -> Model:
+    """The torch transformer as a thinc layer: (ids, mask) -> hidden states."""
+    return PyTorchWrapper_v3(
+        _placeholder_module(),
+        convert_inputs=_convert_inputs,
+        convert_outputs=_convert_outputs,
+        mixed_precision=mixed_precision,
+        serialize_model=serialize_module,
+        deserialize_model=deserialize_module,
+    )
+
+
+def validate_window(window: int, stride: int) -> None:
+    if not isinstance(window, int) or window < 3:
+        raise ValueError(Errors.E005.format(setting="window", value=window, why="it must be an integer of at least 3 (room for [CLS], one wordpiece and [SEP])"))
+    if not isinstance(stride, int) or not 1 <= stride <= window - 2:
+        raise ValueError(Errors.E005.format(setting="stride", value=stride, why=f"it must be an integer between 1 and window - 2 = {window - 2}, so windows overlap or touch and no wordpiece is skipped"))
+
+
+def build_encoder(
+    *,
+    name: str,
+    window: int = 256,
+    stride: int = 192,
+    pooling: str = "first",
+    max_batch_wordpieces: int = 8192,
+    mixed_precision: bool = False,
+) -> Model[List[Doc], List[Floats2d]]:
+    """Create the encoder layer (weights are loaded in `initialize`)."""
+    validate_window(window, stride)
+    if pooling not in POOLING_OPTIONS:
+        raise ValueError(Errors.E013.format(options=POOLING_OPTIONS, value=pooling))
+    if not isinstance(max_batch_wordpieces, int) or max_batch_wordpieces < window:
+        raise ValueError(Errors.E005.format(setting="max_batch_wordpieces", value=max_batch_wordpieces, why=f"it must be an integer of at least window = {window}"))
+    transformer = build_transformer_layer(mixed_precision)
+    return Model(
+        "bertprod_encoder",
+        encoder_forward,
+        init=encoder_init,
+        layers=[transformer],
+        refs={"transformer": transformer},
+        dims={"nO": None},
+        attrs={
+            "name": name,
+            "window": window,
+            "stride": stride,
+            "pooling": pooling,
+            "max_batch_wordpieces": max_batch_wordpieces,
+            "tokenizer": TokenizerHolder(),
+        },
+    )
+
+
+def is_loaded(model: Model) -> bool:
+    return model.attrs["tokenizer"].tokenizer is not None
+
+
+def encoder_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
+    """Load the pretrained transformer named in the config, unless weights are
+    already there (a pipeline loaded from disk)."""
+    if is_loaded(model):
+        return
+    parts = load_pretrained(model.attrs["name"])
+    max_pos = parts.config.get("max_position_embeddings")
+    if max_pos is not None and model.attrs["window"] > max_pos:
+        raise ValueError(Errors.E007.format(window=model.attrs["window"], max_pos=max_pos, name=model.attrs["name"]))
+    set_pretrained(model, parts.module, parts.tokenizer, parts.cls_id, parts.sep_id, parts.pad_id)
+
+
+def set_pretrained(model: Model, module: Any, tokenizer: Any, cls_id: int, sep_id: int, pad_id: int) -> None:
+    """Put a torch module and its tokenizer into an encoder layer."""
+    transformer = model.get_ref("transformer")
+    shim = transformer.shims[0]
+    module.to(shim.device)
+    shim._model = module
+    model.attrs["tokenizer"] = TokenizerHolder(tokenizer, cls_id, sep_id, pad_id)
+    model.set_dim("nO", int(module.config.hidden_size), force=True)
+
+
+class _Plan:
+    """Windows and token-to-wordpiece indices for one batch of docs."""
+
+    def __init__(self, model: Model, docs: List[Doc]):
+        holder: TokenizerHolder = model.attrs["tokenizer"]
+        content = model.attrs["window"] - 2
+        stride = model.attrs["stride"]
+        first_only = model.attrs["pooling"] == "first"
+        encoded = holder.offsets_and_ids([doc.text for doc in docs])
+        self.windows: List[np.ndarray] = []  # wordpiece ids of each window
+        token_window, token_pos, token_len, self.doc_lengths = [], [], [], []
+        for doc, (ids, offsets) in zip(docs, encoded):
+            wp_start, wp_end = align_wordpieces(doc, offsets)
+            bounds = window_bounds(len(ids), content, stride)
+            win, start, end = assign_tokens(wp_start, wp_end, bounds, len(ids))
+            base = len(self.windows)
+            starts_of = np.array([b[0] for b in bounds] or [0], dtype="int64")
+            has = win >= 0
+            token_window.append(np.where(has, win + base, -1))
+            token_pos.append(np.where(has, start - starts_of[np.clip(win, 0, None)], 0))
+            token_len.append(np.where(has, 1 if first_only else end - start, 0))
+            self.windows.extend(ids[s:e] for s, e in bounds)
+            self.doc_lengths.append(len(doc))
+        cat = lambda arrs: np.concatenate(arrs) if arrs else np.zeros(0, dtype="int64")
+        self.token_window = cat(token_window)
+        self.token_pos = cat(token_pos)
+        self.token_len = cat(token_len)
+
+    def batches(self, max_wordpieces: int) -> List[np.ndarray]:
+        """Window indices grouped by similar length, each group padded to at most
+        `max_wordpieces` wordpieces in all."""
+        lengths = np.array([len(w) + 2 for w in self.windows], dtype="int64")
+        order = np.argsort(lengths, kind="stable")
+        groups, current = [], []
+        for i in order:
+            if current and (len(current) + 1) * lengths[i] > max_wordpieces:
+                groups.append(np.array(current))
+                current = []
+            current.append(i)
+        if current:
+            groups.append(np.array(current))
+        return groups
+
+
+def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    for doc in docs:
+        if not isinstance(doc, Doc):
+            raise TypeError(Errors.E012.format(type=type(doc).__name__))
+    if not is_loaded(model):
+        raise ValueError(Errors.E006)
+    holder: TokenizerHolder = model.attrs["tokenizer"]
+    transformer = model.get_ref("transformer")
+    width = model.get_dim("nO")
+    ops = model.ops
+    plan = _Plan(model, docs)
+    # Run the transformer over length-bucketed groups of windows.
+    flats, callbacks, sizes = [], [], []
+    window_base = np.zeros(len(plan.windows), dtype="int64")
+    offset = 0
+    for group in plan.batches(model.attrs["max_batch_wordpieces"]):
+        seq_len = max(len(plan.windows[i]) for i in group) + 2
+        ids = np.full((len(group), seq_len), holder.pad_id, dtype="int64")
+        mask = np.zeros((len(group), seq_len), dtype="int64")
+        for row, i in enumerate(group):
+            n = len(plan.windows[i])
+            ids[row, 0] = holder.cls_id
+            ids[row, 1 : n + 1] = plan.windows[i]
+            ids[row, n + 1] = holder.sep_id
+            mask[row, : n + 2] = 1
+        hidden, bp_hidden = transformer((ids, mask), is_train)
+        window_base[group] = offset + np.arange(len(group)) * seq_len
+        flats.append(hidden.reshape(-1, width))
+        callbacks.append(bp_hidden)
+        sizes.append(hidden.shape)
+        offset += len(group) * seq_len
+    flat = ops.xp.concatenate(flats) if flats else ops.alloc2f(0, width)
+    # Gather each token's wordpieces (+1 skips [CLS]) from its window.
+    has = plan.token_window >= 0
+    lens = plan.token_len[has]
+    firsts = window_base[plan.token_window[has]] + 1 + plan.token_pos[has]
+    idx = np.repeat(firsts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+    idx_xp = ops.asarray1i(idx)
+    lens_xp = ops.asarray1i(lens)
+    pooled = ops.reduce_mean(flat[idx_xp], lens_xp) if len(lens) else ops.alloc2f(0, width)
+    has_xp = ops.asarray1i(np.flatnonzero(has))
+    output = ops.alloc2f(len(has), width)
+    output[has_xp] = pooled
+    split_at = np.cumsum(plan.doc_lengths)[:-1]
+    Ys = ops.xp.split(output, split_at.tolist()) if docs else []
+
+    def backprop(dYs: List[Floats2d]) -> List[Doc]:
+        d_output = ops.xp.concatenate(dYs) if dYs else ops.alloc2f(0, width)
+        d_vals = ops.backprop_reduce_mean(d_output[has_xp], lens_xp)
+        d_flat = ops.alloc2f(*flat.shape)
+        ops.scatter_add(d_flat, idx_xp, d_vals)
+        start = 0
+        for shape, bp in zip(sizes, callbacks):
+            n = shape[0] * shape[1]
+            bp(d_flat[start : start + n].reshape(shape))
+            start += n
+        return []
+
+    return list(Ys), backprop

