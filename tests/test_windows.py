@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+
+from spacy_bertprod.windows import assign_tokens, window_bounds
+
+
+@pytest.mark.parametrize("n,content,stride", [(1, 4, 2), (10, 4, 2), (11, 4, 3), (100, 30, 20), (7, 7, 1), (8, 7, 7)])
+def test_windows_cover_everything(n, content, stride):
+    bounds = window_bounds(n, content, stride)
+    covered = set()
+    for s, e in bounds:
+        assert 0 <= s < e <= n and e - s <= content
+        covered.update(range(s, e))
+    assert covered == set(range(n))
+    assert bounds[-1][1] == n
+
+
+def test_no_windows_for_no_wordpieces():
+    assert window_bounds(0, 4, 2) == []
+
+
+def test_each_token_read_from_one_window_with_most_context():
+    # 10 tokens of one wordpiece each, windows of 4 every 2
+    start = np.arange(10)
+    end = start + 1
+    bounds = window_bounds(10, 4, 2)
+    window, s, e = assign_tokens(start, end, bounds, 10)
+    for t in range(10):
+        ws, we = bounds[window[t]]
+        assert ws <= s[t] < e[t] <= we
+    # token 5 sits in windows [2,6) and [4,8); in the latter it has context on both sides
+    assert bounds[window[5]] == (4, 8)
+    # the first token has no left context anywhere: it stays in the first window
+    assert window[0] == 0
+
+
+def test_token_longer_than_any_window_keeps_its_largest_part():
+    start = np.array([0, 1, 9])
+    end = np.array([1, 9, 10])  # token 1 has 8 wordpieces, windows hold 4
+    bounds = window_bounds(10, 4, 2)
+    window, s, e = assign_tokens(start, end, bounds, 10)
+    assert (e - s)[1] == 4
+    ws, we = bounds[window[1]]
+    assert ws <= s[1] and e[1] <= we
+
+
+def test_tokens_without_wordpieces_get_no_window():
+    start = np.array([0, 1, 1])
+    end = np.array([1, 1, 2])
+    window, _, _ = assign_tokens(start, end, window_bounds(2, 4, 2), 2)
+    assert window.tolist() == [0, -1, 0]
