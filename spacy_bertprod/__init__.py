@@ -3,6 +3,7 @@
 from . import architectures  # noqa: F401  (registers the architectures)
 from .hf_loader import DEFAULT_MODEL
 from .ner import BertprodNER
+from .textcat import BertprodTextCategorizer
 
 __version__ = "0.1.0"
-__all__ = ["BertprodNER", "DEFAULT_MODEL", "__version__"]
+__all__ = ["BertprodNER", "BertprodTextCategorizer", "DEFAULT_MODEL", "__version__"]

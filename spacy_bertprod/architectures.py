@@ -5,11 +5,13 @@ from typing import List, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Dropout, Model, Softmax_v2, chain, with_array
+from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, with_array
 from thinc.types import Floats2d
 
 from .encoder import build_encoder
+from .errors import Errors
 from .hf_loader import DEFAULT_MODEL
+from .pooling import doc_pooler, is_bertprod_encoder, token_mean_pooler
 
 
 @registry.architectures("bertprod.Encoder.v1")
@@ -49,6 +51,32 @@ def token_classifier_v1(
     """Encoder + dropout + softmax over tags, per spaCy token."""
     output = Softmax_v2(nO=nO, normalize_outputs=True)
     model = chain(encoder, with_array(chain(Dropout(dropout), output)))
+    model.set_ref("encoder", encoder)
+    model.set_ref("output", output)
+    return model
+
+
+@registry.architectures("bertprod.TextClassifier.v1")
+def text_classifier_v1(
+    encoder: Model,
+    pooling: str = "cls",
+    nO: Optional[int] = None,
+    dropout: float = 0.1,
+) -> Model[List[Doc], Floats2d]:
+    """Doc vector + dropout + linear layer giving one logit per label.
+
+    encoder: a bertprod encoder (pooling "cls" or "mean" over its wordpieces)
+    or any layer giving token vectors, such as a `spacy.Tok2VecListener.v1` on
+    a shared encoder (pooling "mean" over tokens).
+    """
+    if is_bertprod_encoder(encoder):
+        pooled = doc_pooler(encoder, pooling)
+    elif pooling == "mean":
+        pooled = chain(encoder, token_mean_pooler())
+    else:
+        raise ValueError(Errors.E014.format(pooling=pooling))
+    output = Linear(nO=nO)
+    model = chain(pooled, Dropout(dropout), output)
     model.set_ref("encoder", encoder)
     model.set_ref("output", output)
     return model

