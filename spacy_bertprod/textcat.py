@@ -205,3 +205,19 @@ class BertprodTextCategorizer(TextCategorizer):
         else:
             loss = -((truths * xp.log(probs + eps) + (1 - truths) * xp.log(1 - probs + eps)) * not_missing).sum()
         return float(loss) / max(len(scores), 1), d_scores / max(len(scores), 1)
+
+    def _restore_floats(self) -> None:
+        # srsly's JSON reader parses "0.3" as 0.30000000000000004; 15
+        # significant digits give back the decimal that was written.
+        self.cfg["threshold"] = float(f"{self.cfg['threshold']:.15g}")
+        self.cfg["thresholds"] = {k: float(f"{v:.15g}") for k, v in self.cfg.get("thresholds", {}).items()}
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "BertprodTextCategorizer":
+        super().from_bytes(bytes_data, exclude=exclude)
+        self._restore_floats()
+        return self
+
+    def from_disk(self, path: Any, *, exclude=tuple()) -> "BertprodTextCategorizer":
+        super().from_disk(path, exclude=exclude)
+        self._restore_floats()
+        return self
