@@ -21,67 +21,12 @@ import torch
 from spacy.training import Example
 
 sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe  # noqa: E402
+from common import describe, spacy_transformers_pipeline, time_pipe  # noqa: E402
 
 from spacy_bertprod.convert import conll_to_docs, write_docbin  # noqa: E402
 from spacy_bertprod.hf_loader import embedded_model_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-
-SPACY_TRANSFORMERS_CFG = """
-[nlp]
-lang = "en"
-pipeline = ["transformer", "ner"]
-batch_size = 32
-
-[components]
-
-[components.transformer]
-factory = "transformer"
-max_batch_items = 4096
-
-[components.transformer.model]
-@architectures = "spacy-transformers.TransformerModel.v3"
-name = "{name}"
-mixed_precision = false
-tokenizer_config = {{"use_fast": true}}
-
-[components.transformer.model.get_spans]
-@span_getters = "spacy-transformers.strided_spans.v1"
-window = 128
-stride = 96
-
-[components.ner]
-factory = "ner"
-
-[components.ner.model]
-@architectures = "spacy.TransitionBasedParser.v2"
-state_type = "ner"
-extra_state_tokens = false
-hidden_width = 64
-maxout_pieces = 2
-use_upper = false
-nO = null
-
-[components.ner.model.tok2vec]
-@architectures = "spacy-transformers.TransformerListener.v1"
-grad_factor = 1.0
-pooling = {{"@layers":"reduce_mean.v1"}}
-upstream = "*"
-"""
-
-
-def time_pipe(nlp, texts, batch_size, repeats):
-    """Best-of-`repeats` wall time of nlp.pipe over texts (after one warm-up)."""
-    list(nlp.pipe(texts[:20], batch_size=batch_size))
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _doc in nlp.pipe(texts, batch_size=batch_size):
-            pass
-        best = min(best, time.perf_counter() - start)
-    return best
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,15 +86,10 @@ def main() -> None:
     n_words = sum(len(d) for d in test_docs)
     ours = time_pipe(nlp, texts, args.batch_size, args.repeats)
 
-    st_nlp = spacy.util.load_model_from_config(
-        spacy.util.load_config_from_str(SPACY_TRANSFORMERS_CFG.format(name=embedded_model_path())),
-        auto_fill=True,
-        validate=True,
+    st_nlp = spacy_transformers_pipeline(
+        str(embedded_model_path()), ["ner"],
+        lambda nlp: [Example(nlp.make_doc(d.text), d) for d in splits["train"][:50]],
     )
-    labels = sorted({e.label_ for d in splits["train"] for e in d.ents})
-    for label in labels:
-        st_nlp.get_pipe("ner").add_label(label)
-    st_nlp.initialize(lambda: [Example(st_nlp.make_doc(d.text), d) for d in splits["train"][:20]])
     theirs = time_pipe(st_nlp, texts, args.batch_size, args.repeats)
 
     print(f"\nTHROUGHPUT on the test set ({n_words} words, nlp.pipe batch {args.batch_size}, CPU, {torch.get_num_threads()} threads, best of {args.repeats}):")

@@ -33,6 +33,12 @@ from .hf_loader import load_pretrained, module_from_config
 from .windows import assign_tokens, window_bounds
 
 POOLING_OPTIONS = ("first", "mean")
+# Length bucketing: a group of windows is closed once the next (longer) window
+# would be padded to over PAD_RATIO x its shortest member, unless the group
+# still has fewer than MIN_GROUP windows (tiny transformer calls cost more in
+# overhead than the padding they save).
+PAD_RATIO = 1.25
+MIN_GROUP = 4
 
 
 class TokenizerHolder:
@@ -238,13 +244,17 @@ class _Plan:
         self.token_len = cat(token_len)
 
     def batches(self, max_wordpieces: int) -> List[np.ndarray]:
-        """Window indices grouped by similar length, each group padded to at most
-        `max_wordpieces` wordpieces in all."""
+        """Window indices grouped by similar length: each group holds at most
+        `max_wordpieces` padded wordpieces, and a new group starts when the
+        next window is over PAD_RATIO times the group's shortest one."""
         lengths = np.array([len(w) + 2 for w in self.windows], dtype="int64")
         order = np.argsort(lengths, kind="stable")
         groups, current = [], []
         for i in order:
-            if current and (len(current) + 1) * lengths[i] > max_wordpieces:
+            if current and (
+                (len(current) + 1) * lengths[i] > max_wordpieces
+                or (len(current) >= MIN_GROUP and lengths[i] > PAD_RATIO * lengths[current[0]])
+            ):
                 groups.append(np.array(current))
                 current = []
             current.append(i)

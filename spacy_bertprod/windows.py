@@ -1,8 +1,7 @@
 """Striding windows over a document's wordpieces.
 
 A document of any length is cut into windows of at most `content` wordpieces
-that start every `stride` wordpieces, so neighbouring windows overlap by
-`content - stride`. Every token is read from exactly one window, the one in
+that overlap by at least `content - stride` wordpieces. Every token is read from exactly one window, the one in
 which it has the most context on both sides, so nothing is truncated and no
 prediction is averaged across windows.
 """
@@ -13,15 +12,23 @@ import numpy as np
 
 
 def window_bounds(n_wordpieces: int, content: int, stride: int) -> List[Tuple[int, int]]:
-    """(start, end) of each window over `n_wordpieces`; the last ends at the end."""
+    """(start, end) of each window over `n_wordpieces`.
+
+    Uses the fewest windows of at most `content` wordpieces whose neighbours
+    overlap by at least `content - stride`, all of the same size and spread
+    evenly from the first wordpiece to the last, so no wordpiece is encoded
+    more often than the overlap requires.
+    """
     if n_wordpieces <= 0:
         return []
     if n_wordpieces <= content:
         return [(0, n_wordpieces)]
-    starts = list(range(0, n_wordpieces - content + 1, stride))
-    if starts[-1] + content < n_wordpieces:
-        starts.append(n_wordpieces - content)
-    return [(s, s + content) for s in starts]
+    overlap = content - stride
+    n_windows = -(-(n_wordpieces - overlap) // stride)
+    size = min(content, -(-(n_wordpieces + (n_windows - 1) * overlap) // n_windows))
+    span = n_wordpieces - size
+    starts = [round(i * span / (n_windows - 1)) for i in range(n_windows)]
+    return [(s, s + size) for s in starts]
 
 
 def assign_tokens(

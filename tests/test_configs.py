@@ -17,12 +17,13 @@ def test_config_resolves(path, tiny_bert, tmp_path):
     corpus = tmp_path / "c.spacy"
     DocBin().to_disk(corpus)
     config = load_config(path, overrides={"paths.train": str(corpus), "paths.dev": str(corpus)}, interpolate=False)
-    for name, component in config["components"].items():
-        encoder = component.get("model", {}).get("encoder")
-        if encoder:
-            encoder["name"] = tiny_bert
-            encoder["window"] = 64
-            encoder["stride"] = 32
+    for component in config["components"].values():
+        model = component.get("model", {})
+        for layer in (model, model.get("encoder", {})):
+            if layer.get("@architectures") == "bertprod.Encoder.v1":
+                layer.update(name=tiny_bert, window=64, stride=32)
+            if layer.get("@architectures") == "spacy.Tok2VecListener.v1":
+                layer["width"] = 32  # the tiny model's hidden size
     nlp = load_model_from_config(config, auto_fill=True, validate=True)
     assert nlp.pipe_names
     resolved = registry.resolve(nlp.config.interpolate()["training"], schema=ConfigSchemaTraining)
@@ -30,4 +31,4 @@ def test_config_resolves(path, tiny_bert, tmp_path):
 
 
 def test_configs_exist():
-    assert {p.name for p in CONFIGS} >= {"ner.cfg"}
+    assert {p.name for p in CONFIGS} >= {"ner.cfg", "textcat.cfg", "textcat_multilabel.cfg", "ner_textcat.cfg"}

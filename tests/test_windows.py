@@ -49,3 +49,37 @@ def test_tokens_without_wordpieces_get_no_window():
     end = np.array([1, 1, 2])
     window, _, _ = assign_tokens(start, end, window_bounds(2, 4, 2), 2)
     assert window.tolist() == [0, -1, 0]
+
+
+@pytest.mark.parametrize("n", [255, 280, 500, 1000, 5003])
+def test_fewest_equal_windows_with_the_minimum_overlap(n):
+    content, stride = 254, 192
+    bounds = window_bounds(n, content, stride)
+    sizes = {e - s for s, e in bounds}
+    assert len(sizes) == 1 and sizes.pop() <= content
+    for (s1, e1), (s2, e2) in zip(bounds, bounds[1:]):
+        assert e1 - s2 >= content - stride
+    # one window fewer could not cover n with that overlap
+    k = len(bounds) - 1
+    assert k * content - (k - 1) * (content - stride) < n
+
+
+def test_doc_just_over_one_window_is_not_encoded_twice():
+    # 280 wordpieces: two windows of 171, not two of 254
+    assert window_bounds(280, 254, 192) == [(0, 171), (109, 280)]
+
+
+def test_length_buckets_limit_padding(nlp, tiny_bert):
+    from spacy_bertprod.architectures import encoder_v1
+    from spacy_bertprod.encoder import MIN_GROUP, PAD_RATIO, _Plan
+    from conftest import random_text
+
+    model = encoder_v1(name=tiny_bert, window=64, stride=32, max_batch_wordpieces=4096)
+    model.initialize()
+    docs = [nlp.make_doc(random_text(n, seed=n)) for n in range(1, 40)]
+    plan = _Plan(model, docs)
+    groups = plan.batches(4096)
+    assert sorted(i for g in groups for i in g) == list(range(len(plan.windows)))
+    for group in groups:
+        lengths = [len(plan.windows[i]) + 2 for i in group]
+        assert len(group) <= MIN_GROUP or max(lengths) <= PAD_RATIO * min(lengths)

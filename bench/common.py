@@ -1,0 +1,109 @@
+"""Helpers shared by the benchmark scripts: the machine, timing, the
+spacy-transformers baselines."""
+
+import os
+import platform
+import time
+from typing import List, Sequence
+
+import spacy
+
+
+def describe() -> str:
+    """One line naming the machine a benchmark ran on."""
+    import torch
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf8"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return (
+        f"{platform.node()} | {cpu} | {os.cpu_count()} cores | torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads) | {gpu} | Python {platform.python_version()}"
+    )
+
+
+def time_pipe(nlp, texts: Sequence[str], batch_size: int, repeats: int) -> float:
+    """Best-of-`repeats` wall time of nlp.pipe over texts (after a warm-up)."""
+    list(nlp.pipe(texts[:20], batch_size=batch_size))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _doc in nlp.pipe(texts, batch_size=batch_size):
+            pass
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+TRANSFORMER = """
+[components.transformer]
+factory = "transformer"
+max_batch_items = 4096
+
+[components.transformer.model]
+@architectures = "spacy-transformers.TransformerModel.v3"
+name = "{name}"
+mixed_precision = false
+tokenizer_config = {{"use_fast": true}}
+
+[components.transformer.model.get_spans]
+@span_getters = "spacy-transformers.strided_spans.v1"
+window = 128
+stride = 96
+"""
+
+LISTENER = """
+@architectures = "spacy-transformers.TransformerListener.v1"
+grad_factor = 1.0
+pooling = {{"@layers":"reduce_mean.v1"}}
+upstream = "*"
+"""
+
+ST_HEADS = {
+    "ner": """
+[components.ner]
+factory = "ner"
+
+[components.ner.model]
+@architectures = "spacy.TransitionBasedParser.v2"
+state_type = "ner"
+extra_state_tokens = false
+hidden_width = 64
+maxout_pieces = 2
+use_upper = false
+nO = null
+
+[components.ner.model.tok2vec]
+""" + LISTENER,
+    "textcat": """
+[components.textcat]
+factory = "textcat"
+
+[components.textcat.model]
+@architectures = "spacy.TextCatReduce.v1"
+exclusive_classes = true
+use_reduce_first = false
+use_reduce_last = false
+use_reduce_max = false
+use_reduce_mean = true
+nO = null
+
+[components.textcat.model.tok2vec]
+""" + LISTENER,
+}
+
+
+def spacy_transformers_pipeline(name: str, heads: List[str], examples) -> "spacy.Language":
+    """`transformer` + the given heads listening to it, initialized on
+    `examples` (the heads are untrained: only speed is measured with it)."""
+    text = '[nlp]\nlang = "en"\npipeline = ["transformer", ' + ", ".join(f'"{h}"' for h in heads) + "]\nbatch_size = 32\n\n[components]\n"
+    text += TRANSFORMER.format(name=name) + "".join(ST_HEADS[h].format() for h in heads)
+    config = spacy.util.load_config_from_str(text)
+    nlp = spacy.util.load_model_from_config(config, auto_fill=True, validate=True)
+    nlp.initialize(lambda: examples(nlp))
+    return nlp
