@@ -34,7 +34,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench/results/conll"))
     parser.add_argument("--config", default=str(ROOT / "configs/ner.cfg"))
     parser.add_argument("--train-limit", type=int, default=0, help="train documents to use (0: all)")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch-words", type=int, default=1000, help="padded words per training batch")
+    parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
@@ -60,9 +62,16 @@ def main() -> None:
     if not args.skip_train:
         from spacy.cli.train import train
 
-        n_words = sum(len(d) for d in splits["train"])
-        steps = int(args.epochs * n_words / 1000 * 1.15) + 1
+        from spacy.training.batchers import minibatch_by_padded_size
+
+        # size the learning-rate schedule to the batches the batcher really makes
+        per_epoch = sum(1 for _ in minibatch_by_padded_size(splits["train"], size=args.batch_words, buffer=64, discard_oversize=False, get_length=len))
+        steps = args.epochs * per_epoch
+        print(f"{per_epoch} batches per epoch, {steps} steps", flush=True)
         overrides = {
+            "training.batcher.size": args.batch_words,
+            "training.optimizer.learn_rate.initial_rate": args.lr,
+            "training.eval_frequency": per_epoch,
             "paths.train": str(corpus / "train.spacy"),
             "paths.dev": str(corpus / "dev.spacy"),
             "training.max_epochs": args.epochs,

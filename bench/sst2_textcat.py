@@ -74,8 +74,12 @@ def main() -> None:
     if not args.skip_train:
         from spacy.cli.train import train
 
-        n_words = sum(len(d) for d in train_docs)
-        steps = int(args.epochs * n_words / 1000 * 1.3) + 1
+        from spacy.training.batchers import minibatch_by_padded_size
+
+        # size the learning-rate schedule to the batches the batcher really makes
+        per_epoch = sum(1 for _ in minibatch_by_padded_size(train_docs, size=1000, buffer=64, discard_oversize=False, get_length=len))
+        steps = args.epochs * per_epoch
+        print(f"{per_epoch} batches per epoch, {steps} steps", flush=True)
         overrides = {
             "paths.train": str(out / "corpus/train.spacy"),
             "paths.dev": str(out / "corpus/dev.spacy"),
@@ -112,7 +116,7 @@ def main() -> None:
 
     # Shared encoder: timing only (heads initialized, not trained).
     conll = conll_to_docs(data / "conll2003/test.txt")
-    both = [Example.from_dict(blank.make_doc(d.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in d.ents], "cats": {"POSITIVE": 1.0, "NEGATIVE": 0.0}}) for d in conll[:20]]
+    both = [Example.from_dict(blank.make_doc(d.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in d.ents], "cats": {"POSITIVE": float(i % 2), "NEGATIVE": float(1 - i % 2)}}) for i, d in enumerate(conll[:20])]
     remake = lambda n: [Example(n.make_doc(eg.reference.text), eg.reference) for eg in both]
     ner_alone = pipeline_from_config(ROOT / "configs/ner.cfg", remake)
     shared = pipeline_from_config(ROOT / "configs/ner_textcat.cfg", remake)

@@ -106,13 +106,11 @@ def deserialize_module(current: Any, data: bytes, device: Any) -> Any:
     return module
 
 
-def _convert_inputs(model: Model, X: Tuple[np.ndarray, np.ndarray], is_train: bool):
-    ids, mask = X
+def _convert_inputs(model: Model, X: Tuple[np.ndarray, ...], is_train: bool):
+    """(ids, mask) or (ids, mask, segment ids) -> the HF model's keywords."""
     device = model.shims[0].device
-    kwargs = {
-        "input_ids": xp2torch(model.ops.asarray(ids), device=device),
-        "attention_mask": xp2torch(model.ops.asarray(mask), device=device),
-    }
+    names = ("input_ids", "attention_mask", "token_type_ids")
+    kwargs = {name: xp2torch(model.ops.asarray(x), device=device) for name, x in zip(names, X)}
     return ArgsKwargs(args=(), kwargs=kwargs), lambda d_inputs: []
 
 
@@ -243,24 +241,80 @@ class _Plan:
         self.token_pos = cat(token_pos)
         self.token_len = cat(token_len)
 
-    def batches(self, max_wordpieces: int) -> List[np.ndarray]:
-        """Window indices grouped by similar length: each group holds at most
-        `max_wordpieces` padded wordpieces, and a new group starts when the
-        next window is over PAD_RATIO times the group's shortest one."""
-        lengths = np.array([len(w) + 2 for w in self.windows], dtype="int64")
-        order = np.argsort(lengths, kind="stable")
-        groups, current = [], []
-        for i in order:
-            if current and (
-                (len(current) + 1) * lengths[i] > max_wordpieces
-                or (len(current) >= MIN_GROUP and lengths[i] > PAD_RATIO * lengths[current[0]])
-            ):
-                groups.append(np.array(current))
-                current = []
-            current.append(i)
-        if current:
+
+def length_groups(lengths: np.ndarray, max_wordpieces: int) -> List[np.ndarray]:
+    """Sequence indices grouped by similar length: each group holds at most
+    `max_wordpieces` padded wordpieces, and a new group starts when the next
+    sequence is over PAD_RATIO times the group's shortest one."""
+    order = np.argsort(lengths, kind="stable")
+    groups, current = [], []
+    for i in order:
+        if current and (
+            (len(current) + 1) * lengths[i] > max_wordpieces
+            or (len(current) >= MIN_GROUP and lengths[i] > PAD_RATIO * lengths[current[0]])
+        ):
             groups.append(np.array(current))
-        return groups
+            current = []
+        current.append(i)
+    if current:
+        groups.append(np.array(current))
+    return groups
+
+
+def encode_sequences(
+    model: Model, seqs: List[np.ndarray], segments: Optional[List[int]], is_train: bool
+) -> Tuple[Any, np.ndarray, Callable]:
+    """Run the transformer of encoder layer `model` over wordpiece sequences
+    (special tokens included), bucketed by length.
+
+    segments: for each sequence, where segment 1 starts (question-context
+    pairs), or None for single segments.
+    Returns the hidden states flattened to (rows, width), the flat row of
+    each sequence's first position, and a callback taking d_flat back into
+    the transformer.
+    """
+    holder: TokenizerHolder = model.attrs["tokenizer"]
+    transformer = model.get_ref("transformer")
+    width = model.get_dim("nO")
+    lengths = np.array([len(q) for q in seqs], dtype="int64")
+    base = np.zeros(len(seqs), dtype="int64")
+    flats, callbacks, sizes = [], [], []
+    offset = 0
+    for group in length_groups(lengths, model.attrs["max_batch_wordpieces"]):
+        seq_len = int(lengths[group].max())
+        ids = np.full((len(group), seq_len), holder.pad_id, dtype="int64")
+        mask = np.zeros((len(group), seq_len), dtype="int64")
+        types = np.zeros((len(group), seq_len), dtype="int64") if segments is not None else None
+        for row, i in enumerate(group):
+            ids[row, : lengths[i]] = seqs[i]
+            mask[row, : lengths[i]] = 1
+            if types is not None:
+                types[row, segments[i] : lengths[i]] = 1
+        X = (ids, mask) if types is None else (ids, mask, types)
+        hidden, bp_hidden = transformer(X, is_train)
+        base[group] = offset + np.arange(len(group)) * seq_len
+        flats.append(hidden.reshape(-1, width))
+        callbacks.append(bp_hidden)
+        sizes.append(hidden.shape)
+        offset += len(group) * seq_len
+    flat = model.ops.xp.concatenate(flats) if flats else model.ops.alloc2f(0, width)
+
+    def backprop(d_flat: Any) -> None:
+        start = 0
+        for shape, bp in zip(sizes, callbacks):
+            n = shape[0] * shape[1]
+            bp(d_flat[start : start + n].reshape(shape))
+            start += n
+
+    return flat, base, backprop
+
+
+def check_input(model: Model, docs: List[Doc]) -> None:
+    for doc in docs:
+        if not isinstance(doc, Doc):
+            raise TypeError(Errors.E012.format(type=type(doc).__name__))
+    if not is_loaded(model):
+        raise ValueError(Errors.E006)
 
 
 class WindowOutput:
@@ -280,44 +334,12 @@ def run_windows(model: Model, docs: List[Doc], is_train: bool) -> Tuple[WindowOu
     Returns the window states and a callback taking d_flat (same shape as
     `flat`) back into the transformer.
     """
-    for doc in docs:
-        if not isinstance(doc, Doc):
-            raise TypeError(Errors.E012.format(type=type(doc).__name__))
-    if not is_loaded(model):
-        raise ValueError(Errors.E006)
+    check_input(model, docs)
     holder: TokenizerHolder = model.attrs["tokenizer"]
-    transformer = model.get_ref("transformer")
-    width = model.get_dim("nO")
     plan = _Plan(model, docs)
-    flats, callbacks, sizes = [], [], []
-    window_base = np.zeros(len(plan.windows), dtype="int64")
-    offset = 0
-    for group in plan.batches(model.attrs["max_batch_wordpieces"]):
-        seq_len = max(len(plan.windows[i]) for i in group) + 2
-        ids = np.full((len(group), seq_len), holder.pad_id, dtype="int64")
-        mask = np.zeros((len(group), seq_len), dtype="int64")
-        for row, i in enumerate(group):
-            n = len(plan.windows[i])
-            ids[row, 0] = holder.cls_id
-            ids[row, 1 : n + 1] = plan.windows[i]
-            ids[row, n + 1] = holder.sep_id
-            mask[row, : n + 2] = 1
-        hidden, bp_hidden = transformer((ids, mask), is_train)
-        window_base[group] = offset + np.arange(len(group)) * seq_len
-        flats.append(hidden.reshape(-1, width))
-        callbacks.append(bp_hidden)
-        sizes.append(hidden.shape)
-        offset += len(group) * seq_len
-    flat = model.ops.xp.concatenate(flats) if flats else model.ops.alloc2f(0, width)
+    seqs = [np.concatenate(([holder.cls_id], w, [holder.sep_id])) for w in plan.windows]
+    flat, window_base, backprop = encode_sequences(model, seqs, None, is_train)
     lengths = np.array([len(w) for w in plan.windows], dtype="int64")
-
-    def backprop(d_flat: Any) -> None:
-        start = 0
-        for shape, bp in zip(sizes, callbacks):
-            n = shape[0] * shape[1]
-            bp(d_flat[start : start + n].reshape(shape))
-            start += n
-
     return WindowOutput(flat, plan, window_base, lengths), backprop
 
 
