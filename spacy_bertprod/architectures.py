@@ -12,6 +12,7 @@ from .encoder import build_encoder
 from .errors import Errors
 from .hf_loader import DEFAULT_MODEL
 from .pooling import doc_pooler, is_bertprod_encoder, token_mean_pooler
+from .qa_model import build_qa_model
 
 
 @registry.architectures("bertprod.Encoder.v1")
@@ -80,3 +81,18 @@ def text_classifier_v1(
     model.set_ref("encoder", encoder)
     model.set_ref("output", output)
     return model
+
+
+@registry.architectures("bertprod.QuestionAnswerer.v1")
+def question_answerer_v1(
+    encoder: Model[List[Doc], List[Floats2d]],
+    max_question_len: int = 64,
+    doc_stride: int = 128,
+) -> Model:
+    """Start/end logits over context windows for (doc, question) pairs.
+
+    encoder: a bertprod encoder; its `window` is the maximum sequence length.
+    max_question_len: question wordpieces kept.
+    doc_stride: wordpieces shared by neighbouring context windows.
+    """
+    return build_qa_model(encoder, max_question_len, doc_stride)

@@ -93,3 +93,24 @@ class Errors:
         "{labels}. Pass training examples with `doc.cats` to "
         "`nlp.initialize(get_examples)` or add labels with `add_label`."
     )
+    E019 = (
+        "[E019] The question is empty. Ask a question with at least one "
+        "non-whitespace character."
+    )
+    E020 = (
+        "[E020] The context is empty (a doc with no text): there is nothing to "
+        "extract an answer from."
+    )
+    E021 = (
+        "[E021] A question of {n_question} wordpieces leaves only {content} "
+        "context wordpieces per window of {window}, not more than doc_stride = "
+        "{stride}. Lower `max_question_len` or `doc_stride`, or raise the "
+        "encoder's `window`."
+    )
+    E022 = (
+        "[E022] Questions must be strings, got {type}."
+    )
+    E023 = (
+        "[E023] Could not read SQuAD-format JSON from '{path}': {err}. Expected "
+        "{{\"data\": [{{\"paragraphs\": [{{\"context\": ..., \"qas\": [...]}}]}}]}}."
+    )

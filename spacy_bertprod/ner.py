@@ -2,8 +2,8 @@
 
 Each token gets a BILUO tag distribution; a constrained Viterbi pass turns
 them into valid entities. Entity confidence is the mean probability of the
-chosen tags over the entity's tokens, stored in `doc.spans[spans_key]`
-(`SpanGroup.attrs["scores"]`) and readable as `span._.bertprod_score`.
+chosen tags over the entity's tokens, stored as `span._.bertprod_score` and
+in `doc.spans[spans_key]` (`SpanGroup.attrs["scores"]`).
 """
 
 from itertools import islice
@@ -20,6 +20,7 @@ from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
 from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi
+from . import extensions  # noqa: F401
 from .errors import Errors
 
 DEFAULT_NER_MODEL = """
@@ -40,22 +41,6 @@ mixed_precision = false
 DEFAULT_NER_MODEL_CFG = Config().from_str(DEFAULT_NER_MODEL)["model"]
 
 Decoded = Tuple[List[Tuple[int, int, str]], List[float]]
-
-
-def _span_score(span: Span) -> Optional[float]:
-    """The score a bertprod component gave this span, if any."""
-    for group in span.doc.spans.values():
-        scores = group.attrs.get("scores")
-        if scores is None or not group.attrs.get("bertprod"):
-            continue
-        for stored, score in zip(group, scores):
-            if stored.start == span.start and stored.end == span.end and stored.label == span.label:
-                return float(score)
-    return None
-
-
-if not Span.has_extension("bertprod_score"):
-    Span.set_extension("bertprod_score", getter=_span_score)
 
 
 @Language.factory(
@@ -170,9 +155,11 @@ class BertprodNER(TrainablePipe):
         key = self.cfg["spans_key"]
         for doc, (spans, scores) in zip(docs, predictions):
             ents = [Span(doc, s, e, label=label) for s, e, label in spans]
+            for ent, score in zip(ents, scores):
+                ent._.bertprod_score = score
             doc.ents = ents
             doc.spans[key] = SpanGroup(
-                doc, name=key, spans=ents, attrs={"scores": scores, "bertprod": True}
+                doc, name=key, spans=ents, attrs={"scores": scores}
             )
 
     def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:

@@ -24,6 +24,7 @@ from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
+from . import extensions  # noqa: F401
 from .errors import Errors
 
 DEFAULT_TEXTCAT_MODEL = """
@@ -44,8 +45,6 @@ mixed_precision = false
 """
 DEFAULT_TEXTCAT_MODEL_CFG = Config().from_str(DEFAULT_TEXTCAT_MODEL)["model"]
 
-if not Doc.has_extension("bertprod_labels"):
-    Doc.set_extension("bertprod_labels", default=None)
 
 
 @Language.factory(

