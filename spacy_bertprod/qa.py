@@ -19,7 +19,7 @@ import numpy as np
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
-from spacy.training import Example, validate_examples, validate_get_examples
+from spacy.training import Example, validate_examples
 from spacy.util import registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
@@ -164,8 +164,9 @@ class BertprodQA(TrainablePipe):
     def add_label(self, label: str) -> int:
         raise NotImplementedError("bertprod_qa has no labels to add: answers are spans of the context.")
 
-    def initialize(self, get_examples: Callable[[], Iterable[Example]], *, nlp: Optional[Language] = None) -> None:
-        validate_get_examples(get_examples, "BertprodQA.initialize")
+    def initialize(self, get_examples: Optional[Callable[[], Iterable[Example]]] = None, *, nlp: Optional[Language] = None) -> None:
+        """Load the pretrained encoder and size the span head; answers need
+        no labels, so examples are optional."""
         self.model.initialize()
 
     # -- prediction ---------------------------------------------------------

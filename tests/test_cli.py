@@ -42,3 +42,28 @@ def test_spacy_train_and_evaluate(tmp_path, tiny_bert):
     _run("-m", "spacy", "evaluate", str(tmp_path / "out" / "model-best"), str(tmp_path / "dev.spacy"), "--output", str(tmp_path / "metrics.json"))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert {"ents_p", "ents_r", "ents_f"} <= set(metrics)
+
+
+def test_spacy_train_qa(tmp_path, tiny_bert):
+    from test_squad import SQUAD
+
+    data = tmp_path / "squad.json"
+    data.write_text(json.dumps(SQUAD))
+    _run(
+        "-m", "spacy", "train", "configs/qa.cfg",
+        "--output", str(tmp_path / "out"),
+        "--paths.train", str(data),
+        "--paths.dev", str(data),
+        "--components.bertprod_qa.model.encoder.name", tiny_bert,
+        "--components.bertprod_qa.model.encoder.window", "64",
+        "--components.bertprod_qa.model.encoder.stride", "32",
+        "--components.bertprod_qa.model.doc_stride", "16",
+        "--training.max_steps", "4",
+        "--training.eval_frequency", "2",
+        "--training.max_epochs", "0",
+    )
+    import spacy
+
+    nlp = spacy.load(tmp_path / "out" / "model-last")
+    answers = nlp.get_pipe("bertprod_qa").answer(nlp.make_doc(SQUAD["data"][0]["paragraphs"][0]["context"]), "Where?")
+    assert len(answers) == 1

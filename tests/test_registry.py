@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 import pytest
 import spacy
 
-GROUPS = ("spacy_factories", "spacy_architectures")
+GROUPS = ("spacy_factories", "spacy_architectures", "spacy_readers", "spacy_scorers")
 
 
 def _ours(group):
@@ -21,13 +21,15 @@ def test_entry_points_resolve_to_registered_objects(group):
     assert eps, f"no spacy_bertprod entry points in {group}: is the package installed?"
     for ep in eps:
         if group == "spacy_factories":
+            assert callable(ep.load())
             assert spacy.Language.has_factory(ep.name)
         else:
-            assert spacy.registry.architectures.get(ep.name) is ep.load()
+            registry = getattr(spacy.registry, group[len("spacy_"):])
+            assert registry.get(ep.name) is ep.load()
 
 
 def test_names_are_namespaced_and_versioned():
-    for ep in _ours("spacy_architectures"):
+    for ep in _ours("spacy_architectures") + _ours("spacy_readers") + _ours("spacy_scorers"):
         assert ep.name.startswith("bertprod.") and ep.name.rsplit(".", 1)[1].startswith("v")
 
 
@@ -36,8 +38,11 @@ def test_add_pipe_without_importing_the_package():
         "import sys, spacy\n"
         "nlp = spacy.blank('en')\n"
         "nlp.add_pipe('bertprod_ner')\n"
+        "nlp.add_pipe('bertprod_textcat')\n"
+        "nlp.add_pipe('bertprod_qa')\n"
+        "spacy.registry.readers.get('bertprod.SquadCorpus.v1')\n"
         "spacy.registry.architectures.get('bertprod.TokenClassifier.v1')\n"
         "print(nlp.pipe_names)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    assert "bertprod_ner" in out.stdout
+    assert all(name in out.stdout for name in ("bertprod_ner", "bertprod_textcat", "bertprod_qa"))

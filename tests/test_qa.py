@@ -1,0 +1,168 @@
+import warnings
+
+import numpy as np
+import pytest
+import spacy
+from thinc.api import Adam
+
+from conftest import random_text
+from spacy_bertprod.squad import make_examples
+
+CONTEXT = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891."
+ROWS = [
+    {"id": "1", "question": "where was marie curie born?", "context": CONTEXT, "answers": [(24, 30, "Warsaw")]},
+    {"id": "2", "question": "where did she move?", "context": CONTEXT, "answers": [(53, 58, "Paris")]},
+]
+
+
+def _config(tiny_bert, **settings):
+    model = {"encoder": {"name": tiny_bert, "window": 48, "stride": 24}, "doc_stride": 16, "max_question_len": 12}
+    return {"model": model, **settings}
+
+
+def _train(tiny_bert, rows=ROWS, steps=60, **settings):
+    nlp = spacy.blank("en")
+    qa = nlp.add_pipe("bertprod_qa", config=_config(tiny_bert, **settings))
+    examples = list(make_examples(nlp, rows))
+    nlp.initialize(lambda: examples)
+    optimizer = Adam(1e-3)
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer)
+    return nlp, qa, examples
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_bert):
+    return _train(tiny_bert)
+
+
+def test_answers_are_spans_best_first(trained):
+    nlp, qa, _ = trained
+    doc = nlp.make_doc(CONTEXT)
+    answers = qa.answer(doc, ROWS[0]["question"], top_k=3)
+    assert answers[0].text == "Warsaw" and answers[0].label_ == "ANSWER"
+    scores = [a._.bertprod_score for a in answers]
+    assert scores == sorted(scores, reverse=True) and 0 < scores[0] <= 1
+    assert answers[0]._.bertprod_question == ROWS[0]["question"]
+    assert answers[0]._.bertprod_answer_chars == (24, 30)
+    assert answers[0].start_char == 24 and answers[0].end_char == 30
+
+
+def test_pipeline_questions_from_doc_or_config(trained, tiny_bert):
+    nlp, qa, examples = trained
+    doc = nlp.make_doc(CONTEXT)
+    doc._.questions = [r["question"] for r in ROWS]
+    doc = qa(doc)
+    group = doc.spans["bertprod_qa"]
+    assert [s.text for s in group] == ["Warsaw", "Paris"]
+    assert group.attrs["questions"] == doc._.questions and len(group.attrs["scores"]) == 2
+    assert nlp.evaluate(examples)["qa_f1"] == 1.0
+    qa.cfg["questions"] = [ROWS[1]["question"]]
+    try:
+        answered = nlp(CONTEXT)
+        assert [s.text for s in answered.spans["bertprod_qa"]] == ["Paris"]
+    finally:
+        qa.cfg["questions"] = []
+    unasked = nlp(CONTEXT)
+    assert len(unasked.spans["bertprod_qa"]) == 0  # no questions, no answers
+
+
+def test_long_context_answer_in_a_later_window(tiny_bert):
+    context = random_text(120, seed=3) + " " + CONTEXT + " " + random_text(40, seed=4)
+    start = context.index("Warsaw")
+    rows = [{"id": "1", "question": "where was marie curie born?", "context": context, "answers": [(start, start + 6, "Warsaw")]}]
+    nlp, qa, _ = _train(tiny_bert, rows=rows, steps=80)
+    (scores,) = qa.model.predict([(nlp.make_doc(context), rows[0]["question"])])
+    assert len(scores.windows) > 3
+    assert qa.answer(nlp.make_doc(context), rows[0]["question"])[0].text == "Warsaw"
+
+
+def test_every_short_answer_fits_one_window(trained):
+    from spacy_bertprod.qa_model import plan_pairs
+
+    nlp, qa, _ = trained
+    doc = nlp.make_doc(random_text(300, seed=5))
+    _, _, meta, offsets = plan_pairs(qa.model, [(doc, "where?")])
+    n = len(offsets[0])
+    windows = [(s, e) for _, s, e, _ in meta]
+    doc_stride = qa.model.attrs["doc_stride"]
+    for a in range(n):
+        b = min(a + doc_stride, n)  # any answer of up to doc_stride wordpieces
+        assert any(s <= a and b <= e for s, e in windows)
+
+
+def test_bad_input(trained, tiny_bert):
+    nlp, qa, _ = trained
+    doc = nlp.make_doc(CONTEXT)
+    with pytest.raises(ValueError, match="E019"):
+        qa.answer(doc, "   ")
+    with pytest.raises(ValueError, match="E020"):
+        qa.answer(nlp.make_doc(" "), "where?")
+    with pytest.raises(TypeError, match="E022"):
+        qa.answer(doc, 42)
+    with pytest.raises(ValueError, match="E005"):
+        qa.answer(doc, "where?", top_k=0)
+    long_q = spacy.blank("en")
+    qa2 = long_q.add_pipe("bertprod_qa", config=_config(tiny_bert, model={"encoder": {"name": tiny_bert, "window": 48, "stride": 24}, "doc_stride": 16, "max_question_len": 40}))
+    long_q.initialize(lambda: [])
+    with pytest.raises(ValueError, match="E021"):
+        qa2.answer(long_q.make_doc(CONTEXT), random_text(60))
+    with pytest.raises(ValueError, match="E005"):
+        spacy.blank("en").add_pipe("bertprod_qa", config=_config(tiny_bert, max_answer_len=0))
+
+
+def test_empty_context_in_pipeline_gives_no_answer(trained):
+    nlp, qa, _ = trained
+    doc = nlp.make_doc("")
+    doc._.questions = ["where?"]
+    assert len(qa(doc).spans["bertprod_qa"]) == 0
+
+
+def test_handle_impossible(trained):
+    nlp, qa, _ = trained
+    doc = nlp.make_doc(CONTEXT)
+    qa.cfg["handle_impossible"] = True
+    try:
+        qa.cfg["null_threshold"] = -1.0  # always prefer "no answer"
+        assert qa.answer(doc, ROWS[0]["question"]) == []
+        qa.cfg["null_threshold"] = 1.0  # never
+        assert qa.answer(doc, ROWS[0]["question"])[0].text == "Warsaw"
+    finally:
+        qa.cfg["handle_impossible"] = False
+        qa.cfg["null_threshold"] = 0.0
+
+
+def test_lost_answers_are_counted(tiny_bert):
+    rows = [dict(ROWS[0], answers=[(39, 40, " ")])]  # a whitespace "answer"
+    with pytest.warns(UserWarning, match="W002"):
+        _, qa, _ = _train(tiny_bert, rows=rows, steps=1)
+    assert qa.lost_answers == 1
+
+
+def test_round_trip(trained, tmp_path):
+    nlp, qa, _ = trained
+    nlp.to_disk(tmp_path)
+    again = spacy.load(tmp_path).get_pipe("bertprod_qa")
+    for row in ROWS:
+        a = qa.answer(nlp.make_doc(CONTEXT), row["question"], top_k=2)
+        b = again.answer(nlp.make_doc(CONTEXT), row["question"], top_k=2)
+        assert [(s.start, s.end, s._.bertprod_score) for s in a] == [(s.start, s.end, s._.bertprod_score) for s in b]
+
+
+def test_hf_export_gives_the_same_logits(trained, tmp_path):
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from spacy_bertprod.export import qa_to_hf
+
+    nlp, qa, _ = trained
+    qa_to_hf(nlp, tmp_path)
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    model = AutoModelForQuestionAnswering.from_pretrained(tmp_path).eval()
+    enc = tok(ROWS[0]["question"], CONTEXT, return_tensors="pt")
+    with torch.no_grad():
+        out = model(**enc)
+    (scores,) = qa.model.predict([(nlp.make_doc(CONTEXT), ROWS[0]["question"])])
+    ctx = [i for i, s in enumerate(enc.sequence_ids(0)) if s == 1]
+    np.testing.assert_allclose(out.start_logits[0, [0] + ctx].numpy(), scores.windows[0].start_logits, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(out.end_logits[0, [0] + ctx].numpy(), scores.windows[0].end_logits, rtol=1e-4, atol=1e-4)
