@@ -1,14 +1,19 @@
-"""Command line: `python -m spacy_bertprod COMMAND`.
+"""Command line: `python -m spacy_bertprod COMMAND` (the project.yml steps).
 
-convert  CoNLL-2003 files -> .spacy corpora (document level)
-demo     convert the shipped sample, train bertprod_ner on the embedded MiniLM,
-         evaluate it and print the entities of a few sentences
+convert      one CoNLL-2003 file -> .spacy (document level)
+convert-all  a dataset folder laid out like ../shared/datasets (or assets/)
+             -> corpus/ner, corpus/textcat (.spacy) and corpus/qa (SQuAD JSON)
+train        `spacy train` of configs/<task>.cfg on corpus/<task>
+evaluate     score a trained pipeline on corpus/<task>; JSON metrics, and
+             displaCy HTML for NER
+demo         convert the shipped NER sample, train bertprod_ner on the
+             embedded MiniLM and print the entities of a few sentences
 """
 
 import argparse
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 DEMO_TEXTS = [
     "Angela Merkel visited the Siemens plant in Munich.",
@@ -25,6 +30,89 @@ def convert(args: argparse.Namespace) -> None:
     print(f"{len(docs)} docs, {sum(len(d) for d in docs)} tokens -> {path}")
 
 
+TASK_FILES = {
+    "ner": [("conll2003/train.txt", "train.spacy"), ("conll2003/dev.txt", "dev.spacy"), ("conll2003/test.txt", "test.spacy")],
+    "textcat": [("sst2/glue/train.tsv", "train.spacy"), ("sst2/glue/dev.tsv", "dev.spacy")],
+    "qa": [("squad/train-subset-v1.1.json", "train.json"), ("squad/dev-v1.1.json", "dev.json")],
+}
+
+
+def convert_all(args: argparse.Namespace) -> None:
+    import shutil
+
+    import spacy
+
+    from .convert import conll_to_docs, sst2_to_docs, write_docbin
+
+    data, corpus = Path(args.data_dir), Path(args.corpus)
+    blank = spacy.blank("en")
+    for task, files in TASK_FILES.items():
+        for source, target in files:
+            src, dest = data / source, corpus / task / target
+            if not src.exists():
+                print(f"skip {src} (not there)")
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if task == "qa":
+                shutil.copyfile(src, dest)
+                print(f"{src} -> {dest}")
+                continue
+            docs = conll_to_docs(src) if task == "ner" else sst2_to_docs(src, blank, limit=args.limit)
+            if args.limit:
+                docs = docs[: args.limit]
+            write_docbin(docs, dest)
+            print(f"{src} -> {dest} ({len(docs)} docs)")
+
+
+def _corpus_paths(corpus: Path, task: str) -> Tuple[Path, Path]:
+    ext = "json" if task == "qa" else "spacy"
+    return corpus / task / f"train.{ext}", corpus / task / f"dev.{ext}"
+
+
+def train_task(args: argparse.Namespace) -> None:
+    from spacy.cli.train import train
+
+    train_path, dev_path = _corpus_paths(Path(args.corpus), args.task)
+    overrides = {"paths.train": str(train_path), "paths.dev": str(dev_path)}
+    if args.max_steps:
+        overrides.update({"training.max_steps": args.max_steps, "training.max_epochs": 0, "training.eval_frequency": max(args.max_steps // 2, 1)})
+        overrides["training.optimizer.learn_rate.total_steps"] = args.max_steps
+        overrides["training.optimizer.learn_rate.warmup_steps"] = max(args.max_steps // 10, 1)
+    train(args.config or f"configs/{args.task}.cfg", args.output, overrides=overrides, use_gpu=args.gpu_id)
+
+
+def evaluate_task(args: argparse.Namespace) -> None:
+    import json
+
+    import spacy
+    from spacy.training import Corpus
+
+    from .squad import squad_corpus
+
+    nlp = spacy.load(args.model)
+    corpus = Path(args.corpus) / args.task
+    if args.task == "qa":
+        path = corpus / "dev.json"
+        examples = list(squad_corpus(str(path))(nlp))
+    else:
+        path = corpus / "test.spacy" if (corpus / "test.spacy").exists() else corpus / "dev.spacy"
+        examples = list(Corpus(str(path))(nlp))
+    scores = nlp.evaluate(examples)
+    scores = {k: v for k, v in scores.items() if not k.startswith("token_")}
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(scores, indent=2))
+    print(f"{args.model} on {path} ({len(examples)} examples):")
+    for key, value in scores.items():
+        if isinstance(value, float):
+            print(f"  {key:<16} {value:.4f}")
+    if args.displacy_path and args.task == "ner":
+        from spacy import displacy
+
+        docs = list(nlp.pipe([eg.reference.text for eg in examples[: args.displacy_limit]]))
+        Path(args.displacy_path).write_text(displacy.render(docs, style="ent", page=True), encoding="utf8")
+        print(f"displaCy HTML -> {args.displacy_path}")
+
+
 def demo(args: argparse.Namespace) -> None:
     import spacy
     from spacy.cli.train import train
@@ -33,7 +121,7 @@ def demo(args: argparse.Namespace) -> None:
 
     corpus = Path(args.corpus)
     for split in ("train", "dev"):
-        write_docbin(conll_to_docs(Path(args.assets) / f"{split}.conll"), corpus / f"{split}.spacy")
+        write_docbin(conll_to_docs(Path(args.assets) / f"{split}.txt"), corpus / f"{split}.spacy")
     overrides = {
         "paths.train": str(corpus / "train.spacy"),
         "paths.dev": str(corpus / "dev.spacy"),
@@ -63,12 +151,33 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--n-sents", type=int, default=0, help="sentences per doc (0: keep -DOCSTART- documents)")
     p.set_defaults(func=convert)
     p = sub.add_parser("demo", help="train NER on the shipped sample and tag example text")
-    p.add_argument("--assets", default="assets/ner")
+    p.add_argument("--assets", default="assets/conll2003")
     p.add_argument("--corpus", default="corpus/ner-sample")
     p.add_argument("--config", default="configs/ner.cfg")
     p.add_argument("--output", default="training/ner-demo")
     p.add_argument("--steps", type=int, default=120)
     p.add_argument("--gpu-id", type=int, default=-1)
     p.set_defaults(func=demo)
+    p = sub.add_parser("convert-all", help="dataset folder -> corpus/<task>")
+    p.add_argument("data_dir")
+    p.add_argument("corpus")
+    p.add_argument("--limit", type=int, default=0, help="docs per file (0: all)")
+    p.set_defaults(func=convert_all)
+    p = sub.add_parser("train", help="spacy train configs/<task>.cfg on corpus/<task>")
+    p.add_argument("task", choices=sorted(TASK_FILES))
+    p.add_argument("--corpus", default="corpus")
+    p.add_argument("--config", default=None, help="default: configs/<task>.cfg")
+    p.add_argument("--output", required=True)
+    p.add_argument("--max-steps", type=int, default=0, help="0: the config's epochs")
+    p.add_argument("--gpu-id", type=int, default=-1)
+    p.set_defaults(func=train_task)
+    p = sub.add_parser("evaluate", help="score a pipeline on corpus/<task> (test, else dev)")
+    p.add_argument("task", choices=sorted(TASK_FILES))
+    p.add_argument("model")
+    p.add_argument("--corpus", default="corpus")
+    p.add_argument("--output", required=True, help="metrics JSON")
+    p.add_argument("--displacy-path", default=None, help="NER: write displaCy HTML here")
+    p.add_argument("--displacy-limit", type=int, default=25)
+    p.set_defaults(func=evaluate_task)
     args = parser.parse_args(argv)
     args.func(args)

@@ -14,7 +14,7 @@ def _run(*args, cwd=ROOT):
 
 
 def test_convert_sample(tmp_path):
-    out = _run("-m", "spacy_bertprod", "convert", "assets/ner/train.conll", str(tmp_path / "train.spacy"))
+    out = _run("-m", "spacy_bertprod", "convert", "assets/conll2003/train.txt", str(tmp_path / "train.spacy"))
     assert "docs" in out.stdout
     from spacy.tokens import DocBin
     import spacy
@@ -25,7 +25,7 @@ def test_convert_sample(tmp_path):
 
 def test_spacy_train_and_evaluate(tmp_path, tiny_bert):
     for split in ("train", "dev"):
-        _run("-m", "spacy_bertprod", "convert", f"assets/ner/{split}.conll", str(tmp_path / f"{split}.spacy"))
+        _run("-m", "spacy_bertprod", "convert", f"assets/conll2003/{split}.txt", str(tmp_path / f"{split}.spacy"))
     _run(
         "-m", "spacy", "train", "configs/ner.cfg",
         "--output", str(tmp_path / "out"),
