@@ -6,6 +6,7 @@ convert-all  a dataset folder laid out like ../shared/datasets (or assets/)
 train        `spacy train` of configs/<task>.cfg on corpus/<task>
 evaluate     score a trained pipeline on corpus/<task>; JSON metrics, and
              displaCy HTML for NER
+quantize     int8-quantize the encoders of a trained pipeline (CPU serving)
 demo         convert the shipped NER sample, train bertprod_ner on the
              embedded MiniLM and print the entities of a few sentences
 """
@@ -113,6 +114,13 @@ def evaluate_task(args: argparse.Namespace) -> None:
         print(f"displaCy HTML -> {args.displacy_path}")
 
 
+def quantize(args: argparse.Namespace) -> None:
+    from .compress import quantize_path
+
+    done = quantize_path(args.input, args.output)
+    print(f"int8-quantized the encoders of {done or 'no component'} -> {args.output}")
+
+
 def demo(args: argparse.Namespace) -> None:
     import spacy
     from spacy.cli.train import train
@@ -179,5 +187,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--displacy-path", default=None, help="NER: write displaCy HTML here")
     p.add_argument("--displacy-limit", type=int, default=25)
     p.set_defaults(func=evaluate_task)
+    p = sub.add_parser("quantize", help="int8 dynamic quantization of a pipeline's encoders")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.set_defaults(func=quantize)
     args = parser.parse_args(argv)
     args.func(args)

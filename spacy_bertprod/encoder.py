@@ -83,24 +83,59 @@ def _deserialize_tokenizer(_: TokenizerHolder, value: bytes, name: str, model: M
     return TokenizerHolder.from_bytes(value)
 
 
-def serialize_module(module: Any) -> bytes:
-    """HF config + safetensors state; an uninitialized placeholder saves as empty."""
-    from safetensors.torch import save
+QUANTIZATION_INT8 = "int8-dynamic"
 
+
+def quantize_module(module: Any) -> Any:
+    """int8 dynamic quantization of every torch Linear layer (CPU inference)."""
+    import torch
+
+    quantized = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+    quantized.bertprod_quantization = QUANTIZATION_INT8
+    return quantized
+
+
+def serialize_module(module: Any) -> bytes:
+    """HF config + weights; an uninitialized placeholder saves as empty.
+
+    Float weights are stored as safetensors. An int8-quantized module keeps
+    packed weights that safetensors cannot hold, so its state dict is stored
+    with torch.save, together with the quantization used to rebuild it.
+    """
     config = getattr(module, "config", None)
     if config is None:
         return srsly.msgpack_dumps({"config": None, "state": b""})
+    quantization = getattr(module, "bertprod_quantization", None)
+    if quantization:
+        import io
+
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(module.state_dict(), buffer)
+        return srsly.msgpack_dumps({"config": config.to_dict(), "quantization": quantization, "state": buffer.getvalue()})
+    from safetensors.torch import save
+
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     return srsly.msgpack_dumps({"config": config.to_dict(), "state": save(state)})
 
 
 def deserialize_module(current: Any, data: bytes, device: Any) -> Any:
-    from safetensors.torch import load
-
     msg = srsly.msgpack_loads(data)
     if msg["config"] is None:
         return current
     module = module_from_config(msg["config"])
+    if msg.get("quantization") == QUANTIZATION_INT8:
+        import io
+
+        import torch
+
+        module = quantize_module(module)
+        # packed int8 weights are not plain tensors: this pipeline's own file
+        module.load_state_dict(torch.load(io.BytesIO(msg["state"]), weights_only=False))
+        return module
+    from safetensors.torch import load
+
     module.load_state_dict(load(msg["state"]))
     module.to(device)
     return module
