@@ -4,16 +4,26 @@
 layers of every bertprod encoder in a pipeline. The quantized weights are
 saved in the pipeline folder and `spacy.load` rebuilds the quantized encoder
 with no extra step; `nlp.meta["bertprod"]["compression"]` records what was done.
+
+`onnx_pipeline` switches every bertprod encoder to ONNX Runtime inference
+(optionally with int8 dynamic quantization of the ONNX model): the ONNX model
+is exported now and saved in the pipeline folder, and the pipeline's config
+says `backend = "onnx"` (or "onnx-int8"), so `spacy.load` runs it on ONNX
+Runtime with no extra step.
 """
 
 from pathlib import Path
-from typing import Dict, List, Union
+from typing import Any, Callable, Dict, List, Union
 
 import spacy
 from spacy.language import Language
 from thinc.api import Model
 
-from .encoder import QUANTIZATION_INT8, quantize_module
+from .encoder import QUANTIZATION_INT8, onnx_session, quantize_module, set_backend
+from .errors import Errors
+from .onnx_backend import ONNX_OPSET, QUANTIZED_OPS, is_torch_quantized, require_onnxruntime
+
+ENCODER_ARCHITECTURE = "bertprod.Encoder.v1"
 
 
 def bertprod_encoders(nlp: Language) -> Dict[str, Model]:
@@ -44,8 +54,61 @@ def quantize_pipeline(nlp: Language) -> List[str]:
     return done
 
 
-def quantize_path(input_path: Union[str, Path], output_path: Union[str, Path]) -> List[str]:
+def _convert_path(convert: Callable[[Language], List[str]], input_path: Union[str, Path], output_path: Union[str, Path]) -> List[str]:
     nlp = spacy.load(input_path)
-    done = quantize_pipeline(nlp)
+    done = convert(nlp)
     nlp.to_disk(output_path)
     return done
+
+
+def quantize_path(input_path: Union[str, Path], output_path: Union[str, Path]) -> List[str]:
+    return _convert_path(quantize_pipeline, input_path, output_path)
+
+
+def _encoder_blocks(config: Any) -> List[Dict[str, Any]]:
+    """Every `bertprod.Encoder.v1` block anywhere in a (component) config."""
+    if not isinstance(config, dict):
+        return []
+    if config.get("@architectures") == ENCODER_ARCHITECTURE:
+        return [config]
+    return [block for value in config.values() for block in _encoder_blocks(value)]
+
+
+def set_config_backend(nlp: Language, backend: str) -> None:
+    """Write `backend` into every bertprod encoder block of the components'
+    configs, which `nlp.config` (and the saved config.cfg) is built from."""
+    for name in nlp.component_names:
+        for block in _encoder_blocks(nlp.get_pipe_config(name)):
+            block["backend"] = backend
+
+
+def onnx_pipeline(nlp: Language, int8: bool = False) -> List[str]:
+    """Run every bertprod encoder of the pipeline on ONNX Runtime (int8: with
+    dynamic int8 quantization of its MatMul and Gather weights), exporting the ONNX models now; returns the
+    components whose encoders were converted."""
+    ort = require_onnxruntime()
+    backend = "onnx-int8" if int8 else "onnx"
+    encoders = bertprod_encoders(nlp)
+    for encoder in encoders.values():
+        if is_torch_quantized(encoder.get_ref("transformer").shims[0]._model):
+            raise ValueError(Errors.E026)
+    for encoder in encoders.values():
+        set_backend(encoder, backend)
+        onnx_session(encoder)
+    set_config_backend(nlp, backend)
+    meta = nlp.meta.setdefault("bertprod", {})
+    meta["compression"] = {
+        "backend": "onnxruntime",
+        "encoder_backend": backend,
+        "quantization": QUANTIZATION_INT8 if int8 else None,
+        "layers": "+".join(QUANTIZED_OPS) + " (per-channel)" if int8 else None,
+        "components": sorted(encoders),
+        "opset": ONNX_OPSET,
+        "onnxruntime": ort.__version__,
+    }
+    return list(encoders)
+
+
+def onnx_path(input_path: Union[str, Path], output_path: Union[str, Path], int8: bool = False) -> List[str]:
+    """Load a pipeline, run its encoders on ONNX Runtime, save it elsewhere."""
+    return _convert_path(lambda nlp: onnx_pipeline(nlp, int8), input_path, output_path)

@@ -9,6 +9,9 @@ zero vector.
 Weights are loaded from `name` only in `initialize`; serialization stores the
 HF config, the safetensors state and the tokenizer, so a saved pipeline is
 rebuilt with no access to the original model.
+
+With backend "onnx" or "onnx-int8" inference runs the transformer in ONNX
+Runtime (see onnx_backend.py); training always uses torch.
 """
 
 from typing import Any, Callable, List, Optional, Tuple
@@ -16,20 +19,14 @@ from typing import Any, Callable, List, Optional, Tuple
 import numpy as np
 import srsly
 from spacy.tokens import Doc
-from thinc.api import (
-    ArgsKwargs,
-    Model,
-    PyTorchWrapper_v3,
-    deserialize_attr,
-    serialize_attr,
-    torch2xp,
-    xp2torch,
-)
+from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, torch2xp, xp2torch
 from thinc.types import Floats2d
 
 from .alignment import align_wordpieces
+from .attrs import bytes_attr
 from .errors import Errors
 from .hf_loader import DEFAULT_MODEL, load_pretrained, module_from_config
+from .onnx_backend import BACKENDS, BackendName, OnnxSession
 from .windows import assign_tokens, window_bounds
 
 POOLING_OPTIONS = ("first", "mean")
@@ -41,6 +38,7 @@ PAD_RATIO = 1.25
 MIN_GROUP = 4
 
 
+@bytes_attr
 class TokenizerHolder:
     """The fast tokenizer and its special ids, serializable as a thinc attr."""
 
@@ -71,16 +69,6 @@ class TokenizerHolder:
             (np.asarray(e.ids, dtype="int64"), np.asarray(e.offsets, dtype="int64").reshape(-1, 2))
             for e in encs
         ]
-
-
-@serialize_attr.register(TokenizerHolder)
-def _serialize_tokenizer(_: TokenizerHolder, value: TokenizerHolder, name: str, model: Model) -> bytes:
-    return value.to_bytes()
-
-
-@deserialize_attr.register(TokenizerHolder)
-def _deserialize_tokenizer(_: TokenizerHolder, value: bytes, name: str, model: Model) -> TokenizerHolder:
-    return TokenizerHolder.from_bytes(value)
 
 
 QUANTIZATION_INT8 = "int8-dynamic"
@@ -186,6 +174,11 @@ def validate_window(window: int, stride: int) -> None:
         raise ValueError(Errors.E005.format(setting="stride", value=stride, why=f"it must be an integer between 1 and window - 2 = {window - 2}, so windows overlap or touch and no wordpiece is skipped"))
 
 
+def validate_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(Errors.E005.format(setting="backend", value=backend, why=f"it must be one of {BACKENDS}"))
+
+
 def build_encoder(
     *,
     name: str = DEFAULT_MODEL,
@@ -194,6 +187,7 @@ def build_encoder(
     pooling: str = "first",
     max_batch_wordpieces: int = 8192,
     mixed_precision: bool = False,
+    backend: str = "torch",
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Hugging Face encoder giving one vector per spaCy token (registered as
     `bertprod.Encoder.v1`; weights are loaded in `initialize`).
@@ -204,12 +198,16 @@ def build_encoder(
     pooling: "first" wordpiece of each token, or the "mean" of its wordpieces.
     max_batch_wordpieces: padded wordpieces per transformer call.
     mixed_precision: autocast on CUDA.
+    backend: "torch", or "onnx" / "onnx-int8" to run inference in ONNX
+        Runtime (the ONNX model is exported from the torch weights on first
+        use and saved with the pipeline; training needs "torch").
     """
     validate_window(window, stride)
     if pooling not in POOLING_OPTIONS:
         raise ValueError(Errors.E013.format(options=POOLING_OPTIONS, value=pooling))
     if not isinstance(max_batch_wordpieces, int) or max_batch_wordpieces < window:
         raise ValueError(Errors.E005.format(setting="max_batch_wordpieces", value=max_batch_wordpieces, why=f"it must be an integer of at least window = {window}"))
+    validate_backend(backend)
     transformer = build_transformer_layer(mixed_precision)
     return Model(
         "bertprod_encoder",
@@ -225,6 +223,8 @@ def build_encoder(
             "pooling": pooling,
             "max_batch_wordpieces": max_batch_wordpieces,
             "tokenizer": TokenizerHolder(),
+            "backend": BackendName(backend),
+            "onnx": OnnxSession(),
         },
     )
 
@@ -305,6 +305,43 @@ def length_groups(lengths: np.ndarray, max_wordpieces: int) -> List[np.ndarray]:
     return groups
 
 
+def uses_onnx(model: Model) -> bool:
+    """Whether encoder layer `model` runs inference in ONNX Runtime."""
+    return model.attrs["backend"] != "torch"
+
+
+def set_backend(model: Model, backend: str) -> None:
+    """Switch encoder layer `model` to another inference backend."""
+    validate_backend(backend)
+    model.attrs["backend"] = BackendName(backend)
+
+
+def onnx_session(model: Model) -> OnnxSession:
+    """The encoder's ONNX session, exported from its torch weights (and
+    quantized for "onnx-int8") the first time it is needed."""
+    holder: OnnxSession = model.attrs["onnx"]
+    backend = model.attrs["backend"]
+    if not holder.has_model(backend):
+        if not is_loaded(model):
+            raise ValueError(Errors.E006)
+        holder.export_from(model.get_ref("transformer").shims[0]._model, backend)
+    return holder
+
+
+def _run_transformer(model: Model, X: Tuple[np.ndarray, ...], is_train: bool) -> Tuple[Any, Callable]:
+    """Hidden states of one padded batch from torch or ONNX Runtime."""
+    if not uses_onnx(model):
+        return model.get_ref("transformer")(X, is_train)
+    ids, mask = X[:2]
+    types = X[2] if len(X) > 2 else np.zeros_like(ids)
+    hidden = onnx_session(model).run(ids, mask, types)
+
+    def backprop(d_hidden: Any) -> Any:
+        raise ValueError(Errors.E025.format(backend=str(model.attrs["backend"])))
+
+    return model.ops.asarray(hidden), backprop
+
+
 def encode_sequences(
     model: Model, seqs: List[np.ndarray], segments: Optional[List[int]], is_train: bool
 ) -> Tuple[Any, np.ndarray, Callable]:
@@ -318,8 +355,11 @@ def encode_sequences(
     the transformer.
     """
     holder: TokenizerHolder = model.attrs["tokenizer"]
-    transformer = model.get_ref("transformer")
     width = model.get_dim("nO")
+    if is_train:
+        if uses_onnx(model):
+            raise ValueError(Errors.E025.format(backend=str(model.attrs["backend"])))
+        model.attrs["onnx"].clear()  # the torch weights are about to change
     lengths = np.array([len(q) for q in seqs], dtype="int64")
     base = np.zeros(len(seqs), dtype="int64")
     flats, callbacks, sizes = [], [], []
@@ -335,7 +375,7 @@ def encode_sequences(
             if types is not None:
                 types[row, segments[i] : lengths[i]] = 1
         X = (ids, mask) if types is None else (ids, mask, types)
-        hidden, bp_hidden = transformer(X, is_train)
+        hidden, bp_hidden = _run_transformer(model, X, is_train)
         base[group] = offset + np.arange(len(group)) * seq_len
         flats.append(hidden.reshape(-1, width))
         callbacks.append(bp_hidden)
@@ -428,4 +468,5 @@ stride = {stride}
 pooling = "first"
 max_batch_wordpieces = 8192
 mixed_precision = false
+backend = "torch"
 """

@@ -79,6 +79,17 @@ def make_examples(nlp, data=TRAIN_DATA):
     return examples
 
 
+def train(nlp, examples, steps: int = 40):
+    """Initialize `nlp` on `examples` and take `steps` Adam updates on them."""
+    from thinc.api import Adam
+
+    nlp.initialize(lambda: examples)
+    optimizer = Adam(1e-3)
+    for _ in range(steps):
+        nlp.update(examples, sgd=optimizer)
+    return nlp
+
+
 def random_text(n_words: int, seed: int = 0) -> str:
     rng = random.Random(seed)
     return " ".join(rng.choice(WORDS) for _ in range(n_words))

@@ -1,0 +1,216 @@
+"""ONNX Runtime inference for the shared encoder: export the torch transformer
+to ONNX (optionally int8-quantized) and run it in an onnxruntime session.
+
+Only the transformer is exported; the task heads (tagger, classifier, QA
+logits) stay thinc layers and run on the hidden states as with torch. The
+ONNX model lives in the encoder's attrs (`OnnxSession`), so `nlp.to_disk`
+saves it in the pipeline folder and `spacy.load` restores it.
+
+onnxruntime and onnx are an optional extra: `pip install spacy-bertprod[onnx]`.
+"""
+
+import contextlib
+import inspect
+import io
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import srsly
+from thinc.api import Model, deserialize_attr, serialize_attr
+
+from .attrs import bytes_attr
+from .errors import Errors
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+ONNX_OPSET = 17
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+OUTPUT_NAME = "last_hidden_state"
+#: Operators quantized by "onnx-int8": the linear layers' matrix products and
+#: the embedding lookups, with per-channel weight scales (on MiniLM: 4x
+#: smaller, and closer to fp32 than per-tensor or torch's int8 Linear).
+QUANTIZED_OPS = ("MatMul", "Gather")
+
+
+class BackendName(str):
+    """The encoder's `backend` setting. It is saved with the model but the
+    config decides on load, so a config override picks the backend."""
+
+
+@serialize_attr.register(BackendName)
+def _serialize_backend(_: BackendName, value: BackendName, name: str, model: Model) -> bytes:
+    return srsly.msgpack_dumps(str(value))
+
+
+@deserialize_attr.register(BackendName)
+def _deserialize_backend(current: BackendName, value: bytes, name: str, model: Model) -> BackendName:
+    return current
+
+
+def require_onnxruntime() -> Any:
+    """Import onnxruntime, or say how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ImportError(Errors.E024) from err
+    return onnxruntime
+
+
+def is_torch_quantized(module: Any) -> bool:
+    return bool(getattr(module, "bertprod_quantization", None))
+
+
+def _hidden_states(module: Any) -> Any:
+    """Wrap a HF encoder so the traced graph takes three int64 inputs and
+    gives one output, the last hidden state."""
+    import torch
+
+    takes_types = "token_type_ids" in inspect.signature(module.forward).parameters
+
+    class HiddenStates(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.module = module
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            kwargs = {"token_type_ids": token_type_ids} if takes_types else {}
+            return self.module(input_ids=input_ids, attention_mask=attention_mask, **kwargs)[0]
+
+    return HiddenStates()
+
+
+def export_onnx(module: Any, *, opset: int = ONNX_OPSET) -> bytes:
+    """Export a float torch HF encoder to ONNX bytes: inputs input_ids,
+    attention_mask, token_type_ids (int64, dynamic batch and sequence axes),
+    output last_hidden_state. Uses the TorchScript exporter (no onnxscript)."""
+    import torch
+
+    if is_torch_quantized(module):
+        raise ValueError(Errors.E026)
+    device = next(iter(module.parameters()), torch.empty(0)).device
+    # padding in the example keeps the attention-mask path in the graph
+    ids = torch.ones((2, 8), dtype=torch.long, device=device)
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    types = torch.zeros_like(ids)
+    axes = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES + (OUTPUT_NAME,)}
+    kwargs = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+    buffer = io.BytesIO()
+    was_training = module.training
+    module.eval()
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # deprecation and tracer warnings
+            torch.onnx.export(
+                _hidden_states(module),
+                (ids, mask, types),
+                buffer,
+                input_names=list(INPUT_NAMES),
+                output_names=[OUTPUT_NAME],
+                dynamic_axes=axes,
+                opset_version=opset,
+                do_constant_folding=True,
+                **kwargs,
+            )
+    finally:
+        module.train(was_training)
+    return buffer.getvalue()
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """The quantizer logs a pre-processing hint on the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def quantize_onnx(data: bytes) -> bytes:
+    """int8 dynamic quantization (QInt8 per-channel weights) of an ONNX
+    model's MatMul and Gather operators."""
+    require_onnxruntime()
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        output = Path(tmp) / "model.int8.onnx"
+        with _quiet_root_logger():
+            quantize_dynamic(
+                onnx.load_from_string(data),
+                output,
+                op_types_to_quantize=list(QUANTIZED_OPS),
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+            )
+        return output.read_bytes()
+
+
+@bytes_attr
+class OnnxSession:
+    """The exported ONNX model of an encoder (bytes, and the backend it was
+    made for) and its lazily created onnxruntime session; serializable as a
+    thinc attr."""
+
+    def __init__(self, data: Optional[bytes] = None, backend: Optional[str] = None):
+        self.data = data
+        self.backend = backend
+        self._session: Any = None
+        self._threads = 0
+
+    def has_model(self, backend: str) -> bool:
+        return self.data is not None and self.backend == backend
+
+    def set_model(self, data: bytes, backend: str) -> None:
+        self.data, self.backend = data, backend
+        self._session = None
+
+    def export_from(self, module: Any, backend: str) -> None:
+        """Export (and for "onnx-int8" quantize) the torch module."""
+        require_onnxruntime()
+        data = export_onnx(module)
+        self.set_model(quantize_onnx(data) if backend == "onnx-int8" else data, backend)
+
+    def clear(self) -> None:
+        """Forget the ONNX model (the torch weights it came from changed)."""
+        self.data = self.backend = self._session = None
+
+    def session(self) -> Any:
+        """The inference session, made again when torch's thread count changed."""
+        import torch
+
+        threads = torch.get_num_threads()
+        if self._session is None or threads != self._threads:
+            ort = require_onnxruntime()
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            self._session = ort.InferenceSession(self.data, options, providers=["CPUExecutionProvider"])
+            self._threads = threads
+        return self._session
+
+    def run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
+        """(batch, seq) int64 inputs -> (batch, seq, width) float32 hidden states."""
+        session = self.session()
+        feed = dict(zip(INPUT_NAMES, (ids, mask, types)))
+        # the exporter drops inputs the model ignores (no token types)
+        wanted = {i.name for i in session.get_inputs()}
+        return session.run([OUTPUT_NAME], {k: v for k, v in feed.items() if k in wanted})[0]
+
+    def __getstate__(self) -> dict:
+        # an InferenceSession cannot be copied or pickled: it is made again
+        return {**self.__dict__, "_session": None}
+
+    def to_bytes(self) -> bytes:
+        return srsly.msgpack_dumps({"backend": self.backend, "model": self.data})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "OnnxSession":
+        msg = srsly.msgpack_loads(data)
+        return cls(msg["model"], msg["backend"])

@@ -1,0 +1,218 @@
+"""The ONNX Runtime backend gives the torch backend's predictions."""
+
+import sys
+
+import numpy as np
+import pytest
+import spacy
+from spacy.training import Example
+from thinc.api import Adam
+
+from conftest import TRAIN_DATA, make_examples, ner_config, random_text, train
+
+pytest.importorskip("onnxruntime")
+
+from spacy_bertprod import onnx_backend  # noqa: E402
+from spacy_bertprod.architectures import encoder_v1  # noqa: E402
+from spacy_bertprod.compress import onnx_path, onnx_pipeline, quantize_pipeline  # noqa: E402
+
+ATOL = 1e-4
+TEXTS = [t for t, _ in TRAIN_DATA] + [random_text(60, seed=1), ""]
+CONTEXT = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891."
+QA_ROWS = [
+    {"id": "1", "question": "where was marie curie born?", "context": CONTEXT, "answers": [(24, 30, "Warsaw")]},
+    {"id": "2", "question": "where did she move?", "context": CONTEXT, "answers": [(53, 58, "Paris")]},
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: thread hand-offs cost more than they save (and both
+    backends follow torch's thread count)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _encoder_of(nlp, name):
+    model = nlp.get_pipe(name).model
+    return model if model.name == "bertprod_encoder" else model.get_ref("encoder")
+
+
+def _torch_module(nlp, name):
+    return _encoder_of(nlp, name).get_ref("transformer").shims[0]._model
+
+
+@pytest.fixture(scope="module")
+def ner_path(tiny_bert, tmp_path_factory):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertprod_ner", config=ner_config(tiny_bert))
+    path = tmp_path_factory.mktemp("ner-fp32")
+    train(nlp, make_examples(nlp), 40).to_disk(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def shared_path(tiny_bert, tmp_path_factory):
+    """tok2vec (the bertprod encoder) shared by NER and textcat listeners."""
+    nlp = spacy.blank("en")
+    encoder = {"@architectures": "bertprod.Encoder.v1", "name": tiny_bert, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
+    nlp.add_pipe("tok2vec", config={"model": encoder})
+    listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 32, "upstream": "*"}
+    nlp.add_pipe("bertprod_ner", config={"model": {"encoder": listener}})
+    nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": listener, "pooling": "mean"}})
+    cats = lambda i: {"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)}
+    data = [Example.from_dict(nlp.make_doc(t), {"entities": e, "cats": cats(i)}) for i, (t, e) in enumerate(TRAIN_DATA)]
+    path = tmp_path_factory.mktemp("shared-fp32")
+    train(nlp, data, 30).to_disk(path)
+    return path
+
+
+def _ents(doc):
+    return [(e.start, e.end, e.label_) for e in doc.ents]
+
+
+def _scores(doc):
+    return [e._.bertprod_score for e in doc.ents]
+
+
+def test_export_matches_torch_with_other_shapes(tiny_bert):
+    import torch
+
+    model = encoder_v1(name=tiny_bert, window=16, stride=8)
+    model.initialize()
+    module = model.get_ref("transformer").shims[0]._model.eval()
+    session = onnx_backend.OnnxSession(onnx_backend.export_onnx(module), "onnx")
+    rng = np.random.default_rng(0)
+    for batch, length in ((3, 13), (1, 5), (5, 41)):  # the export example is (2, 8)
+        ids = rng.integers(5, 100, (batch, length))
+        mask = (np.arange(length)[None, :] < rng.integers(1, length + 1, (batch, 1))).astype("int64")
+        types = (np.arange(length)[None, :] >= length // 2).astype("int64").repeat(batch, axis=0)
+        hidden = session.run(ids, mask, types)
+        with torch.no_grad():
+            expected = module(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask), token_type_ids=torch.from_numpy(types))[0].numpy()
+        assert hidden.shape == (batch, length, 32) and hidden.dtype == np.float32
+        np.testing.assert_allclose(hidden, expected, atol=ATOL)
+
+
+def test_ner_same_entities_and_round_trip(ner_path, tmp_path, monkeypatch):
+    torch_nlp = spacy.load(ner_path)
+    done = onnx_path(ner_path, tmp_path / "onnx")
+    assert done == ["bertprod_ner"]
+    monkeypatch.setattr(onnx_backend, "export_onnx", None)  # the saved ONNX model is used
+    nlp = spacy.load(tmp_path / "onnx")
+    compression = nlp.meta["bertprod"]["compression"]
+    assert compression["backend"] == "onnxruntime" and compression["quantization"] is None
+    assert nlp.config["components"]["bertprod_ner"]["model"]["encoder"]["backend"] == "onnx"
+    assert 'backend = "onnx"' in (tmp_path / "onnx" / "config.cfg").read_text()
+    calls = []
+    _torch_module(nlp, "bertprod_ner").register_forward_hook(lambda *a: calls.append(1))
+    docs = list(nlp.pipe(TEXTS))
+    assert not calls  # torch never ran
+    expected = list(torch_nlp.pipe(TEXTS))
+    assert sum(len(d.ents) for d in expected) >= 10
+    for doc, ref in zip(docs, expected):
+        assert _ents(doc) == _ents(ref)
+        np.testing.assert_allclose(_scores(doc), _scores(ref), atol=ATOL)
+    # probabilities, and the reloaded pipeline predicts what the converted one did
+    probe = [nlp.make_doc(t) for t in TEXTS]
+    onnx_probs = nlp.get_pipe("bertprod_ner").model.predict(probe)
+    for a, b in zip(onnx_probs, torch_nlp.get_pipe("bertprod_ner").model.predict(probe)):
+        np.testing.assert_allclose(a, b, atol=ATOL)
+    in_memory = spacy.load(ner_path)
+    monkeypatch.undo()
+    onnx_pipeline(in_memory)
+    for a, b in zip(onnx_probs, in_memory.get_pipe("bertprod_ner").model.predict(probe)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_config_override_exports_lazily(ner_path):
+    override = {"components": {"bertprod_ner": {"model": {"encoder": {"backend": "onnx"}}}}}
+    nlp = spacy.load(ner_path, config=override)
+    encoder = _encoder_of(nlp, "bertprod_ner")
+    assert encoder.attrs["backend"] == "onnx" and encoder.attrs["onnx"].data is None
+    torch_nlp = spacy.load(ner_path)
+    for text in TEXTS:
+        assert _ents(nlp(text)) == _ents(torch_nlp(text))
+    assert encoder.attrs["onnx"].has_model("onnx")
+
+
+def test_onnx_int8(ner_path):
+    fp32, int8 = spacy.load(ner_path), spacy.load(ner_path)
+    onnx_pipeline(fp32)
+    onnx_pipeline(int8, int8=True)
+    assert int8.meta["bertprod"]["compression"]["quantization"] == "int8-dynamic"
+    assert int8.config["components"]["bertprod_ner"]["model"]["encoder"]["backend"] == "onnx-int8"
+    size = lambda nlp: len(_encoder_of(nlp, "bertprod_ner").attrs["onnx"].data)
+    assert size(int8) < size(fp32)
+    probe = [fp32.make_doc(t) for t in TEXTS]
+    a = fp32.get_pipe("bertprod_ner").model.predict(probe)
+    b = int8.get_pipe("bertprod_ner").model.predict(probe)
+    assert [x.shape for x in a] == [x.shape for x in b]
+    diff = max(float(np.abs(x - y).max()) for x, y in zip(a, b) if x.size)
+    print(f"onnx-int8 vs onnx: max abs diff of NER probabilities {diff:.4f}")
+    assert diff < 0.1
+
+
+def test_shared_encoder_textcat_and_ner(shared_path, tmp_path):
+    torch_nlp = spacy.load(shared_path)
+    nlp = spacy.load(shared_path)
+    assert onnx_pipeline(nlp) == ["tok2vec"]
+    nlp.to_disk(tmp_path)
+    again = spacy.load(tmp_path)
+    assert again.config["components"]["tok2vec"]["model"]["backend"] == "onnx"
+    for text in TEXTS:
+        ref, doc, loaded = torch_nlp(text), nlp(text), again(text)
+        assert _ents(doc) == _ents(ref) == _ents(loaded)
+        assert doc.cats == loaded.cats
+        for label, score in ref.cats.items():
+            assert doc.cats[label] == pytest.approx(score, abs=ATOL)
+
+
+def test_qa_same_answers(tiny_bert):
+    from spacy_bertprod.squad import make_examples as squad_examples
+
+    nlp = spacy.blank("en")
+    model = {"encoder": {"name": tiny_bert, "window": 48, "stride": 24}, "doc_stride": 16, "max_question_len": 12}
+    qa = nlp.add_pipe("bertprod_qa", config={"model": model})
+    train(nlp, list(squad_examples(nlp, QA_ROWS)), 60)
+    context = random_text(50, seed=3) + " " + CONTEXT  # several windows
+    pairs = [(nlp.make_doc(c), r["question"]) for c in (CONTEXT, context) for r in QA_ROWS]
+    expected = [qa.answer(doc, q, top_k=3) for doc, q in pairs]
+    logits = qa.model.predict(pairs)
+    onnx_pipeline(nlp)
+    answers = [qa.answer(doc, q, top_k=3) for doc, q in pairs]
+    assert [a.text for a in expected[0][:1] + expected[1][:1]] == ["Warsaw", "Paris"]
+    for got, ref in zip(answers, expected):
+        assert [(a.start_char, a.end_char) for a in got] == [(a.start_char, a.end_char) for a in ref]
+        np.testing.assert_allclose([a._.bertprod_score for a in got], [a._.bertprod_score for a in ref], atol=ATOL)
+    for got, ref in zip(qa.model.predict(pairs), logits):
+        for w, v in zip(got.windows, ref.windows):
+            np.testing.assert_allclose(w.start_logits, v.start_logits, atol=ATOL)
+            np.testing.assert_allclose(w.end_logits, v.end_logits, atol=ATOL)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch int8
+def test_clear_errors(ner_path, monkeypatch):
+    with pytest.raises(ValueError, match="E005.*backend"):
+        encoder_v1(name="x", window=16, stride=8, backend="tensorrt")
+    nlp = spacy.load(ner_path)
+    examples = make_examples(nlp)
+    # training with torch forgets an exported ONNX model (its weights change)
+    encoder = _encoder_of(nlp, "bertprod_ner")
+    encoder.attrs["onnx"].export_from(_torch_module(nlp, "bertprod_ner"), "onnx")
+    nlp.update(examples[:1], sgd=Adam(1e-3))
+    assert encoder.attrs["onnx"].data is None
+    onnx_pipeline(nlp)
+    with pytest.raises(ValueError, match="E025"):
+        nlp.update(examples, sgd=Adam(1e-3))
+    quantized = spacy.load(ner_path)
+    quantize_pipeline(quantized)
+    with pytest.raises(ValueError, match="E026"):
+        onnx_pipeline(quantized)
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match=r"E024.*spacy-bertprod\[onnx\]"):
+        onnx_pipeline(spacy.load(ner_path))
