@@ -6,7 +6,10 @@ convert-all  a dataset folder laid out like ../shared/datasets (or assets/)
 train        `spacy train` of configs/<task>.cfg on corpus/<task>
 evaluate     score a trained pipeline on corpus/<task>; JSON metrics, and
              displaCy HTML for NER
+distill      train a smaller student (fewer transformer layers) to match a
+             trained teacher pipeline: soft targets plus gold loss
 quantize     int8-quantize the encoders of a trained pipeline (CPU serving)
+onnx         run a trained pipeline's encoders on ONNX Runtime (fp32 or int8)
 demo         convert the shipped NER sample, train bertprod_ner on the
              embedded MiniLM and print the entities of a few sentences
 """
@@ -114,11 +117,71 @@ def evaluate_task(args: argparse.Namespace) -> None:
         print(f"displaCy HTML -> {args.displacy_path}")
 
 
+def _read_examples(nlp, path: Path, limit: int = 0) -> list:
+    """Examples from a .spacy corpus, SQuAD-format JSON, or plain text (one
+    text per line, unlabelled)."""
+    from spacy.training import Corpus, Example
+
+    from .squad import squad_corpus
+
+    if path.suffix == ".json":
+        examples = list(squad_corpus(str(path), limit=limit)(nlp))
+    elif path.suffix == ".spacy":
+        examples = list(Corpus(str(path), limit=limit)(nlp))
+    else:
+        lines = [line.strip() for line in path.read_text(encoding="utf8").splitlines() if line.strip()]
+        examples = [Example(nlp.make_doc(t), nlp.make_doc(t)) for t in lines]
+    return examples[:limit] if limit else examples
+
+
+def distill_cmd(args: argparse.Namespace) -> None:
+    import spacy
+
+    from .distill import distill, make_student
+
+    if args.gpu_id >= 0:
+        spacy.require_gpu(args.gpu_id)
+    if args.corpus:
+        for split in ("train", "dev"):
+            if getattr(args, split) is None:
+                found = [p for p in (Path(args.corpus) / f"{split}.spacy", Path(args.corpus) / f"{split}.json") if p.exists()]
+                setattr(args, split, str(found[0]) if found else None)
+    teacher = spacy.load(args.teacher)
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    student = make_student(teacher, layers=layers, n_layers=args.n_layers)
+    train = _read_examples(student, Path(args.train), args.train_limit) if args.train else []
+    n_plain = 0
+    if args.unlabelled:
+        plain = _read_examples(student, Path(args.unlabelled), args.train_limit)
+        n_plain = len(plain)
+        train += plain
+    dev = _read_examples(student, Path(args.dev), args.dev_limit) if args.dev else []
+    layers_done = student.meta["bertprod"]["distillation"]["layers"]
+    print(f"teacher {args.teacher} -> student keeping layers {layers_done}")
+    print(f"{len(train)} training examples ({n_plain} unlabelled), {len(dev)} dev examples")
+    start = time.perf_counter()
+    best = distill(
+        teacher, student, train, dev, output=Path(args.output), steps=args.steps, batch_words=args.batch_words,
+        learn_rate=args.lr, temperature=args.temperature, soft_weight=args.soft_weight, gold_weight=args.gold_weight,
+        eval_every=args.eval_every, seed=args.seed,
+    )
+    print(f"distilled in {time.perf_counter() - start:.0f} s; best dev score {best['score']:.4f} at step {best.get('step')}")
+    print(f"-> {Path(args.output) / 'model-best'} and {Path(args.output) / 'model-last'}")
+
+
 def quantize(args: argparse.Namespace) -> None:
     from .compress import quantize_path
 
     done = quantize_path(args.input, args.output)
     print(f"int8-quantized the encoders of {done or 'no component'} -> {args.output}")
+
+
+def onnx(args: argparse.Namespace) -> None:
+    from .compress import onnx_path
+
+    done = onnx_path(args.input, args.output, int8=args.int8)
+    kind = "int8 " if args.int8 else ""
+    print(f"exported the encoders of {done or 'no component'} to {kind}ONNX (onnxruntime backend) -> {args.output}")
 
 
 def demo(args: argparse.Namespace) -> None:
@@ -187,9 +250,35 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--displacy-path", default=None, help="NER: write displaCy HTML here")
     p.add_argument("--displacy-limit", type=int, default=25)
     p.set_defaults(func=evaluate_task)
+    p = sub.add_parser("distill", help="train a smaller student pipeline against a trained teacher")
+    p.add_argument("teacher", help="trained pipeline folder")
+    p.add_argument("output", help="folder for model-best and model-last")
+    p.add_argument("--corpus", default=None, help="folder with train and dev .spacy or .json (e.g. corpus/ner)")
+    p.add_argument("--train", default=None, help=".spacy corpus or SQuAD-format JSON (gold and soft targets)")
+    p.add_argument("--unlabelled", default=None, help="plain text, one text per line (soft targets only)")
+    p.add_argument("--dev", default=None, help=".spacy corpus or SQuAD-format JSON for model-best")
+    p.add_argument("--train-limit", type=int, default=0)
+    p.add_argument("--dev-limit", type=int, default=0)
+    p.add_argument("--layers", default=None, help="teacher layers to keep, e.g. 0,2,5")
+    p.add_argument("--n-layers", type=int, default=None, help="or: how many layers, spread evenly")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-words", type=int, default=1000)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--soft-weight", type=float, default=0.5)
+    p.add_argument("--gold-weight", type=float, default=0.5)
+    p.add_argument("--eval-every", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--gpu-id", type=int, default=-1)
+    p.set_defaults(func=distill_cmd)
     p = sub.add_parser("quantize", help="int8 dynamic quantization of a pipeline's encoders")
     p.add_argument("input")
     p.add_argument("output")
     p.set_defaults(func=quantize)
+    p = sub.add_parser("onnx", help="export a pipeline's encoders to ONNX Runtime (pip install spacy-bertprod[onnx])")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--int8", action="store_true", help="also int8-quantize with onnxruntime's dynamic quantizer")
+    p.set_defaults(func=onnx)
     args = parser.parse_args(argv)
     args.func(args)

@@ -114,3 +114,43 @@ class Errors:
         "[E023] Could not read SQuAD-format JSON from '{path}': {err}. Expected "
         "{{\"data\": [{{\"paragraphs\": [{{\"context\": ..., \"qas\": [...]}}]}}]}}."
     )
+    E030 = (
+        "[E030] Cannot cut the layers of a {type}: distillation knows encoders "
+        "whose blocks are `encoder.layer` (BERT, RoBERTa, ELECTRA, MiniLM) or "
+        "`transformer.layer` (DistilBERT). Distil from one of those."
+    )
+    E031 = (
+        "[E031] Component '{component}' of the teacher is int8-quantized or runs "
+        "on ONNX Runtime. Distil from the fp32 torch pipeline and quantize the "
+        "student afterwards (`python -m spacy_bertprod quantize`)."
+    )
+    E032 = (
+        "[E032] Component '{component}' has no bertprod encoder of its own (it "
+        "listens to a shared encoder). Distillation cuts encoders owned by the "
+        "bertprod components; distil a pipeline whose components own their encoders."
+    )
+    E033 = (
+        "[E033] The teacher pipeline {pipeline} has no bertprod_ner, "
+        "bertprod_textcat or bertprod_qa component to distil."
+    )
+    E034 = (
+        "[E034] No training data for distillation. Pass a .spacy corpus, "
+        "SQuAD-format JSON, or unlabelled text (one text per line)."
+    )
+    E024 = (
+        "[E024] The ONNX backend needs onnxruntime and onnx, which are not "
+        "installed. Run `pip install spacy-bertprod[onnx]`, or set the "
+        "encoder's backend = \"torch\"."
+    )
+    E025 = (
+        "[E025] Cannot train an encoder whose backend is {backend!r}: the ONNX "
+        "model is exported from the torch weights and would not see the "
+        "updates. Train with backend = \"torch\", then convert the trained "
+        "pipeline with `spacy_bertprod.compress.onnx_pipeline` (or "
+        "`onnx_path`)."
+    )
+    E026 = (
+        "[E026] Cannot export an int8-quantized torch encoder to ONNX: torch "
+        "does not export its packed int8 weights. Export from the fp32 "
+        "pipeline instead, with backend \"onnx-int8\" for an int8 ONNX model."
+    )

@@ -1,0 +1,144 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import spacy
+from spacy.tokens import DocBin
+from spacy.training import Example
+
+from conftest import TRAIN_DATA, make_examples, ner_config, train
+from spacy_bertprod.compress import quantize_pipeline
+from spacy_bertprod.distill import (
+    distill,
+    distill_step,
+    keep_layers,
+    make_student,
+    spread_layers,
+)
+from spacy_bertprod.squad import make_examples as squad_examples
+
+
+def _module(nlp, name):
+    return nlp.get_pipe(name).model.get_ref("encoder").get_ref("transformer").shims[0]._model
+
+
+@pytest.fixture(scope="module")
+def ner_teacher(tiny_bert):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertprod_ner", config=ner_config(tiny_bert))
+    return train(nlp, make_examples(nlp))
+
+
+def test_spread_layers():
+    assert spread_layers(6, 3) == [0, 2, 5]
+    assert spread_layers(12, 6) == [0, 2, 4, 7, 9, 11]
+    assert spread_layers(6, 6) == list(range(6))
+    with pytest.raises(ValueError, match="n_layers"):
+        spread_layers(6, 7)
+
+
+def test_keep_layers_copies_the_chosen_blocks(ner_teacher):
+    teacher = _module(ner_teacher, "bertprod_ner")
+    student = keep_layers(teacher, [1])
+    assert len(student.encoder.layer) == 1 and student.config.num_hidden_layers == 1
+    assert len(teacher.encoder.layer) == 2  # the teacher is untouched
+    for (name, a), b in zip(student.encoder.layer[0].state_dict().items(), teacher.encoder.layer[1].state_dict().values()):
+        assert a.data_ptr() != b.data_ptr(), name
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    for bad in ([], [1, 0], [2], [0, 0]):
+        with pytest.raises(ValueError, match="layers"):
+            keep_layers(teacher, bad)
+
+
+def test_ner_student_learns_the_teacher(ner_teacher, tmp_path):
+    student = make_student(ner_teacher, n_layers=1)
+    assert len(_module(student, "bertprod_ner").encoder.layer) == 1
+    examples = [Example(student.make_doc(eg.reference.text), eg.reference) for eg in make_examples(student)]
+    before = student.evaluate(examples)["ents_f"]
+    best = distill(ner_teacher, student, examples, examples, output=tmp_path, steps=40, batch_words=200, learn_rate=1e-3, eval_every=20, log=lambda _: None)
+    assert best["ents_f"] >= max(before, 0.5)
+    loaded = spacy.load(tmp_path / "model-best")
+    assert len(_module(loaded, "bertprod_ner").encoder.layer) == 1
+    info = loaded.meta["bertprod"]["distillation"]
+    assert info["layers"] == {"bertprod_ner": [0]} and info["temperature"] == 2.0
+    doc = TRAIN_DATA[0][0]
+    assert [(e.text, e.label_) for e in loaded(doc).ents] == [(e.text, e.label_) for e in spacy.load(tmp_path / "model-best")(doc).ents]
+    # the teacher was not changed
+    assert len(_module(ner_teacher, "bertprod_ner").encoder.layer) == 2
+
+
+def _soft_loss(teacher, student, examples):
+    losses = {}
+    distill_step(teacher, student, examples, temperature=2.0, soft_weight=1.0, gold_weight=0.0, drop=0.0, sgd=None, losses=losses)
+    return sum(v for k, v in losses.items() if k.endswith("_soft"))
+
+
+def test_unlabelled_text_trains_the_soft_targets(ner_teacher):
+    student = make_student(ner_teacher, n_layers=1)
+    plain = [Example(student.make_doc(t), student.make_doc(t)) for t, _ in TRAIN_DATA]
+    start = _soft_loss(ner_teacher, student, plain)
+    distill(ner_teacher, student, plain, [], steps=30, batch_words=200, learn_rate=1e-3, gold_weight=1.0, eval_every=100, log=lambda _: None)
+    assert _soft_loss(ner_teacher, student, plain) < 0.5 * start
+
+
+def test_textcat_and_qa_students(tiny_bert):
+    cats = [("the film was a delight", "POS"), ("she worked in a bank", "NEG"), ("new city river film", "POS"), ("the bank of the river", "NEG")]
+    for exclusive in (True, False):
+        nlp = spacy.blank("en")
+        nlp.add_pipe("bertprod_textcat", config={"exclusive_classes": exclusive, "model": {"encoder": {"name": tiny_bert, "window": 16, "stride": 8}}})
+        examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(l == "POS"), "NEG": float(l == "NEG")}}) for t, l in cats]
+        teacher = train(nlp, examples, steps=30)
+        student = make_student(teacher, layers=[0])
+        start = _soft_loss(teacher, student, examples)
+        distill(teacher, student, examples, examples, steps=30, batch_words=100, learn_rate=1e-3, eval_every=30, log=lambda _: None)
+        assert _soft_loss(teacher, student, examples) < 0.5 * start
+        assert student.evaluate(examples)["cats_macro_f"] == 1.0
+    context = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891."
+    rows = [
+        {"id": "1", "question": "where was marie curie born?", "context": context, "answers": [(24, 30, "Warsaw")]},
+        {"id": "2", "question": "where did she move?", "context": context, "answers": [(53, 58, "Paris")]},
+    ]
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertprod_qa", config={"model": {"encoder": {"name": tiny_bert, "window": 48, "stride": 24}, "doc_stride": 16, "max_question_len": 12}})
+    examples = list(squad_examples(nlp, rows))
+    teacher = train(nlp, examples, steps=60)
+    student = make_student(teacher, n_layers=1)
+    start = _soft_loss(teacher, student, examples)
+    distill(teacher, student, examples, examples, steps=40, batch_words=100, learn_rate=1e-3, eval_every=40, log=lambda _: None)
+    assert _soft_loss(teacher, student, examples) < 0.5 * start
+
+
+def test_bad_teachers_and_settings(ner_teacher):
+    with pytest.raises(ValueError, match="bertprod_ner, bertprod_textcat or bertprod_qa"):
+        make_student(spacy.blank("en"), n_layers=1)
+    quantized = make_student(ner_teacher)  # a copy with every layer
+    quantize_pipeline(quantized)
+    with pytest.raises(ValueError, match="fp32"):
+        make_student(quantized, n_layers=1)
+    student = make_student(ner_teacher, n_layers=1)
+    examples = make_examples(student)
+    for setting in ({"temperature": 0.0}, {"soft_weight": -1.0}, {"soft_weight": 0.0, "gold_weight": 0.0}):
+        with pytest.raises(ValueError):
+            distill(ner_teacher, student, examples, [], steps=1, log=lambda _: None, **setting)
+    with pytest.raises(ValueError, match="No training data"):
+        distill(ner_teacher, student, [], [], steps=1, log=lambda _: None)
+
+
+def test_distill_cli(ner_teacher, tmp_path):
+    ner_teacher.to_disk(tmp_path / "teacher")
+    db = DocBin()
+    for eg in make_examples(ner_teacher):
+        db.add(eg.reference)
+    db.to_disk(tmp_path / "train.spacy")
+    (tmp_path / "plain.txt").write_text("\n".join(t for t, _ in TRAIN_DATA) + "\n\n", encoding="utf8")
+    out = subprocess.run(
+        [sys.executable, "-m", "spacy_bertprod", "distill", str(tmp_path / "teacher"), str(tmp_path / "student"),
+         "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "train.spacy"), "--unlabelled", str(tmp_path / "plain.txt"),
+         "--n-layers", "1", "--steps", "10", "--eval-every", "5", "--lr", "1e-3"],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "12 training examples (6 unlabelled)" in out.stdout
+    student = spacy.load(tmp_path / "student" / "model-last")
+    assert student.meta["bertprod"]["distillation"]["layers"] == {"bertprod_ner": [0]}
