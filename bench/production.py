@@ -1,0 +1,388 @@
+"""Production-speed table: teacher, int8, distilled student, ONNX Runtime,
+spacy-transformers and the Hugging Face pipeline, side by side.
+
+For each task (NER on CoNLL-2003 test, textcat on SST-2 dev, QA on a SQuAD
+dev-v1.1 subset) and each row, in one run on one machine:
+accuracy (entity F1 / accuracy / EM and F1), words/s (questions/s for QA)
+with `nlp.pipe` at batch 32, single-doc latency p50 and p95 (`nlp(text)`),
+and the size of the saved pipeline (or model) folder.
+
+Rows: teacher fp32 . teacher int8 (torch dynamic) . student fp32 . student
+int8 . teacher on ONNX Runtime fp32 and int8 . student on ONNX Runtime int8 .
+spacy-transformers `transformer` + head with the teacher's fine-tuned encoder
+weights (its heads are untrained: speed only) . the Hugging Face pipeline with
+the teacher's weights (QA: the exported span head, scored; NER and textcat:
+`*ForTokenClassification` / `*ForSequenceClassification` on the teacher's
+encoder, speed only, since bertprod's BILUO tags and CLS head do not map onto
+those pipelines' decoding exactly).
+
+Teachers are the pipelines the other benchmarks train (bench/results/...).
+Students are distilled here when their folder does not exist yet, with
+`spacy_bertprod.distill` (--layers, --distill-steps; train data as below).
+
+    python bench/production.py [--tasks ner,textcat,qa] [--qa-dev-limit 1000]
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+import spacy
+import torch
+from spacy.scorer import get_ner_prf
+from spacy.training import Example
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import describe, spacy_transformers_pipeline  # noqa: E402
+
+from spacy_bertprod.compress import onnx_pipeline, quantize_pipeline  # noqa: E402
+from spacy_bertprod.convert import conll_to_docs, sst2_to_docs  # noqa: E402
+from spacy_bertprod.distill import copy_pipeline, distill, make_student  # noqa: E402
+from spacy_bertprod.export import qa_to_hf, save_hf_tokenizer  # noqa: E402
+from spacy_bertprod.squad import make_examples, read_squad, squad_scores  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench/results"
+
+
+def folder_size(path: Path) -> float:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+
+
+def saved_size(nlp) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        nlp.to_disk(tmp)
+        return folder_size(Path(tmp))
+
+
+def latency(run: Callable[[Any], Any], inputs: List[Any]) -> Dict[str, float]:
+    for x in inputs[:3]:
+        run(x)
+    times = []
+    for x in inputs:
+        start = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - start)
+    return {"p50_ms": float(np.percentile(times, 50) * 1000), "p95_ms": float(np.percentile(times, 95) * 1000)}
+
+
+def timed(run: Callable[[], Any]) -> Any:
+    start = time.perf_counter()
+    out = run()
+    return out, time.perf_counter() - start
+
+
+def teacher_encoder_dir(nlp, component: str, path: Path) -> Path:
+    """The teacher's fine-tuned encoder as a plain HF model folder."""
+    encoder = nlp.get_pipe(component).model.get_ref("encoder")
+    encoder.get_ref("transformer").shims[0]._model.save_pretrained(str(path))
+    save_hf_tokenizer(encoder, path)
+    return path
+
+
+# -- tasks -------------------------------------------------------------------
+class Task:
+    name = ""
+    component = ""
+    unit = "words"
+
+    def __init__(self, args: argparse.Namespace, data: Path):
+        self.args = args
+        self.data = data
+
+    def accuracy_and_speed(self, nlp) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    def warm_up(self, nlp) -> None:
+        list(nlp.pipe(self.texts[:64], batch_size=32))
+
+    def latency(self, nlp) -> Dict[str, float]:
+        raise NotImplementedError
+
+
+class NERTask(Task):
+    name, component = "ner", "bertprod_ner"
+    teacher = RESULTS / "conll/model/model-best"
+
+    def __init__(self, args, data):
+        super().__init__(args, data)
+        self.gold = conll_to_docs(data / "conll2003/test.txt")
+        self.texts = [d.text for d in self.gold]
+        self.n_words = sum(len(d) for d in self.gold)
+
+    def train_examples(self, nlp) -> List[Example]:
+        docs = conll_to_docs(self.data / "conll2003/train.txt")
+        return [Example(nlp.make_doc(d.text), d) for d in docs]
+
+    def dev_examples(self, nlp) -> List[Example]:
+        docs = conll_to_docs(self.data / "conll2003/dev.txt")
+        return [Example(nlp.make_doc(d.text), d) for d in docs]
+
+    def accuracy_and_speed(self, nlp):
+        docs, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
+        f = get_ner_prf([Example(p, g) for p, g in zip(docs, self.gold)])["ents_f"]
+        return {"accuracy": f"F1 {f * 100:.2f}", "score": f * 100, "per_s": self.n_words / seconds}
+
+    def speed_only(self, nlp):
+        self.warm_up(nlp)
+        _, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
+        return {"accuracy": "n/a (untrained head)", "score": None, "per_s": self.n_words / seconds}
+
+    def latency(self, nlp):
+        return latency(nlp, self.texts[: self.args.latency_docs])
+
+    def hf(self, teacher, tmp: Path):
+        from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+        path = teacher_encoder_dir(teacher, self.component, tmp / "hf-ner")
+        n_tags = teacher.get_pipe(self.component).model.get_ref("output").get_dim("nO")
+        model = AutoModelForTokenClassification.from_pretrained(str(path), num_labels=n_tags)
+        tok = AutoTokenizer.from_pretrained(str(path))
+        window = teacher.get_pipe(self.component).model.get_ref("encoder").attrs["window"]
+        tok.model_max_length = window
+        pipe = pipeline("token-classification", model=model, tokenizer=tok, device=-1, stride=window // 4, aggregation_strategy="first")
+        list(pipe(self.texts[:4], batch_size=32))
+        _, seconds = timed(lambda: pipe(self.texts, batch_size=32))
+        lat = latency(lambda t: pipe(t), self.texts[: self.args.latency_docs])
+        return {"accuracy": "n/a (speed only)", "score": None, "per_s": self.n_words / seconds, **lat, "size_mb": folder_size(path)}
+
+    def spacy_transformers(self, teacher, tmp: Path):
+        path = teacher_encoder_dir(teacher, self.component, tmp / "st-ner")
+        nlp = spacy_transformers_pipeline(str(path), ["ner"], lambda n: [Example(n.make_doc(g.text), g) for g in self.gold[:20]])
+        return {**self.speed_only(nlp), **self.latency(nlp), "size_mb": saved_size(nlp)}
+
+
+class TextcatTask(Task):
+    name, component = "textcat", "bertprod_textcat"
+    teacher = RESULTS / "sst2/model/model-best"
+
+    def __init__(self, args, data):
+        super().__init__(args, data)
+        self.gold = sst2_to_docs(data / "sst2/glue/dev.tsv", spacy.blank("en"))
+        self.texts = [d.text for d in self.gold]
+        self.n_words = sum(len(d) for d in self.gold)
+
+    def train_examples(self, nlp):
+        docs = sst2_to_docs(self.data / "sst2/glue/train.tsv", nlp, limit=self.args.textcat_train_limit)
+        return [Example(nlp.make_doc(d.text), d) for d in docs]
+
+    def dev_examples(self, nlp):
+        return [Example(nlp.make_doc(d.text), d) for d in self.gold]
+
+    def accuracy_and_speed(self, nlp):
+        docs, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
+        acc = np.mean([max(p.cats, key=p.cats.get) == max(g.cats, key=g.cats.get) for p, g in zip(docs, self.gold)])
+        return {"accuracy": f"acc {acc * 100:.2f}", "score": acc * 100, "per_s": self.n_words / seconds}
+
+    def speed_only(self, nlp):
+        self.warm_up(nlp)
+        _, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
+        return {"accuracy": "n/a (untrained head)", "score": None, "per_s": self.n_words / seconds}
+
+    def latency(self, nlp):
+        return latency(nlp, self.texts[: self.args.latency_docs])
+
+    def hf(self, teacher, tmp: Path):
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
+
+        path = teacher_encoder_dir(teacher, self.component, tmp / "hf-textcat")
+        model = AutoModelForSequenceClassification.from_pretrained(str(path), num_labels=2)
+        tok = AutoTokenizer.from_pretrained(str(path))
+        pipe = pipeline("text-classification", model=model, tokenizer=tok, device=-1, truncation=True)
+        list(pipe(self.texts[:4], batch_size=32))
+        _, seconds = timed(lambda: pipe(self.texts, batch_size=32))
+        lat = latency(lambda t: pipe(t), self.texts[: self.args.latency_docs])
+        return {"accuracy": "n/a (speed only)", "score": None, "per_s": self.n_words / seconds, **lat, "size_mb": folder_size(path)}
+
+    def spacy_transformers(self, teacher, tmp: Path):
+        path = teacher_encoder_dir(teacher, self.component, tmp / "st-textcat")
+        nlp = spacy_transformers_pipeline(str(path), ["textcat"], lambda n: [Example(n.make_doc(g.text), g) for g in self.gold[:50]])
+        return {**self.speed_only(nlp), **self.latency(nlp), "size_mb": saved_size(nlp)}
+
+
+class QATask(Task):
+    name, component, unit = "qa", "bertprod_qa", "questions"
+    teacher = RESULTS / "squad/model/model-last"
+
+    def __init__(self, args, data):
+        super().__init__(args, data)
+        self.rows = read_squad(data / "squad/dev-v1.1.json")[: args.qa_dev_limit or None]
+        self.golds = [[a[2] for a in r["answers"]] for r in self.rows]
+        self.contexts: Dict[str, List[dict]] = {}
+        for r in self.rows:
+            self.contexts.setdefault(r["context"], []).append(r)
+
+    def train_examples(self, nlp):
+        rows = read_squad(self.data / "squad/train-subset-v1.1.json")
+        return list(make_examples(nlp, rows))
+
+    def dev_examples(self, nlp):
+        return list(make_examples(nlp, read_squad(self.data / "squad/dev-v1.1.json")[:300]))
+
+    def warm_up(self, nlp) -> None:
+        list(nlp.pipe(self._docs(nlp)[:10], batch_size=6))
+
+    def _docs(self, nlp):
+        docs = []
+        for context, group in self.contexts.items():
+            doc = nlp.make_doc(context)
+            doc._.questions = [r["question"] for r in group]
+            docs.append(doc)
+        return docs
+
+    def accuracy_and_speed(self, nlp):
+        docs = self._docs(nlp)
+        answered, seconds = timed(lambda: list(nlp.pipe(docs, batch_size=max(32 // 5, 1))))
+        best: Dict[str, str] = {}
+        for doc, group in zip(answered, self.contexts.values()):
+            found = {}
+            for span in doc.spans["bertprod_qa"]:
+                found.setdefault(span._.bertprod_question, span.text)
+            for r in group:
+                best[r["id"]] = found.get(r["question"], "")
+        em, f1 = squad_scores([best[r["id"]] for r in self.rows], self.golds)
+        return {"accuracy": f"EM {em * 100:.2f} F1 {f1 * 100:.2f}", "score": f1 * 100, "per_s": len(self.rows) / seconds}
+
+    def latency(self, nlp):
+        qa = nlp.get_pipe(self.component)
+        pairs = [(nlp.make_doc(r["context"]), r["question"]) for r in self.rows[: self.args.latency_docs]]
+        return latency(lambda p: qa.answer(p[0], p[1]), pairs)
+
+    def hf(self, teacher, tmp: Path):
+        from transformers import pipeline
+
+        path = qa_to_hf(teacher, tmp / "hf-qa")
+        enc = teacher.get_pipe(self.component).model.get_ref("encoder").attrs
+        cfg = teacher.get_pipe(self.component).model.attrs
+        pipe = pipeline("question-answering", model=str(path), tokenizer=str(path), device=-1)
+        kwargs = dict(top_k=1, max_answer_len=30, max_seq_len=enc["window"], doc_stride=cfg["doc_stride"], max_question_len=cfg["max_question_len"])
+        out, seconds = timed(lambda: pipe(question=[r["question"] for r in self.rows], context=[r["context"] for r in self.rows], batch_size=32, **kwargs))
+        out = out if isinstance(out, list) else [out]
+        em, f1 = squad_scores([o["answer"] for o in out], self.golds)
+        lat = latency(lambda r: pipe(question=r["question"], context=r["context"], **kwargs), self.rows[: self.args.latency_docs])
+        return {"accuracy": f"EM {em * 100:.2f} F1 {f1 * 100:.2f}", "score": f1 * 100, "per_s": len(self.rows) / seconds, **lat, "size_mb": folder_size(path)}
+
+    def spacy_transformers(self, teacher, tmp: Path):
+        return None  # spacy-transformers has no question-answering component
+
+
+TASKS = {"ner": NERTask, "textcat": TextcatTask, "qa": QATask}
+
+
+# -- rows ----------------------------------------------------------------------
+def student_for(task: Task, teacher, args) -> Path:
+    path = Path(args.students) / task.name
+    best = path / "model-best"
+    if best.exists():
+        return best
+    student = make_student(teacher, layers=[int(x) for x in args.layers.split(",")])
+    train = task.train_examples(student)
+    dev = task.dev_examples(student)
+    print(f"  distilling {task.name}: {len(train)} train / {len(dev)} dev examples, {args.distill_steps} steps", flush=True)
+    start = time.perf_counter()
+    distill(teacher, student, train, dev, output=path, steps=args.distill_steps, batch_words=args.distill_batch_words, learn_rate=args.distill_lr, eval_every=max(args.distill_steps // 4, 1), log=lambda line: print("   ", line, flush=True))
+    print(f"  distilled in {time.perf_counter() - start:.0f} s", flush=True)
+    return best
+
+
+def measure(task: Task, nlp) -> Dict[str, Any]:
+    task.warm_up(nlp)
+    row = task.accuracy_and_speed(nlp)
+    row.update(task.latency(nlp))
+    row["size_mb"] = saved_size(nlp)
+    return row
+
+
+def run_task(task: Task, args, tmp: Path) -> List[Dict[str, Any]]:
+    teacher = spacy.load(getattr(args, f"{task.name}_teacher") or task.teacher)
+    student_path = student_for(task, teacher, args)
+    variants: List[tuple] = [("teacher fp32", lambda: teacher)]
+    variants.append(("teacher int8 (torch)", lambda: _converted(teacher, quantize_pipeline)))
+    variants.append(("student fp32", lambda: spacy.load(student_path)))
+    variants.append(("student int8 (torch)", lambda: _converted(spacy.load(student_path), quantize_pipeline)))
+    variants.append(("teacher ONNX fp32", lambda: _converted(teacher, lambda n: onnx_pipeline(n, int8=False))))
+    variants.append(("teacher ONNX int8", lambda: _converted(teacher, lambda n: onnx_pipeline(n, int8=True))))
+    variants.append(("student ONNX int8", lambda: _converted(spacy.load(student_path), lambda n: onnx_pipeline(n, int8=True))))
+    rows = []
+    for label, make in variants:
+        nlp = make()
+        row = {"task": task.name, "row": label, **measure(task, nlp)}
+        print(format_row(row, task.unit), flush=True)
+        rows.append(row)
+    for label, fn in (("spacy-transformers (teacher encoder)", task.spacy_transformers), ("HF pipeline (teacher weights)", task.hf)):
+        row = fn(teacher, tmp)
+        if row is None:
+            print(f"  {label:<38} n/a (no such component)", flush=True)
+            continue
+        row = {"task": task.name, "row": label, **row}
+        print(format_row(row, task.unit), flush=True)
+        rows.append(row)
+    return rows
+
+
+def _converted(nlp, convert: Callable) -> Any:
+    copy = copy_pipeline(nlp)
+    convert(copy)
+    return copy
+
+
+def format_row(row: Dict[str, Any], unit: str) -> str:
+    return f"  {row['row']:<38} {row['accuracy']:<22} {row['per_s']:9.1f} {unit}/s  p50 {row['p50_ms']:7.1f} ms  p95 {row['p95_ms']:7.1f} ms  {row['size_mb']:7.1f} MB"
+
+
+def markdown(rows: List[Dict[str, Any]]) -> str:
+    lines = ["| task | row | accuracy | throughput | p50 ms | p95 ms | size MB | vs teacher | vs spacy-transformers |", "|---|---|---|---|---|---|---|---|---|"]
+    for task in dict.fromkeys(r["task"] for r in rows):
+        group = [r for r in rows if r["task"] == task]
+        unit = "q/s" if task == "qa" else "words/s"
+        base = next(r for r in group if r["row"] == "teacher fp32")
+        st = next((r for r in group if r["row"].startswith("spacy-transformers")), None)
+        for r in group:
+            delta = f"{r['score'] - base['score']:+.2f} pts, {r['per_s'] / base['per_s']:.2f}x" if r["score"] is not None else f"{r['per_s'] / base['per_s']:.2f}x"
+            vs_st = f"{r['per_s'] / st['per_s']:.2f}x" if st else "n/a"
+            lines.append(f"| {task} | {r['row']} | {r['accuracy']} | {r['per_s']:.1f} {unit} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['size_mb']:.1f} | {delta} | {vs_st} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets"))
+    parser.add_argument("--tasks", default="ner,textcat,qa")
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--latency-docs", type=int, default=100, help="docs (questions) timed one at a time")
+    parser.add_argument("--qa-dev-limit", type=int, default=1000, help="SQuAD dev questions (0: all 10,570)")
+    for name, cls in TASKS.items():
+        parser.add_argument(f"--{name}-teacher", default=None, help=f"trained pipeline (default {cls.teacher.relative_to(ROOT)})")
+    parser.add_argument("--students", default=str(RESULTS / "students"), help="distilled students (made when missing)")
+    parser.add_argument("--layers", default="0,2,5", help="teacher layers the students keep")
+    parser.add_argument("--distill-steps", type=int, default=600)
+    parser.add_argument("--distill-batch-words", type=int, default=1000)
+    parser.add_argument("--distill-lr", type=float, default=1e-4)
+    parser.add_argument("--textcat-train-limit", type=int, default=20000)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print("machine:", describe(), flush=True)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.tasks.split(","):
+            task = TASKS[name](args, Path(args.data))
+            unit = "questions" if name == "qa" else "words"
+            print(f"\n{name.upper()} ({'CoNLL-2003 test' if name == 'ner' else 'SST-2 dev' if name == 'textcat' else f'SQuAD dev-v1.1, first {len(task.rows)} questions'}; {unit}/s with nlp.pipe batch 32; latency over {args.latency_docs} single docs)", flush=True)
+            rows.extend(run_task(task, args, Path(tmp)))
+    table = markdown(rows)
+    print("\n" + table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "production.json").write_text(json.dumps({"machine": describe(), "args": vars(args), "rows": rows}, indent=2))
+    (out / "production.md").write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
