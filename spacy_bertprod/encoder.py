@@ -331,7 +331,14 @@ def onnx_session(model: Model) -> OnnxSession:
 def _run_transformer(model: Model, X: Tuple[np.ndarray, ...], is_train: bool) -> Tuple[Any, Callable]:
     """Hidden states of one padded batch from torch or ONNX Runtime."""
     if not uses_onnx(model):
-        return model.get_ref("transformer")(X, is_train)
+        if is_train:
+            return model.get_ref("transformer")(X, is_train)
+        import torch
+
+        # no autograd bookkeeping at all for prediction (thinc's predict path
+        # only turns gradients off)
+        with torch.inference_mode():
+            return model.get_ref("transformer")(X, is_train)
     ids, mask = X[:2]
     types = X[2] if len(X) > 2 else np.zeros_like(ids)
     hidden = onnx_session(model).run(ids, mask, types)
