@@ -154,3 +154,8 @@ class Errors:
         "does not export its packed int8 weights. Export from the fp32 "
         "pipeline instead, with backend \"onnx-int8\" for an int8 ONNX model."
     )
+    E035 = (
+        "[E035] No questions to calibrate the null threshold on. Pass "
+        "examples from `bertprod.SquadCorpus.v1` (SQuAD 2.0-style dev data, "
+        "with questions that have no answer)."
+    )

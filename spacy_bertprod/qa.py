@@ -186,7 +186,16 @@ class BertprodQA(TrainablePipe):
     def decode(self, scores: QAScores, top_k: int) -> List[Tuple[int, int, float]]:
         """Best (start_char, end_char, score) answers over all windows: per
         window, softmax over [CLS] + context for start and for end, spans of
-        at most max_answer_len wordpieces scored p(start) * p(end)."""
+        at most max_answer_len wordpieces scored p(start) * p(end). With
+        `handle_impossible`, no answer when the null score ([CLS] as start and
+        end, lowest over windows) beats the best answer by over
+        `null_threshold`."""
+        ranked, null_score = self._candidates(scores, top_k)
+        if self.cfg["handle_impossible"] and (not ranked or null_score - ranked[0][2] > self.cfg["null_threshold"]):
+            return []
+        return ranked
+
+    def _candidates(self, scores: QAScores, top_k: int) -> Tuple[List[Tuple[int, int, float]], float]:
         max_len = self.cfg["max_answer_len"]
         best: Dict[Tuple[int, int], float] = {}
         null_score = 1.0
@@ -205,9 +214,45 @@ class BertprodQA(TrainablePipe):
                 chars = (int(scores.offsets[win.ctx_start + s][0]), int(scores.offsets[win.ctx_start + e][1]))
                 best[chars] = max(best.get(chars, 0.0), float(flat[idx]))
         ranked = sorted(((s, e, p) for (s, e), p in best.items()), key=lambda x: -x[2])[:top_k]
-        if self.cfg["handle_impossible"] and (not ranked or null_score - ranked[0][2] > self.cfg["null_threshold"]):
-            return []
-        return ranked
+        return ranked, null_score
+
+    def calibrate_null_threshold(self, examples: Iterable[Example]) -> Tuple[float, float]:
+        """Set `null_threshold` to the value that maximises SQuAD F1 on
+        `examples` (SQuAD 2.0-style dev data, questions without answers
+        included; see `bertprod.SquadCorpus.v1`), as the official SQuAD 2.0
+        script's best-F1 threshold does. Turns `handle_impossible` on and
+        returns (threshold, F1 at it)."""
+        from .squad import f1_score
+
+        diffs, f1_answer, f1_null = [], [], []
+        for eg in examples:
+            doc = eg.predicted
+            questions = doc._.questions if doc._.questions is not None else self.cfg["questions"]
+            gold = eg.reference._.bertprod_qa_gold or [[] for _ in questions]
+            if not questions or not doc.text.strip():
+                continue
+            for scores, answers in zip(self.model.predict([(doc, q) for q in questions]), gold):
+                ranked, null_score = self._candidates(scores, 1)
+                texts = [a[2] for a in answers]
+                text = doc.char_span(ranked[0][0], ranked[0][1], alignment_mode="expand").text if ranked else ""
+                diffs.append(null_score - ranked[0][2] if ranked else np.inf)
+                f1_answer.append(max((f1_score(text, t) for t in texts), default=0.0) if ranked else float(not texts))
+                f1_null.append(float(not texts))
+        if not diffs:
+            raise ValueError(Errors.E035)
+        order = np.argsort(diffs)
+        d = np.asarray(diffs)[order]
+        a, n = np.asarray(f1_answer)[order], np.asarray(f1_null)[order]
+        # threshold just at or above d[i]: the first i+1 questions answered, the rest null
+        totals = np.concatenate(([0.0], np.cumsum(a))) + np.concatenate((np.cumsum(n[::-1])[::-1], [0.0]))
+        best = int(np.argmax(totals))
+        if best == 0:
+            threshold = float(d[0]) - 1e-6 if np.isfinite(d[0]) else 0.0
+        else:
+            threshold = float(d[best - 1]) if np.isfinite(d[best - 1]) else 1.0
+        self.cfg["handle_impossible"] = True
+        self.cfg["null_threshold"] = threshold
+        return threshold, float(totals[best] / len(d))
 
     def _spans(self, doc: Doc, question: str, found: List[Tuple[int, int, float]]) -> List[Span]:
         spans = []

@@ -132,6 +132,22 @@ def test_handle_impossible(trained):
         qa.cfg["null_threshold"] = 0.0
 
 
+def test_calibrate_null_threshold(tiny_bert):
+    impossible = {"id": "3", "question": "who is the president of mars?", "context": CONTEXT, "answers": []}
+    rows = ROWS + [impossible]
+    nlp, qa, examples = _train(tiny_bert, rows=rows, steps=80)
+    baseline = nlp.evaluate(examples)["qa_f1"]
+    threshold, f1 = qa.calibrate_null_threshold(examples)
+    assert qa.cfg["handle_impossible"] and qa.cfg["null_threshold"] == threshold
+    assert f1 >= baseline
+    assert nlp.evaluate(examples)["qa_f1"] == pytest.approx(f1)
+    doc = nlp.make_doc(CONTEXT)
+    assert qa.answer(doc, impossible["question"]) == []
+    assert qa.answer(doc, ROWS[0]["question"])[0].text == "Warsaw"
+    with pytest.raises(ValueError, match="E035"):
+        qa.calibrate_null_threshold([])
+
+
 def test_lost_answers_are_counted(tiny_bert):
     rows = [dict(ROWS[0], answers=[(39, 40, " ")])]  # a whitespace "answer"
     with pytest.warns(UserWarning, match="W002"):
