@@ -82,6 +82,10 @@ def train_task(args: argparse.Namespace) -> None:
         overrides.update({"training.max_steps": args.max_steps, "training.max_epochs": 0, "training.eval_frequency": max(args.max_steps // 2, 1)})
         overrides["training.optimizer.learn_rate.total_steps"] = args.max_steps
         overrides["training.optimizer.learn_rate.warmup_steps"] = max(args.max_steps // 10, 1)
+    if args.batch_size:
+        overrides["training.batcher.size"] = args.batch_size
+    if args.lr:
+        overrides["training.optimizer.learn_rate.initial_rate"] = args.lr
     train(args.config or f"configs/{args.task}.cfg", args.output, overrides=overrides, use_gpu=args.gpu_id)
 
 
@@ -240,6 +244,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--config", default=None, help="default: configs/<task>.cfg")
     p.add_argument("--output", required=True)
     p.add_argument("--max-steps", type=int, default=0, help="0: the config's epochs")
+    p.add_argument("--batch-size", type=int, default=0, help="batcher size (0: the config's)")
+    p.add_argument("--lr", type=float, default=0.0, help="initial learning rate (0: the config's)")
     p.add_argument("--gpu-id", type=int, default=-1)
     p.set_defaults(func=train_task)
     p = sub.add_parser("evaluate", help="score a pipeline on corpus/<task> (test, else dev)")
