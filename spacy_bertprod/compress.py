@@ -19,7 +19,7 @@ import spacy
 from spacy.language import Language
 from thinc.api import Model
 
-from .encoder import QUANTIZATION_INT8, onnx_session, quantize_module, set_backend
+from .encoder import QUANTIZATION_INT8, onnx_session, quantize_module, set_backend, uses_onnx
 from .errors import Errors
 from .onnx_backend import ONNX_OPSET, QUANTIZED_OPS, is_torch_quantized, require_onnxruntime
 
@@ -41,9 +41,14 @@ def bertprod_encoders(nlp: Language) -> Dict[str, Model]:
 
 
 def quantize_pipeline(nlp: Language) -> List[str]:
-    """Quantize the pipeline's encoders in place; returns the components done."""
+    """Quantize the pipeline's encoders in place; returns the components done.
+    Refuses pipelines whose encoders run on ONNX Runtime (E036)."""
+    encoders = bertprod_encoders(nlp)
+    for name, encoder in encoders.items():
+        if uses_onnx(encoder):
+            raise ValueError(Errors.E036.format(component=name, backend=str(encoder.attrs["backend"])))
     done = []
-    for name, encoder in bertprod_encoders(nlp).items():
+    for name, encoder in encoders.items():
         shim = encoder.get_ref("transformer").shims[0]
         if getattr(shim._model, "bertprod_quantization", None):
             continue

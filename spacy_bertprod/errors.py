@@ -154,6 +154,13 @@ class Errors:
         "does not export its packed int8 weights. Export from the fp32 "
         "pipeline instead, with backend \"onnx-int8\" for an int8 ONNX model."
     )
+    E036 = (
+        "[E036] Component '{component}' runs its encoder on ONNX Runtime "
+        "(backend {backend!r}), so torch int8 quantization would not change "
+        "what it computes. Quantize the torch pipeline before converting it, "
+        "or convert the fp32 pipeline with `python -m spacy_bertprod onnx IN "
+        "OUT --int8` for an int8 ONNX model."
+    )
     E035 = (
         "[E035] No questions to calibrate the null threshold on. Pass "
         "examples from `bertprod.SquadCorpus.v1` (SQuAD 2.0-style dev data, "

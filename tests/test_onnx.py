@@ -209,6 +209,10 @@ def test_clear_errors(ner_path, monkeypatch):
     onnx_pipeline(nlp)
     with pytest.raises(ValueError, match="E025"):
         nlp.update(examples, sgd=Adam(1e-3))
+    # torch int8 on an ONNX pipeline would only mislabel it in the meta
+    with pytest.raises(ValueError, match="E036.*onnx.*--int8"):
+        quantize_pipeline(nlp)
+    assert nlp.meta["bertprod"]["compression"]["backend"] == "onnxruntime"
     quantized = spacy.load(ner_path)
     quantize_pipeline(quantized)
     with pytest.raises(ValueError, match="E026"):
