@@ -20,6 +20,7 @@ from spacy.language import Language
 from thinc.api import Model
 
 from .encoder import QUANTIZATION_INT8, onnx_session, quantize_module, set_backend, uses_onnx
+from .attrs import ConfigSetting
 from .errors import Errors
 from .onnx_backend import ONNX_OPSET, QUANTIZED_OPS, is_torch_quantized, require_onnxruntime
 
@@ -81,10 +82,14 @@ def _encoder_blocks(config: Any) -> List[Dict[str, Any]]:
 
 def set_config_backend(nlp: Language, backend: str) -> None:
     """Write `backend` into every bertprod encoder block of the components'
-    configs, which `nlp.config` (and the saved config.cfg) is built from."""
+    configs, which `nlp.config` (and the saved config.cfg) is built from.
+    ONNX backends run the exported model as it is, so they reset
+    `inference_precision` to "fp32"."""
     for name in nlp.component_names:
         for block in _encoder_blocks(nlp.get_pipe_config(name)):
             block["backend"] = backend
+            if backend != "torch" and block.get("inference_precision", "fp32") != "fp32":
+                block["inference_precision"] = "fp32"
 
 
 def onnx_pipeline(nlp: Language, int8: bool = False) -> List[str]:
@@ -99,6 +104,7 @@ def onnx_pipeline(nlp: Language, int8: bool = False) -> List[str]:
             raise ValueError(Errors.E026)
     for encoder in encoders.values():
         set_backend(encoder, backend)
+        encoder.attrs["inference_precision"] = ConfigSetting("fp32")
         onnx_session(encoder)
     set_config_backend(nlp, backend)
     meta = nlp.meta.setdefault("bertprod", {})

@@ -23,11 +23,14 @@ from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, torch2xp, xp2torch
 from thinc.types import Floats2d
 
 from .alignment import align_wordpieces
-from .attrs import bytes_attr
+from .attrs import ConfigSetting, bytes_attr
 from .errors import Errors
 from .hf_loader import DEFAULT_MODEL, load_pretrained, module_from_config
 from .onnx_backend import BACKENDS, BackendName, OnnxSession
 from .windows import assign_tokens, window_bounds
+
+#: `inference_precision` settings and the torch dtype each predicts in.
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 POOLING_OPTIONS = ("first", "mean")
 # Length bucketing: a group of windows is closed once the next (longer) window
@@ -179,6 +182,13 @@ def validate_backend(backend: str) -> None:
         raise ValueError(Errors.E005.format(setting="backend", value=backend, why=f"it must be one of {BACKENDS}"))
 
 
+def validate_precision(precision: str, backend: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(Errors.E005.format(setting="inference_precision", value=precision, why=f"it must be one of {tuple(PRECISIONS)}"))
+    if precision != "fp32" and backend != "torch":
+        raise ValueError(Errors.E005.format(setting="inference_precision", value=precision, why=f"backend {backend!r} runs the exported ONNX model as it is; half precision needs backend \"torch\" (or set inference_precision = \"fp32\")"))
+
+
 def build_encoder(
     *,
     name: str = DEFAULT_MODEL,
@@ -188,6 +198,7 @@ def build_encoder(
     max_batch_wordpieces: int = 8192,
     mixed_precision: bool = False,
     backend: str = "torch",
+    inference_precision: str = "fp32",
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Hugging Face encoder giving one vector per spaCy token (registered as
     `bertprod.Encoder.v1`; weights are loaded in `initialize`).
@@ -197,10 +208,14 @@ def build_encoder(
     stride: wordpieces between window starts (window - 2 - stride overlap).
     pooling: "first" wordpiece of each token, or the "mean" of its wordpieces.
     max_batch_wordpieces: padded wordpieces per transformer call.
-    mixed_precision: autocast on CUDA.
+    mixed_precision: fp16 autocast on CUDA, training and prediction
+        (thinc's PyTorchWrapper, with its gradient scaler).
     backend: "torch", or "onnx" / "onnx-int8" to run inference in ONNX
         Runtime (the ONNX model is exported from the torch weights on first
         use and saved with the pipeline; training needs "torch").
+    inference_precision: "fp32", or "fp16" / "bf16" to predict under torch
+        autocast in that type (on the model's device: CUDA, or CPU for
+        bf16); training is not affected.
     """
     validate_window(window, stride)
     if pooling not in POOLING_OPTIONS:
@@ -208,6 +223,7 @@ def build_encoder(
     if not isinstance(max_batch_wordpieces, int) or max_batch_wordpieces < window:
         raise ValueError(Errors.E005.format(setting="max_batch_wordpieces", value=max_batch_wordpieces, why=f"it must be an integer of at least window = {window}"))
     validate_backend(backend)
+    validate_precision(inference_precision, backend)
     transformer = build_transformer_layer(mixed_precision)
     return Model(
         "bertprod_encoder",
@@ -224,6 +240,7 @@ def build_encoder(
             "max_batch_wordpieces": max_batch_wordpieces,
             "tokenizer": TokenizerHolder(),
             "backend": BackendName(backend),
+            "inference_precision": ConfigSetting(inference_precision),
             "onnx": OnnxSession(),
         },
     )
@@ -328,11 +345,44 @@ def onnx_session(model: Model) -> OnnxSession:
     return holder
 
 
+def _predict_autocast(model: Model, X: Tuple[np.ndarray, ...]) -> Tuple[Any, Callable]:
+    """Hidden states (as fp32) of one padded batch, predicted under torch
+    autocast in the encoder's `inference_precision`. Runs the module itself:
+    thinc's predict path would turn autocast off again on CUDA."""
+    import torch
+
+    transformer = model.get_ref("transformer")
+    module = transformer.shims[0]._model
+    if getattr(module, "bertprod_quantization", None):
+        raise ValueError(Errors.E037.format(precision=str(model.attrs["inference_precision"])))
+    inputs, _ = _convert_inputs(transformer, X, False)
+    device = next(module.parameters()).device
+    dtype = getattr(torch, PRECISIONS[model.attrs["inference_precision"]])
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=dtype):
+            output = module(*inputs.args, **inputs.kwargs)
+    finally:
+        module.train(was_training)
+    hidden, _ = _convert_outputs(transformer, (inputs, output), False)
+    return hidden, _no_backprop(model)
+
+
+def _no_backprop(model: Model) -> Callable:
+    def backprop(d_hidden: Any) -> Any:
+        raise ValueError(Errors.E025.format(backend=str(model.attrs["backend"])))
+
+    return backprop
+
+
 def _run_transformer(model: Model, X: Tuple[np.ndarray, ...], is_train: bool) -> Tuple[Any, Callable]:
     """Hidden states of one padded batch from torch or ONNX Runtime."""
     if not uses_onnx(model):
         if is_train:
             return model.get_ref("transformer")(X, is_train)
+        if model.attrs.get("inference_precision", "fp32") != "fp32":
+            return _predict_autocast(model, X)
         import torch
 
         # no autograd bookkeeping at all for prediction (thinc's predict path
@@ -342,11 +392,7 @@ def _run_transformer(model: Model, X: Tuple[np.ndarray, ...], is_train: bool) ->
     ids, mask = X[:2]
     types = X[2] if len(X) > 2 else np.zeros_like(ids)
     hidden = onnx_session(model).run(ids, mask, types)
-
-    def backprop(d_hidden: Any) -> Any:
-        raise ValueError(Errors.E025.format(backend=str(model.attrs["backend"])))
-
-    return model.ops.asarray(hidden), backprop
+    return model.ops.asarray(hidden), _no_backprop(model)
 
 
 def encode_sequences(
@@ -476,4 +522,5 @@ pooling = "first"
 max_batch_wordpieces = 8192
 mixed_precision = false
 backend = "torch"
+inference_precision = "fp32"
 """

@@ -161,6 +161,12 @@ class Errors:
         "or convert the fp32 pipeline with `python -m spacy_bertprod onnx IN "
         "OUT --int8` for an int8 ONNX model."
     )
+    E037 = (
+        "[E037] inference_precision = \"{precision}\" cannot run an "
+        "int8-quantized torch encoder (its int8 Linear layers take fp32 "
+        "input). Use the fp32 pipeline for half precision on GPU, or set "
+        "inference_precision = \"fp32\" for the int8 one."
+    )
     E035 = (
         "[E035] No questions to calibrate the null threshold on. Pass "
         "examples from `bertprod.SquadCorpus.v1` (SQuAD 2.0-style dev data, "

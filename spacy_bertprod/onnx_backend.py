@@ -20,9 +20,8 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 import srsly
-from thinc.api import Model, deserialize_attr, serialize_attr
 
-from .attrs import bytes_attr
+from .attrs import ConfigSetting, bytes_attr
 from .errors import Errors
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -35,19 +34,9 @@ OUTPUT_NAME = "last_hidden_state"
 QUANTIZED_OPS = ("MatMul", "Gather")
 
 
-class BackendName(str):
-    """The encoder's `backend` setting. It is saved with the model but the
-    config decides on load, so a config override picks the backend."""
-
-
-@serialize_attr.register(BackendName)
-def _serialize_backend(_: BackendName, value: BackendName, name: str, model: Model) -> bytes:
-    return srsly.msgpack_dumps(str(value))
-
-
-@deserialize_attr.register(BackendName)
-def _deserialize_backend(current: BackendName, value: bytes, name: str, model: Model) -> BackendName:
-    return current
+class BackendName(ConfigSetting):
+    """The encoder's `backend` setting (the config decides on load, so a
+    config override picks the backend)."""
 
 
 def require_onnxruntime() -> Any:
