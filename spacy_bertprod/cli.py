@@ -6,8 +6,9 @@ convert-all  a dataset folder laid out like ../shared/datasets (or assets/)
 train        `spacy train` of configs/<task>.cfg on corpus/<task>
 evaluate     score a trained pipeline on corpus/<task>; JSON metrics, and
              displaCy HTML for NER
-distill      train a smaller student (fewer transformer layers) to match a
-             trained teacher pipeline: soft targets plus gold loss
+distill      train a smaller student (fewer transformer layers, or another
+             narrower encoder) to match a trained teacher pipeline: soft
+             targets plus gold loss
 quantize     int8-quantize the encoders of a trained pipeline (CPU serving)
 onnx         run a trained pipeline's encoders on ONNX Runtime (fp32 or int8)
 demo         convert the shipped NER sample, train bertprod_ner on the
@@ -18,6 +19,8 @@ import argparse
 import time
 from pathlib import Path
 from typing import List, Optional, Tuple
+
+from .errors import Errors
 
 DEMO_TEXTS = [
     "Angela Merkel visited the Siemens plant in Munich.",
@@ -151,17 +154,19 @@ def distill_cmd(args: argparse.Namespace) -> None:
                 found = [p for p in (Path(args.corpus) / f"{split}.spacy", Path(args.corpus) / f"{split}.json") if p.exists()]
                 setattr(args, split, str(found[0]) if found else None)
     teacher = spacy.load(args.teacher)
-    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
-    student = make_student(teacher, layers=layers, n_layers=args.n_layers)
-    train = _read_examples(student, Path(args.train), args.train_limit) if args.train else []
+    train = _read_examples(teacher, Path(args.train), args.train_limit) if args.train else []
     n_plain = 0
     if args.unlabelled:
-        plain = _read_examples(student, Path(args.unlabelled), args.train_limit)
+        plain = _read_examples(teacher, Path(args.unlabelled), args.train_limit)
         n_plain = len(plain)
         train += plain
-    dev = _read_examples(student, Path(args.dev), args.dev_limit) if args.dev else []
-    layers_done = student.meta["bertprod"]["distillation"]["layers"]
-    print(f"teacher {args.teacher} -> student keeping layers {layers_done}")
+    dev = _read_examples(teacher, Path(args.dev), args.dev_limit) if args.dev else []
+    if not train:
+        raise SystemExit(Errors.E034)
+    layers = [int(x) for x in args.layers.split(",")] if args.layers else None
+    student = make_student(teacher, layers=layers, n_layers=args.n_layers, encoder=args.encoder, get_examples=lambda: train or dev)
+    done = student.meta["bertprod"]["distillation"]
+    print(f"teacher {args.teacher} -> student " + (f"on encoder {done['encoder']}" if args.encoder else f"keeping layers {done['layers']}"))
     print(f"{len(train)} training examples ({n_plain} unlabelled), {len(dev)} dev examples")
     start = time.perf_counter()
     best = distill(
@@ -267,6 +272,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--dev-limit", type=int, default=0)
     p.add_argument("--layers", default=None, help="teacher layers to keep, e.g. 0,2,5")
     p.add_argument("--n-layers", type=int, default=None, help="or: how many layers, spread evenly")
+    p.add_argument("--encoder", default=None, help="or: a student on another (e.g. narrower) pretrained encoder, HF name or local path; heads start fresh")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch-words", type=int, default=1000)
     p.add_argument("--lr", type=float, default=1e-4)

@@ -3,7 +3,9 @@ trained teacher pipeline.
 
 The student is a copy of the teacher whose encoders keep a subset of the
 transformer layers (DistilBERT-style initialisation: e.g. layers 0, 2 and 5
-of a 6-layer teacher), heads and tokenizer included. Each step, for every
+of a 6-layer teacher), heads and tokenizer included; or the teacher's
+pipeline with another (e.g. narrower) pretrained encoder and freshly
+initialised heads for the same labels. Each step, for every
 bertprod component (NER, textcat, QA):
 
     loss = soft_weight * T^2 * KL(teacher_T || student_T) + gold_weight * gold loss
@@ -80,21 +82,71 @@ def copy_pipeline(nlp: Language) -> Language:
     return copied
 
 
-def make_student(teacher: Language, *, layers: Optional[Sequence[int]] = None, n_layers: Optional[int] = None) -> Language:
+def make_student(
+    teacher: Language,
+    *,
+    layers: Optional[Sequence[int]] = None,
+    n_layers: Optional[int] = None,
+    encoder: Optional[str] = None,
+    get_examples: Optional[Callable[[], Iterable[Example]]] = None,
+) -> Language:
     """A student pipeline: the teacher copied, each bertprod encoder cut to
-    `layers` (teacher indices) or to `n_layers` spread evenly."""
-    student = copy_pipeline(teacher)
-    _check_distillable(student)
-    for name, encoder in bertprod_encoders(student).items():
-        shim = encoder.get_ref("transformer").shims[0]
-        module = shim._model
-        if getattr(module, "bertprod_quantization", None) or encoder.attrs.get("backend", "torch") != "torch":
+    `layers` (teacher indices) or to `n_layers` spread evenly; or, with
+    `encoder` (a HF name or local path, e.g. a narrower model), the teacher's
+    pipeline on that pretrained encoder, its heads initialised for the
+    teacher's labels on `get_examples` (the training examples)."""
+    _check_distillable(teacher)
+    for name, enc in bertprod_encoders(teacher).items():
+        if getattr(enc.get_ref("transformer").shims[0]._model, "bertprod_quantization", None) or enc.attrs.get("backend", "torch") != "torch":
             raise ValueError(Errors.E031.format(component=name))
+    if encoder is not None:
+        if layers is not None or n_layers is not None:
+            raise ValueError(Errors.E005.format(setting="encoder", value=encoder, why="a student either keeps teacher layers (layers / n_layers) or starts from another encoder, not both"))
+        return _student_on_encoder(teacher, encoder, get_examples)
+    student = copy_pipeline(teacher)
+    for name, encoder_layer in bertprod_encoders(student).items():
+        shim = encoder_layer.get_ref("transformer").shims[0]
+        module = shim._model
         owner, attr = _layer_list(module)
         keep = list(layers) if layers is not None else spread_layers(len(getattr(owner, attr)), n_layers or len(getattr(owner, attr)))
         shim._model = keep_layers(module, keep)
         info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
         info.setdefault("layers", {})[name] = keep
+    return student
+
+
+def _student_on_encoder(teacher: Language, name: str, get_examples: Optional[Callable[[], Iterable[Example]]]) -> Language:
+    """The teacher's pipeline with encoder `name` in every bertprod encoder
+    block; distillable heads initialised fresh for the teacher's labels,
+    other components copied."""
+    from .compress import _encoder_blocks
+
+    if get_examples is None:
+        raise ValueError(Errors.E038.format(name=name))
+    config = teacher.config.copy()
+    for component in config["components"].values():
+        for block in _encoder_blocks(component):
+            block["name"] = name
+    student = load_model_from_config(config, auto_fill=False, validate=False)
+    student.meta.update(copy.deepcopy(teacher.meta))
+    for comp_name, pipe in student.components:
+        source = teacher.get_pipe(comp_name)
+        if isinstance(pipe, BertprodQA):
+            pipe.initialize(get_examples, nlp=student)
+        elif isinstance(pipe, BertprodNER):
+            pipe.initialize(get_examples, nlp=student, labels=list(source.labels))
+        elif isinstance(pipe, BertprodTextCategorizer):
+            pipe.initialize(get_examples, nlp=student, labels=list(source.labels), positive_label=source.cfg.get("positive_label"))
+        elif hasattr(pipe, "from_bytes"):
+            pipe.from_bytes(source.to_bytes())
+    for comp_name, pipe in student.components:
+        if isinstance(pipe, BertprodQA):
+            # QA soft targets are per wordpiece: both must cut text the same way
+            vocab = lambda nlp: nlp.get_pipe(comp_name).model.get_ref("encoder").attrs["tokenizer"].tokenizer.get_vocab()
+            if vocab(student) != vocab(teacher):
+                raise ValueError(Errors.E039.format(component=comp_name, name=name))
+    info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
+    info["encoder"] = name
     return student
 
 

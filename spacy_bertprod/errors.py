@@ -167,6 +167,17 @@ class Errors:
         "input). Use the fp32 pipeline for half precision on GPU, or set "
         "inference_precision = \"fp32\" for the int8 one."
     )
+    E038 = (
+        "[E038] A student on another encoder ({name!r}) starts with untrained "
+        "heads: pass `get_examples` (the training examples) so they are "
+        "initialised for the teacher's labels."
+    )
+    E039 = (
+        "[E039] Component '{component}' answers questions: its soft targets "
+        "are start/end distributions over wordpieces, so the student encoder "
+        "{name!r} must use the teacher's wordpiece vocabulary. Pick a student "
+        "encoder with the same tokenizer, or keep teacher layers (--layers)."
+    )
     E035 = (
         "[E035] No questions to calibrate the null threshold on. Pass "
         "examples from `bertprod.SquadCorpus.v1` (SQuAD 2.0-style dev data, "

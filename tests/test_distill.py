@@ -7,7 +7,7 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from conftest import TRAIN_DATA, make_examples, ner_config, train
+from conftest import TRAIN_DATA, build_tiny_bert, make_examples, ner_config, train
 from spacy_bertprod.compress import quantize_pipeline
 from spacy_bertprod.distill import (
     distill,
@@ -66,6 +66,28 @@ def test_ner_student_learns_the_teacher(ner_teacher, tmp_path):
     assert [(e.text, e.label_) for e in loaded(doc).ents] == [(e.text, e.label_) for e in spacy.load(tmp_path / "model-best")(doc).ents]
     # the teacher was not changed
     assert len(_module(ner_teacher, "bertprod_ner").encoder.layer) == 2
+
+
+def test_student_on_a_narrower_encoder(ner_teacher, tmp_path):
+    narrow = str(build_tiny_bert(tmp_path / "narrow", layers=1, width=16, seed=1))
+    examples = make_examples(ner_teacher)
+    with pytest.raises(ValueError, match="E038"):
+        make_student(ner_teacher, encoder=narrow)
+    with pytest.raises(ValueError, match="E005.*encoder"):
+        make_student(ner_teacher, encoder=narrow, n_layers=1, get_examples=lambda: examples)
+    student = make_student(ner_teacher, encoder=narrow, get_examples=lambda: examples)
+    module = _module(student, "bertprod_ner")
+    assert module.config.hidden_size == 16 and len(module.encoder.layer) == 1
+    assert student.get_pipe("bertprod_ner").labels == ner_teacher.get_pipe("bertprod_ner").labels
+    start = _soft_loss(ner_teacher, student, examples)
+    best = distill(ner_teacher, student, examples, examples, output=tmp_path / "out", steps=60, batch_words=200, learn_rate=3e-3, eval_every=30, log=lambda _: None)
+    assert _soft_loss(ner_teacher, student, examples) < 0.5 * start
+    assert best["ents_f"] > 0.5
+    loaded = spacy.load(tmp_path / "out" / "model-last")
+    assert loaded.meta["bertprod"]["distillation"]["encoder"] == narrow
+    assert _module(loaded, "bertprod_ner").config.hidden_size == 16
+    doc = TRAIN_DATA[0][0]
+    assert [(e.text, e.label_) for e in loaded(doc).ents] == [(e.text, e.label_) for e in student(doc).ents]
 
 
 def _soft_loss(teacher, student, examples):
@@ -142,3 +164,13 @@ def test_distill_cli(ner_teacher, tmp_path):
     assert "12 training examples (6 unlabelled)" in out.stdout
     student = spacy.load(tmp_path / "student" / "model-last")
     assert student.meta["bertprod"]["distillation"]["layers"] == {"bertprod_ner": [0]}
+    # a student on another encoder, from the command line
+    narrow = str(build_tiny_bert(tmp_path / "narrow", layers=1, width=16, seed=1))
+    out = subprocess.run(
+        [sys.executable, "-m", "spacy_bertprod", "distill", str(tmp_path / "teacher"), str(tmp_path / "narrow-student"),
+         "--train", str(tmp_path / "train.spacy"), "--encoder", narrow, "--steps", "5", "--eval-every", "5"],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert f"student on encoder {narrow}" in out.stdout
+    assert spacy.load(tmp_path / "narrow-student" / "model-last").get_pipe("bertprod_ner").model.get_ref("encoder").get_dim("nO") == 16
