@@ -366,6 +366,7 @@ def main() -> None:
     parser.add_argument("--distill-batch-words", type=int, default=1000)
     parser.add_argument("--distill-lr", type=float, default=1e-4)
     parser.add_argument("--textcat-train-limit", type=int, default=20000)
+    parser.add_argument("--students-only", action="store_true", help="distil the missing students, then stop (nothing timed)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print("machine:", describe(), flush=True)
@@ -373,9 +374,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tasks.split(","):
             task = TASKS[name](args, Path(args.data))
+            if args.students_only:
+                print(f"{name} student:", student_for(task, spacy.load(getattr(args, f"{name}_teacher") or task.teacher), args), flush=True)
+                continue
             unit = "questions" if name == "qa" else "words"
             print(f"\n{name.upper()} ({'CoNLL-2003 test' if name == 'ner' else 'SST-2 dev' if name == 'textcat' else f'SQuAD dev-v1.1, first {len(task.rows)} questions'}; {unit}/s with nlp.pipe batch 32; latency over {args.latency_docs} single docs)", flush=True)
             rows.extend(run_task(task, args, Path(tmp)))
+    if args.students_only:
+        return
     table = markdown(rows)
     print("\n" + table)
     out = Path(args.out)

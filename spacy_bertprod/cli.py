@@ -171,7 +171,7 @@ def distill_cmd(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     best = distill(
         teacher, student, train, dev, output=Path(args.output), steps=args.steps, batch_words=args.batch_words,
-        learn_rate=args.lr, temperature=args.temperature, soft_weight=args.soft_weight, gold_weight=args.gold_weight,
+        learn_rate=args.lr, temperature=args.temperature, soft_weight=args.soft_weight, gold_weight=args.gold_weight, hidden_weight=args.hidden_weight,
         eval_every=args.eval_every, seed=args.seed,
     )
     print(f"distilled in {time.perf_counter() - start:.0f} s; best dev score {best['score']:.4f} at step {best.get('step')}")
@@ -279,6 +279,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--soft-weight", type=float, default=0.5)
     p.add_argument("--gold-weight", type=float, default=0.5)
+    p.add_argument("--hidden-weight", type=float, default=0.0, help="weight of the MSE between student and teacher hidden states (0: off)")
     p.add_argument("--eval-every", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--gpu-id", type=int, default=-1)

@@ -13,6 +13,9 @@ bertprod component (NER, textcat, QA):
 where `X_T` are the distributions at temperature T (tag distributions per
 token for NER, the label distribution per doc for textcat - per-label
 sigmoids when multi-label -, start and end distributions per window for QA).
+With `hidden_weight > 0` the loss adds `hidden_weight * MSE` between the
+student's and the teacher's last hidden states over every real wordpiece
+(students of the teacher's width only).
 The gold term is the component's own `get_loss`; examples without
 annotation (unlabelled text) give it no gradient, so plain text trains the
 soft-target part.
@@ -29,9 +32,10 @@ from spacy.language import Language
 from spacy.training import Example
 from spacy.training.batchers import minibatch_by_words
 from spacy.util import load_model_from_config
-from thinc.api import Adam, Model, set_dropout_rate, warmup_linear
+from thinc.api import Adam, Model, get_array_module, set_dropout_rate, warmup_linear
 
 from .compress import bertprod_encoders
+from .encoder import hidden_state_hook
 from .errors import Errors
 from .ner import BertprodNER
 from .qa import BertprodQA
@@ -241,6 +245,42 @@ def _zeros_like(pipe: Any, scores: Any, xp: Any) -> Any:
     return xp.zeros_like(scores)
 
 
+class HiddenMatch:
+    """Hidden-state matching for one distillation step: records the
+    teacher encoder's batches, then adds `weight * MSE(student, teacher)`
+    over real wordpieces (padding excluded) to the student's gradient."""
+
+    def __init__(self, weight: float, component: str):
+        self.weight = weight
+        self.component = component
+        self.targets: List[Any] = []
+        self.loss = 0.0
+
+    def record(self, flat: Any, valid: np.ndarray, backprop: Callable) -> Callable:
+        self.targets.append(flat.copy())
+        return backprop
+
+    def match(self, flat: Any, valid: np.ndarray, backprop: Callable) -> Callable:
+        target = self.targets.pop(0)
+        if target.shape != flat.shape:
+            raise ValueError(Errors.E040.format(component=self.component, student=tuple(flat.shape), teacher=tuple(target.shape)))
+        xp = get_array_module(flat)
+        keep = xp.asarray(valid, dtype="float32")[:, None]
+        n = max(float(valid.sum()) * flat.shape[1], 1.0)
+        diff = (flat - target) * keep
+        self.loss += float((diff ** 2).sum()) / n
+        d_hidden = (self.weight * 2.0 / n) * diff
+
+        def backprop_matched(d_flat: Any) -> Any:
+            return backprop(d_flat + d_hidden)
+
+        return backprop_matched
+
+
+def _encoder_of(model: Model) -> Model:
+    return next(node for node in model.walk() if node.name == "bertprod_encoder")
+
+
 def _has_gold(pipe: Any, eg: Example) -> bool:
     if isinstance(pipe, BertprodNER):
         return eg.reference.has_annotation("ENT_IOB")
@@ -260,6 +300,7 @@ def distill_step(
     drop: float,
     sgd: Optional[Any],
     losses: Dict[str, float],
+    hidden_weight: float = 0.0,
 ) -> Dict[str, float]:
     """One update of every distillable student component on `examples`."""
     for name, pipe in student.components:
@@ -275,9 +316,17 @@ def distill_step(
             inputs = [eg.predicted for eg in egs]
         if not inputs:
             continue
-        t_scores = t_model.predict(inputs)
         set_dropout_rate(pipe.model, drop)
-        s_scores, backprop = pipe.model.begin_update(inputs)
+        if hidden_weight > 0:
+            hidden = HiddenMatch(hidden_weight, name)
+            with hidden_state_hook(_encoder_of(t_model), hidden.record):
+                t_scores = t_model.predict(inputs)
+            with hidden_state_hook(_encoder_of(pipe.model), hidden.match):
+                s_scores, backprop = pipe.model.begin_update(inputs)
+            losses[f"{name}_hidden"] = losses.get(f"{name}_hidden", 0.0) + hidden.loss
+        else:
+            t_scores = t_model.predict(inputs)
+            s_scores, backprop = pipe.model.begin_update(inputs)
         if isinstance(pipe, BertprodNER):
             soft, d_soft = ner_soft_loss(s_scores, t_scores, inputs, temperature, xp)
         elif isinstance(pipe, BertprodTextCategorizer):
@@ -332,6 +381,7 @@ def distill(
     temperature: float = 2.0,
     soft_weight: float = 0.5,
     gold_weight: float = 0.5,
+    hidden_weight: float = 0.0,
     drop: float = 0.1,
     eval_every: int = 200,
     seed: int = 0,
@@ -344,12 +394,13 @@ def distill(
         ("temperature", temperature, temperature > 0),
         ("soft_weight", soft_weight, soft_weight >= 0),
         ("gold_weight", gold_weight, gold_weight >= 0),
+        ("hidden_weight", hidden_weight, hidden_weight >= 0),
         ("steps", steps, isinstance(steps, int) and steps > 0),
     ):
         if not ok:
             raise ValueError(Errors.E005.format(setting=setting, value=value, why="it must be positive (weights may be 0)"))
-    if soft_weight == 0 and gold_weight == 0:
-        raise ValueError(Errors.E005.format(setting="soft_weight", value=0, why="soft_weight and gold_weight are both 0: nothing to learn"))
+    if soft_weight == 0 and gold_weight == 0 and hidden_weight == 0:
+        raise ValueError(Errors.E005.format(setting="soft_weight", value=0, why="soft_weight, gold_weight and hidden_weight are all 0: nothing to learn"))
     if not train:
         raise ValueError(Errors.E034)
     warmup = max(steps // 10, 1) if warmup is None else warmup
@@ -358,15 +409,15 @@ def distill(
     if output is not None:
         Path(output).mkdir(parents=True, exist_ok=True)
     info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
-    info.update({"temperature": temperature, "soft_weight": soft_weight, "gold_weight": gold_weight, "steps": steps, "teacher": teacher.meta.get("name", "")})
+    info.update({"temperature": temperature, "soft_weight": soft_weight, "gold_weight": gold_weight, "hidden_weight": hidden_weight, "steps": steps, "teacher": teacher.meta.get("name", "")})
     best: Dict[str, Any] = {"score": -1.0}
     step, losses, start = 0, {}, time.perf_counter()
-    log(f"{'step':>6}  {'soft':>10}  {'gold':>10}  {'score':>6}  {'seconds':>7}")
+    log(f"{'step':>6}  {'soft':>10}  {'gold':>10}  {'hidden':>10}  {'score':>6}  {'seconds':>7}")
     while step < steps:
         order = list(train)
         rng.shuffle(order)
         for batch in minibatch_by_words(order, size=batch_words, discard_oversize=False, get_length=lambda eg: len(eg.predicted)):
-            distill_step(teacher, student, batch, temperature=temperature, soft_weight=soft_weight, gold_weight=gold_weight, drop=drop, sgd=sgd, losses=losses)
+            distill_step(teacher, student, batch, temperature=temperature, soft_weight=soft_weight, gold_weight=gold_weight, hidden_weight=hidden_weight, drop=drop, sgd=sgd, losses=losses)
             sgd.step_schedules()
             step += 1
             if step % eval_every == 0 or step == steps:
@@ -374,7 +425,8 @@ def distill(
                 score = weighted_score(student, scores) if dev else float(step)
                 soft = sum(v for k, v in losses.items() if k.endswith("_soft"))
                 gold = sum(v for k, v in losses.items() if k.endswith("_gold"))
-                log(f"{step:>6}  {soft:>10.2f}  {gold:>10.2f}  {score:>6.3f}  {time.perf_counter() - start:>7.0f}")
+                hidden = sum(v for k, v in losses.items() if k.endswith("_hidden"))
+                log(f"{step:>6}  {soft:>10.2f}  {gold:>10.2f}  {hidden:>10.4f}  {score:>6.3f}  {time.perf_counter() - start:>7.0f}")
                 losses = {}
                 if score > best["score"]:
                     best = {"score": score, "step": step, **{k: v for k, v in scores.items() if isinstance(v, float)}}

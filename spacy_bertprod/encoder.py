@@ -14,7 +14,8 @@ With backend "onnx" or "onnx-int8" inference runs the transformer in ONNX
 Runtime (see onnx_backend.py); training always uses torch.
 """
 
-from typing import Any, Callable, List, Optional, Tuple
+import contextlib
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import srsly
@@ -33,6 +34,8 @@ from .windows import assign_tokens, window_bounds
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 POOLING_OPTIONS = ("first", "mean")
+#: Observers of encoder outputs, by encoder layer id (see `hidden_state_hook`).
+_HIDDEN_HOOKS: Dict[int, Callable[[Any, Any, Callable], Callable]] = {}
 # Length bucketing: a group of windows is closed once the next (longer) window
 # would be padded to over PAD_RATIO x its shortest member, unless the group
 # still has fewer than MIN_GROUP windows (tiny transformer calls cost more in
@@ -415,7 +418,7 @@ def encode_sequences(
         model.attrs["onnx"].clear()  # the torch weights are about to change
     lengths = np.array([len(q) for q in seqs], dtype="int64")
     base = np.zeros(len(seqs), dtype="int64")
-    flats, callbacks, sizes = [], [], []
+    flats, callbacks, sizes, masks = [], [], [], []
     offset = 0
     for group in length_groups(lengths, model.attrs["max_batch_wordpieces"]):
         seq_len = int(lengths[group].max())
@@ -431,6 +434,7 @@ def encode_sequences(
         hidden, bp_hidden = _run_transformer(model, X, is_train)
         base[group] = offset + np.arange(len(group)) * seq_len
         flats.append(hidden.reshape(-1, width))
+        masks.append(mask.reshape(-1))
         callbacks.append(bp_hidden)
         sizes.append(hidden.shape)
         offset += len(group) * seq_len
@@ -443,7 +447,25 @@ def encode_sequences(
             bp(d_flat[start : start + n].reshape(shape))
             start += n
 
+    hook = _HIDDEN_HOOKS.get(model.id)
+    if hook is not None:
+        valid = np.concatenate(masks).astype(bool) if masks else np.zeros(0, dtype=bool)
+        backprop = hook(flat, valid, backprop)
     return flat, base, backprop
+
+
+@contextlib.contextmanager
+def hidden_state_hook(model: Model, hook: Callable[[Any, Any, Callable], Callable]) -> Iterator[None]:
+    """While active, every batch encoder layer `model` encodes is passed to
+    `hook(flat, valid, backprop)`: its hidden states (rows, width), which
+    rows are real wordpieces (not padding), and the backprop callback, which
+    the hook returns (or wraps, to add a gradient). Used by distillation to
+    match hidden states."""
+    _HIDDEN_HOOKS[model.id] = hook
+    try:
+        yield
+    finally:
+        _HIDDEN_HOOKS.pop(model.id, None)
 
 
 def check_input(model: Model, docs: List[Doc]) -> None:

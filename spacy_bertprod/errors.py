@@ -178,6 +178,12 @@ class Errors:
         "{name!r} must use the teacher's wordpiece vocabulary. Pick a student "
         "encoder with the same tokenizer, or keep teacher layers (--layers)."
     )
+    E040 = (
+        "[E040] Hidden-state matching needs the student's encoder to give "
+        "states of the teacher's shape, but component '{component}' gives "
+        "{student} against the teacher's {teacher} (a narrower encoder, or "
+        "other window settings). Use hidden_weight = 0 for this student."
+    )
     E035 = (
         "[E035] No questions to calibrate the null threshold on. Pass "
         "examples from `bertprod.SquadCorpus.v1` (SQuAD 2.0-style dev data, "

@@ -104,6 +104,28 @@ def test_unlabelled_text_trains_the_soft_targets(ner_teacher):
     assert _soft_loss(ner_teacher, student, plain) < 0.5 * start
 
 
+def _hidden_loss(teacher, student, examples):
+    losses = {}
+    distill_step(teacher, student, examples, temperature=2.0, soft_weight=0.0, gold_weight=0.0, hidden_weight=1.0, drop=0.0, sgd=None, losses=losses)
+    return losses["bertprod_ner_hidden"]
+
+
+def test_hidden_state_matching(ner_teacher, tmp_path):
+    student = make_student(ner_teacher, n_layers=1)
+    examples = make_examples(student)
+    start = _hidden_loss(ner_teacher, student, examples)
+    assert start > 0
+    # the teacher matched against itself: no hidden loss
+    assert _hidden_loss(ner_teacher, make_student(ner_teacher), examples) == pytest.approx(0.0, abs=1e-10)
+    distill(ner_teacher, student, examples, [], steps=30, batch_words=200, learn_rate=1e-3, soft_weight=0.0, gold_weight=0.0, hidden_weight=1.0, eval_every=100, log=lambda _: None)
+    assert _hidden_loss(ner_teacher, student, examples) < 0.5 * start
+    assert student.meta["bertprod"]["distillation"]["hidden_weight"] == 1.0
+    # a narrower student has states of another shape: a clear error
+    narrow = make_student(ner_teacher, encoder=str(build_tiny_bert(tmp_path / "narrow", layers=1, width=16)), get_examples=lambda: examples)
+    with pytest.raises(ValueError, match="E040.*hidden_weight = 0"):
+        _hidden_loss(ner_teacher, narrow, examples)
+
+
 def test_textcat_and_qa_students(tiny_bert):
     cats = [("the film was a delight", "POS"), ("she worked in a bank", "NEG"), ("new city river film", "POS"), ("the bank of the river", "NEG")]
     for exclusive in (True, False):
