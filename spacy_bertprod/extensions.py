@@ -1,7 +1,10 @@
 """Custom attributes set by the bertprod components.
 
-Span attributes with a default are stored in `doc.user_data`, keyed by the
-span's characters, label and id, so they survive `Doc.to_bytes` and DocBin.
+The span attributes are stored in `doc.user_data`, keyed by the span's
+characters, label and id (`span.id_`, the question for QA answers), so they
+survive `Doc.to_bytes` and DocBin. spaCy's own span extensions are keyed by
+the characters only, so two questions with the same answer span would
+overwrite each other's question and score.
 - `span._.bertprod_score`: confidence of an entity (NER) or answer (QA)
 - `span._.bertprod_question`: the question an answer span answers
 - `span._.bertprod_answer_chars`: the answer's character offsets as the model
@@ -10,11 +13,31 @@ span's characters, label and id, so they survive `Doc.to_bytes` and DocBin.
 - `doc._.bertprod_labels`: labels at or above their threshold (multi-label textcat)
 """
 
+from typing import Any, Callable, Tuple
+
 from spacy.tokens import Doc, Span
 
-for _name in ("bertprod_score", "bertprod_question", "bertprod_answer_chars"):
+SPAN_ATTRS = ("bertprod_score", "bertprod_question", "bertprod_answer_chars")
+
+
+def _key(name: str, span: Span) -> Tuple[str, str, int, int, int, int]:
+    return ("bertprod._.", name, span.start_char, span.end_char, span.label, span.id)
+
+
+def _getter(name: str) -> Callable[[Span], Any]:
+    return lambda span: span.doc.user_data.get(_key(name, span))
+
+
+def _setter(name: str) -> Callable[[Span, Any], None]:
+    def set_value(span: Span, value: Any) -> None:
+        span.doc.user_data[_key(name, span)] = value
+
+    return set_value
+
+
+for _name in SPAN_ATTRS:
     if not Span.has_extension(_name):
-        Span.set_extension(_name, default=None)
+        Span.set_extension(_name, getter=_getter(_name), setter=_setter(_name))
 for _name in ("questions", "bertprod_labels", "bertprod_qa_gold", "bertprod_qa_ids"):
     if not Doc.has_extension(_name):
         Doc.set_extension(_name, default=None)

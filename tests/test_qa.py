@@ -67,6 +67,29 @@ def test_pipeline_questions_from_doc_or_config(trained, tiny_bert):
     assert len(unasked.spans["bertprod_qa"]) == 0  # no questions, no answers
 
 
+def test_questions_sharing_an_answer_span_keep_their_own_attributes(trained):
+    # spaCy keys span extensions by characters only: two questions answered
+    # by the same span must not overwrite each other's question and score
+    nlp, qa, _ = trained
+    doc = nlp.make_doc(CONTEXT)
+    questions = ["where was she born?", "which city?"]
+    qa.set_annotations([doc], ([0, 0], [(questions[0], [(24, 30, 0.9)]), (questions[1], [(24, 30, 0.4), (53, 58, 0.3)])]))
+    group = doc.spans["bertprod_qa"]
+    assert [(s.text, s._.bertprod_question, s._.bertprod_score) for s in group] == [
+        ("Warsaw", questions[0], 0.9), ("Warsaw", questions[1], 0.4), ("Paris", questions[1], 0.3)]
+    assert group.attrs["questions"] == [questions[0], questions[1], questions[1]]
+    assert group.attrs["scores"] == [0.9, 0.4, 0.3]
+    again = type(doc)(nlp.vocab).from_bytes(doc.to_bytes())
+    assert [(s._.bertprod_question, s._.bertprod_score) for s in again.spans["bertprod_qa"]] == [(q, sc) for _, q, sc in [
+        ("Warsaw", questions[0], 0.9), ("Warsaw", questions[1], 0.4), ("Paris", questions[1], 0.3)]]
+    # pipe answers are the answers of `answer`, question by question
+    doc = nlp.make_doc(CONTEXT)
+    doc._.questions = [r["question"] for r in ROWS] * 2
+    piped = [(s._.bertprod_question, s.text, s._.bertprod_score) for s in qa(doc).spans["bertprod_qa"]]
+    single = [(q, a.text, a._.bertprod_score) for q in doc._.questions for a in qa.answer(nlp.make_doc(CONTEXT), q)]
+    assert piped == single
+
+
 def test_long_context_answer_in_a_later_window(tiny_bert):
     context = random_text(120, seed=3) + " " + CONTEXT + " " + random_text(40, seed=4)
     start = context.index("Warsaw")
