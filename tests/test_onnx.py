@@ -144,7 +144,7 @@ def test_onnx_int8(ner_path):
     fp32, int8 = spacy.load(ner_path), spacy.load(ner_path)
     onnx_pipeline(fp32)
     onnx_pipeline(int8, int8=True)
-    assert int8.meta["bertprod"]["compression"]["quantization"] == "int8-dynamic"
+    assert int8.meta["bertprod"]["compression"]["quantization"] == "int8-dynamic-per-channel"
     assert int8.config["components"]["bertprod_ner"]["model"]["encoder"]["backend"] == "onnx-int8"
     size = lambda nlp: len(_encoder_of(nlp, "bertprod_ner").attrs["onnx"].data)
     assert size(int8) < size(fp32)
