@@ -34,7 +34,7 @@ from spacy.training.batchers import minibatch_by_words
 from spacy.util import load_model_from_config
 from thinc.api import Adam, Model, get_array_module, set_dropout_rate, warmup_linear
 
-from .compress import bertprod_encoders
+from .compress import _encoder_blocks, bertprod_encoders
 from .encoder import hidden_state_hook
 from .errors import Errors
 from .ner import BertprodNER
@@ -123,8 +123,6 @@ def _student_on_encoder(teacher: Language, name: str, get_examples: Optional[Cal
     """The teacher's pipeline with encoder `name` in every bertprod encoder
     block; distillable heads initialised fresh for the teacher's labels,
     other components copied."""
-    from .compress import _encoder_blocks
-
     if get_examples is None:
         raise ValueError(Errors.E038.format(name=name))
     config = teacher.config.copy()

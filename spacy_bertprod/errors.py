@@ -154,6 +154,11 @@ class Errors:
         "does not export its packed int8 weights. Export from the fp32 "
         "pipeline instead, with backend \"onnx-int8\" for an int8 ONNX model."
     )
+    E035 = (
+        "[E035] No questions to calibrate the null threshold on. Pass "
+        "examples from `bertprod.SquadCorpus.v1` (SQuAD 2.0-style dev data, "
+        "with questions that have no answer)."
+    )
     E036 = (
         "[E036] Component '{component}' runs its encoder on ONNX Runtime "
         "(backend {backend!r}), so torch int8 quantization would not change "
@@ -183,9 +188,4 @@ class Errors:
         "states of the teacher's shape, but component '{component}' gives "
         "{student} against the teacher's {teacher} (a narrower encoder, or "
         "other window settings). Use hidden_weight = 0 for this student."
-    )
-    E035 = (
-        "[E035] No questions to calibrate the null threshold on. Pass "
-        "examples from `bertprod.SquadCorpus.v1` (SQuAD 2.0-style dev data, "
-        "with questions that have no answer)."
     )
