@@ -94,7 +94,7 @@ def set_config_backend(nlp: Language, backend: str) -> None:
 
 def onnx_pipeline(nlp: Language, int8: bool = False) -> List[str]:
     """Run every bertprod encoder of the pipeline on ONNX Runtime (int8: with
-    dynamic int8 quantization of its MatMul and Gather weights), exporting the ONNX models now; returns the
+    dynamic int8 quantization of its MatMul weights), exporting the ONNX models now; returns the
     components whose encoders were converted."""
     ort = require_onnxruntime()
     backend = "onnx-int8" if int8 else "onnx"

@@ -28,10 +28,12 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 ONNX_OPSET = 17
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "last_hidden_state"
-#: Operators quantized by "onnx-int8": the linear layers' matrix products and
-#: the embedding lookups, with per-channel weight scales (on MiniLM: 4x
-#: smaller, and closer to fp32 than per-tensor or torch's int8 Linear).
-QUANTIZED_OPS = ("MatMul", "Gather")
+#: Operators quantized by "onnx-int8": the linear layers' matrix products,
+#: with per-channel weight scales (closer to fp32 than per-tensor or torch's
+#: int8 Linear). The embedding lookups (Gather) stay fp32: quantizing them
+#: too saved 35 MB on MiniLM but cost 0.6 points of SST-2 accuracy, at the
+#: same speed.
+QUANTIZED_OPS = ("MatMul",)
 
 
 class BackendName(ConfigSetting):
@@ -123,7 +125,7 @@ def _quiet_root_logger() -> Iterator[None]:
 
 def quantize_onnx(data: bytes) -> bytes:
     """int8 dynamic quantization (QInt8 per-channel weights) of an ONNX
-    model's MatMul and Gather operators."""
+    model's QUANTIZED_OPS."""
     require_onnxruntime()
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
