@@ -11,6 +11,7 @@ from thinc.api import Adam
 from conftest import TRAIN_DATA, make_examples, ner_config, random_text, train
 
 pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
 
 from spacy_bertprod import onnx_backend  # noqa: E402
 from spacy_bertprod.architectures import encoder_v1  # noqa: E402
@@ -140,6 +141,12 @@ def test_config_override_exports_lazily(ner_path):
     assert encoder.attrs["onnx"].has_model("onnx")
 
 
+def _gather_table_types(nlp):
+    graph = onnx.load_from_string(_encoder_of(nlp, "bertprod_ner").attrs["onnx"].data).graph
+    types = {t.name: t.data_type for t in graph.initializer}
+    return {types[n.input[0]] for n in graph.node if n.op_type == "Gather" and n.input[0] in types}
+
+
 def test_onnx_int8(ner_path):
     fp32, int8 = spacy.load(ner_path), spacy.load(ner_path)
     onnx_pipeline(fp32)
@@ -148,6 +155,7 @@ def test_onnx_int8(ner_path):
     assert int8.config["components"]["bertprod_ner"]["model"]["encoder"]["backend"] == "onnx-int8"
     size = lambda nlp: len(_encoder_of(nlp, "bertprod_ner").attrs["onnx"].data)
     assert size(int8) < size(fp32)
+    assert _gather_table_types(int8) == {onnx.TensorProto.FLOAT}  # embedding lookups stay fp32
     probe = [fp32.make_doc(t) for t in TEXTS]
     a = fp32.get_pipe("bertprod_ner").model.predict(probe)
     b = int8.get_pipe("bertprod_ner").model.predict(probe)
