@@ -18,7 +18,8 @@ those pipelines' decoding exactly).
 
 Teachers are the pipelines the other benchmarks train (bench/results/...).
 Students are distilled here when their folder does not exist yet, with
-`spacy_bertprod.distill` (--layers, --distill-steps; train data as below).
+`spacy_bertprod.distill` (settings per task in `Task.distill`; train data as
+below).
 
     python bench/production.py [--tasks ner,textcat,qa] [--qa-dev-limit 1000]
 """
@@ -91,6 +92,8 @@ class Task:
     name = ""
     component = ""
     unit = "words"
+    #: how this task's student is distilled (the command line may override)
+    distill = {"layers": "0,2,3,5", "steps": 1000, "batch_words": 1000, "lr": 1e-4}
 
     def __init__(self, args: argparse.Namespace, data: Path):
         self.args = args
@@ -209,6 +212,8 @@ class TextcatTask(Task):
 class QATask(Task):
     name, component, unit = "qa", "bertprod_qa", "questions"
     teacher = RESULTS / "squad/model/model-last"
+    # a 4-layer student lost 4.8 F1 after 1,500 steps: QA keeps 5 layers
+    distill = {"layers": "0,1,2,4,5", "steps": 1500, "batch_words": 2000, "lr": 1.5e-4}
 
     def __init__(self, args, data):
         super().__init__(args, data)
@@ -281,12 +286,13 @@ def student_for(task: Task, teacher, args) -> Path:
     best = path / "model-best"
     if best.exists():
         return best
-    student = make_student(teacher, layers=[int(x) for x in args.layers.split(",")])
+    settings = {key: getattr(args, f"distill_{key}") or value for key, value in task.distill.items()}
+    student = make_student(teacher, layers=[int(x) for x in settings["layers"].split(",")])
     train = task.train_examples(student)
     dev = task.dev_examples(student)
-    print(f"  distilling {task.name}: {len(train)} train / {len(dev)} dev examples, {args.distill_steps} steps", flush=True)
+    print(f"  distilling {task.name}: {len(train)} train / {len(dev)} dev examples, {settings}", flush=True)
     start = time.perf_counter()
-    distill(teacher, student, train, dev, output=path, steps=args.distill_steps, batch_words=args.distill_batch_words, learn_rate=args.distill_lr, eval_every=max(args.distill_steps // 4, 1), log=lambda line: print("   ", line, flush=True))
+    distill(teacher, student, train, dev, output=path, steps=settings["steps"], batch_words=settings["batch_words"], learn_rate=settings["lr"], eval_every=max(settings["steps"] // 4, 1), log=lambda line: print("   ", line, flush=True))
     print(f"  distilled in {time.perf_counter() - start:.0f} s", flush=True)
     return best
 
@@ -302,13 +308,14 @@ def measure(task: Task, nlp) -> Dict[str, Any]:
 def run_task(task: Task, args, tmp: Path) -> List[Dict[str, Any]]:
     teacher = spacy.load(getattr(args, f"{task.name}_teacher") or task.teacher)
     student_path = student_for(task, teacher, args)
+    n_layers = f"{n_encoder_layers(spacy.load(student_path), task.component)}L"
     variants: List[tuple] = [("teacher fp32", lambda: teacher)]
     variants.append(("teacher int8 (torch)", lambda: _converted(teacher, quantize_pipeline)))
-    variants.append(("student fp32", lambda: spacy.load(student_path)))
-    variants.append(("student int8 (torch)", lambda: _converted(spacy.load(student_path), quantize_pipeline)))
+    variants.append((f"student {n_layers} fp32", lambda: spacy.load(student_path)))
+    variants.append((f"student {n_layers} int8 (torch)", lambda: _converted(spacy.load(student_path), quantize_pipeline)))
     variants.append(("teacher ONNX fp32", lambda: _converted(teacher, lambda n: onnx_pipeline(n, int8=False))))
     variants.append(("teacher ONNX int8", lambda: _converted(teacher, lambda n: onnx_pipeline(n, int8=True))))
-    variants.append(("student ONNX int8", lambda: _converted(spacy.load(student_path), lambda n: onnx_pipeline(n, int8=True))))
+    variants.append((f"student {n_layers} ONNX int8", lambda: _converted(spacy.load(student_path), lambda n: onnx_pipeline(n, int8=True))))
     rows = []
     for label, make in variants:
         nlp = make()
@@ -324,6 +331,11 @@ def run_task(task: Task, args, tmp: Path) -> List[Dict[str, Any]]:
         print(format_row(row, task.unit), flush=True)
         rows.append(row)
     return rows
+
+
+def n_encoder_layers(nlp, component: str) -> int:
+    module = nlp.get_pipe(component).model.get_ref("encoder").get_ref("transformer").shims[0]._model
+    return module.config.num_hidden_layers
 
 
 def _converted(nlp, convert: Callable) -> Any:
@@ -360,11 +372,12 @@ def main() -> None:
     parser.add_argument("--qa-dev-limit", type=int, default=1000, help="SQuAD dev questions (0: all 10,570)")
     for name, cls in TASKS.items():
         parser.add_argument(f"--{name}-teacher", default=None, help=f"trained pipeline (default {cls.teacher.relative_to(ROOT)})")
-    parser.add_argument("--students", default=str(RESULTS / "students4"), help="distilled students (made when missing)")
-    parser.add_argument("--layers", default="0,2,3,5", help="teacher layers the students keep")
-    parser.add_argument("--distill-steps", type=int, default=1000, help="the README's QA student: 1500, with --distill-batch-words 2000 --distill-lr 1.5e-4")
-    parser.add_argument("--distill-batch-words", type=int, default=1000)
-    parser.add_argument("--distill-lr", type=float, default=1e-4)
+    parser.add_argument("--students", default=str(RESULTS / "students_final"), help="distilled students, one folder per task (made when missing)")
+    settings = "; ".join(f"{cls.name}: {cls.distill}" for cls in TASKS.values())
+    parser.add_argument("--distill-layers", default=None, help=f"teacher layers the students keep, e.g. 0,2,3,5 (default per task: {settings})")
+    parser.add_argument("--distill-steps", type=int, default=None)
+    parser.add_argument("--distill-batch-words", type=int, default=None)
+    parser.add_argument("--distill-lr", type=float, default=None)
     parser.add_argument("--textcat-train-limit", type=int, default=20000)
     parser.add_argument("--students-only", action="store_true", help="distil the missing students, then stop (nothing timed)")
     args = parser.parse_args()
