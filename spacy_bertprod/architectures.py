@@ -5,9 +5,10 @@ from typing import List, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, with_array
+from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, concatenate, with_array
 from thinc.types import Floats2d
 
+from .casing import case_features as _case_features
 from .encoder import build_encoder
 from .errors import Errors
 from .pooling import doc_pooler, is_bertprod_encoder, token_mean_pooler
@@ -26,6 +27,34 @@ def token_classifier_v1(
     """Encoder + dropout + softmax over tags, per spaCy token."""
     output = Softmax_v2(nO=nO, normalize_outputs=True)
     model = chain(encoder, with_array(chain(Dropout(dropout), output)))
+    model.set_ref("encoder", encoder)
+    model.set_ref("output", output)
+    return model
+
+
+@registry.architectures("bertprod.TokenClassifier.v2")
+def token_classifier_v2(
+    encoder: Model[List[Doc], List[Floats2d]],
+    nO: Optional[int] = None,
+    dropout: float = 0.1,
+    case_features: bool = True,
+    case_scale: float = 10.0,
+) -> Model[List[Doc], List[Floats2d]]:
+    """v1, and with `case_features` the softmax also sees each token's casing
+    (`spacy_bertprod.casing.CASE_FEATURES`): uncased encoders such as the
+    embedded MiniLM lowercase their input and lose that cue.
+
+    case_scale: the value of an active feature. Adam moves each weight by
+    about the learning rate per step, so at fine-tuning rates (1e-4) a 0/1
+    input could shift a logit by only ~0.1 over a whole run.
+    """
+    if case_scale <= 0:
+        raise ValueError(Errors.E041.format(value=case_scale))
+    if not case_features:
+        return token_classifier_v1(encoder, nO=nO, dropout=dropout)
+    output = Softmax_v2(nO=nO, normalize_outputs=True)
+    features = concatenate(encoder, _case_features(case_scale))
+    model = chain(features, with_array(chain(Dropout(dropout), output)))
     model.set_ref("encoder", encoder)
     model.set_ref("output", output)
     return model

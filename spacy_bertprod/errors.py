@@ -189,3 +189,8 @@ class Errors:
         "{student} against the teacher's {teacher} (a narrower encoder, or "
         "other window settings). Use hidden_weight = 0 for this student."
     )
+    E041 = (
+        "[E041] case_scale = {value!r} in bertprod.TokenClassifier.v2: the "
+        "value of an active casing feature must be positive (the default is "
+        "10). To leave casing out, set case_features = false."
+    )

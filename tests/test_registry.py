@@ -42,6 +42,7 @@ def test_add_pipe_without_importing_the_package():
         "nlp.add_pipe('bertprod_qa')\n"
         "spacy.registry.readers.get('bertprod.SquadCorpus.v1')\n"
         "spacy.registry.architectures.get('bertprod.TokenClassifier.v1')\n"
+        "spacy.registry.architectures.get('bertprod.TokenClassifier.v2')\n"
         "print(nlp.pipe_names)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)

@@ -1,0 +1,70 @@
+"""Casing features of spaCy tokens, for heads on uncased encoders.
+
+An uncased wordpiece model (the embedded MiniLM is one) lowercases its input,
+so "Apple" and "apple" reach the head as the same vectors. This layer gives
+the head back what was lost: a fixed 0/1 vector per token, no weights.
+"""
+
+from functools import lru_cache
+from typing import Callable, List, Tuple
+
+import numpy as np
+from spacy.tokens import Doc
+from thinc.api import Model
+from thinc.types import Floats2d
+
+CASE_FEATURES = (
+    "lower",  # cased letters, all lowercase
+    "title",  # first cased letter uppercase, the others lowercase ("Paris", "A")
+    "upper",  # two or more cased letters, all uppercase ("NATO")
+    "mixed",  # any other mix ("iPhone", "McDonald")
+    "digit",  # contains a digit
+    "no_alpha",  # no letters at all (punctuation, symbols, numbers)
+    "opens_sentence",  # first token, or follows a line break or . ! ? :
+)
+_SENTENCE_END = frozenset(".!?:")
+
+
+@lru_cache(maxsize=100_000)
+def word_case(text: str) -> Tuple[float, ...]:
+    """The context-free CASE_FEATURES of a token text (all but the last)."""
+    cased = [c for c in text if c.isupper() or c.islower()]
+    lower = upper = title = mixed = 0.0
+    if cased:
+        if not any(c.isupper() for c in cased):
+            lower = 1.0
+        elif len(cased) > 1 and not any(c.islower() for c in cased):
+            upper = 1.0
+        elif cased[0].isupper() and not any(c.isupper() for c in cased[1:]):
+            title = 1.0
+        else:
+            mixed = 1.0
+    digit = 1.0 if any(c.isdigit() for c in text) else 0.0
+    no_alpha = 0.0 if any(c.isalpha() for c in text) else 1.0
+    return (lower, title, upper, mixed, digit, no_alpha)
+
+
+def doc_case_features(doc: Doc) -> np.ndarray:
+    """A (len(doc), len(CASE_FEATURES)) float32 array of 0/1 values."""
+    texts = [t.text for t in doc]
+    out = np.zeros((len(texts), len(CASE_FEATURES)), dtype="float32")
+    for i, text in enumerate(texts):
+        out[i, :-1] = word_case(text)
+        out[i, -1] = i == 0 or "\n" in texts[i - 1] or texts[i - 1] in _SENTENCE_END
+    return out
+
+
+def case_features(scale: float = 1.0) -> Model[List[Doc], List[Floats2d]]:
+    """Per-token casing features (`CASE_FEATURES`), one row per spaCy token,
+    each 0 or `scale`."""
+    return Model("bertprod_case_features", _forward, dims={"nO": len(CASE_FEATURES)}, attrs={"scale": scale})
+
+
+def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
+    scale = model.attrs["scale"]
+    Y = [model.ops.asarray2f(doc_case_features(doc) * scale) for doc in docs]
+
+    def backprop(dY: List[Floats2d]) -> List[Doc]:
+        return []
+
+    return Y, backprop
