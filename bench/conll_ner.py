@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=0, help="train documents to use (0: all)")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-words", type=int, default=1000, help="padded words per training batch")
-    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=2)
