@@ -308,14 +308,15 @@ def measure(task: Task, nlp) -> Dict[str, Any]:
 def run_task(task: Task, args, tmp: Path) -> List[Dict[str, Any]]:
     teacher = spacy.load(getattr(args, f"{task.name}_teacher") or task.teacher)
     student_path = student_for(task, teacher, args)
-    n_layers = f"{n_encoder_layers(spacy.load(student_path), task.component)}L"
+    student = spacy.load(student_path)
+    n_layers = f"{n_encoder_layers(student, task.component)}L"
     variants: List[tuple] = [("teacher fp32", lambda: teacher)]
     variants.append(("teacher int8 (torch)", lambda: _converted(teacher, quantize_pipeline)))
-    variants.append((f"student {n_layers} fp32", lambda: spacy.load(student_path)))
-    variants.append((f"student {n_layers} int8 (torch)", lambda: _converted(spacy.load(student_path), quantize_pipeline)))
+    variants.append((f"student {n_layers} fp32", lambda: student))
+    variants.append((f"student {n_layers} int8 (torch)", lambda: _converted(student, quantize_pipeline)))
     variants.append(("teacher ONNX fp32", lambda: _converted(teacher, lambda n: onnx_pipeline(n, int8=False))))
     variants.append(("teacher ONNX int8", lambda: _converted(teacher, lambda n: onnx_pipeline(n, int8=True))))
-    variants.append((f"student {n_layers} ONNX int8", lambda: _converted(spacy.load(student_path), lambda n: onnx_pipeline(n, int8=True))))
+    variants.append((f"student {n_layers} ONNX int8", lambda: _converted(student, lambda n: onnx_pipeline(n, int8=True))))
     rows = []
     for label, make in variants:
         nlp = make()

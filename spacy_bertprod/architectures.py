@@ -25,11 +25,7 @@ def token_classifier_v1(
     dropout: float = 0.1,
 ) -> Model[List[Doc], List[Floats2d]]:
     """Encoder + dropout + softmax over tags, per spaCy token."""
-    output = Softmax_v2(nO=nO, normalize_outputs=True)
-    model = chain(encoder, with_array(chain(Dropout(dropout), output)))
-    model.set_ref("encoder", encoder)
-    model.set_ref("output", output)
-    return model
+    return _token_softmax(encoder, encoder, nO, dropout)
 
 
 @registry.architectures("bertprod.TokenClassifier.v2")
@@ -50,10 +46,13 @@ def token_classifier_v2(
     """
     if case_scale <= 0:
         raise ValueError(Errors.E041.format(value=case_scale))
-    if not case_features:
-        return token_classifier_v1(encoder, nO=nO, dropout=dropout)
+    features = concatenate(encoder, _case_features(case_scale)) if case_features else encoder
+    return _token_softmax(features, encoder, nO, dropout)
+
+
+def _token_softmax(features: Model, encoder: Model, nO: Optional[int], dropout: float) -> Model:
+    """features + dropout + softmax over tags, with refs "encoder" and "output"."""
     output = Softmax_v2(nO=nO, normalize_outputs=True)
-    features = concatenate(encoder, _case_features(case_scale))
     model = chain(features, with_array(chain(Dropout(dropout), output)))
     model.set_ref("encoder", encoder)
     model.set_ref("output", output)
