@@ -79,11 +79,15 @@ def timed(run: Callable[[], Any]) -> Any:
     return out, time.perf_counter() - start
 
 
+def hf_module(nlp, component: str) -> Any:
+    """The torch (Hugging Face) module inside a component's bertprod encoder."""
+    return nlp.get_pipe(component).model.get_ref("encoder").get_ref("transformer").shims[0]._model
+
+
 def teacher_encoder_dir(nlp, component: str, path: Path) -> Path:
     """The teacher's fine-tuned encoder as a plain HF model folder."""
-    encoder = nlp.get_pipe(component).model.get_ref("encoder")
-    encoder.get_ref("transformer").shims[0]._model.save_pretrained(str(path))
-    save_hf_tokenizer(encoder, path)
+    hf_module(nlp, component).save_pretrained(str(path))
+    save_hf_tokenizer(nlp.get_pipe(component).model.get_ref("encoder"), path)
     return path
 
 
@@ -309,7 +313,7 @@ def run_task(task: Task, args, tmp: Path) -> List[Dict[str, Any]]:
     teacher = spacy.load(getattr(args, f"{task.name}_teacher") or task.teacher)
     student_path = student_for(task, teacher, args)
     student = spacy.load(student_path)
-    n_layers = f"{n_encoder_layers(student, task.component)}L"
+    n_layers = f"{hf_module(student, task.component).config.num_hidden_layers}L"
     variants: List[tuple] = [("teacher fp32", lambda: teacher)]
     variants.append(("teacher int8 (torch)", lambda: _converted(teacher, quantize_pipeline)))
     variants.append((f"student {n_layers} fp32", lambda: student))
@@ -332,11 +336,6 @@ def run_task(task: Task, args, tmp: Path) -> List[Dict[str, Any]]:
         print(format_row(row, task.unit), flush=True)
         rows.append(row)
     return rows
-
-
-def n_encoder_layers(nlp, component: str) -> int:
-    module = nlp.get_pipe(component).model.get_ref("encoder").get_ref("transformer").shims[0]._model
-    return module.config.num_hidden_layers
 
 
 def _converted(nlp, convert: Callable) -> Any:
