@@ -5,7 +5,7 @@ from typing import List, Optional
 
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, concatenate, with_array
+from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, concatenate, expand_window, with_array
 from thinc.types import Floats2d
 
 from .casing import case_features as _case_features
@@ -48,6 +48,31 @@ def token_classifier_v2(
         raise ValueError(Errors.E041.format(value=case_scale))
     features = concatenate(encoder, _case_features(case_scale)) if case_features else encoder
     return _token_softmax(features, encoder, nO, dropout)
+
+
+@registry.architectures("bertprod.TokenClassifier.v3")
+def token_classifier_v3(
+    encoder: Model[List[Doc], List[Floats2d]],
+    nO: Optional[int] = None,
+    dropout: float = 0.1,
+    case_scale: float = 10.0,
+    case_window: int = 1,
+) -> Model[List[Doc], List[Floats2d]]:
+    """v2 with casing, where the softmax also sees the casing of the
+    `case_window` tokens on each side of a token (zeros past the doc's ends).
+    An uncased encoder cannot tell a token its neighbours are capitalised,
+    which is what separates "Bank of England" (B I L) from "bank of England".
+
+    case_window: neighbours on each side (0: the token's own casing, as v2).
+    """
+    if case_scale <= 0:
+        raise ValueError(Errors.E041.format(value=case_scale))
+    if not isinstance(case_window, int) or case_window < 0:
+        raise ValueError(Errors.E042.format(value=case_window))
+    case = _case_features(case_scale)
+    if case_window:
+        case = chain(case, with_array(expand_window(window_size=case_window), pad=case_window))
+    return _token_softmax(concatenate(encoder, case), encoder, nO, dropout)
 
 
 def _token_softmax(features: Model, encoder: Model, nO: Optional[int], dropout: float) -> Model:

@@ -190,7 +190,12 @@ class Errors:
         "other window settings). Use hidden_weight = 0 for this student."
     )
     E041 = (
-        "[E041] case_scale = {value!r} in bertprod.TokenClassifier.v2: the "
+        "[E041] case_scale = {value!r} in bertprod.TokenClassifier: the "
         "value of an active casing feature must be positive (the default is "
-        "10). To leave casing out, set case_features = false."
+        "10). To leave casing out, use v1, or v2 with case_features = false."
+    )
+    E042 = (
+        "[E042] case_window = {value!r} in bertprod.TokenClassifier.v3: the "
+        "number of neighbours on each side whose casing the tagger sees must "
+        "be a whole number >= 0 (the default is 1; 0 sees the token alone)."
     )

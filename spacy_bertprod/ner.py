@@ -26,12 +26,12 @@ from .errors import Errors
 
 DEFAULT_NER_MODEL = """
 [model]
-@architectures = "bertprod.TokenClassifier.v2"
+@architectures = "bertprod.TokenClassifier.v3"
 nO = null
 dropout = 0.1
-# casing of each token beside its vectors (the embedded MiniLM is uncased)
-case_features = true
+# casing of each token and of its neighbours beside its vectors (the embedded MiniLM is uncased)
 case_scale = 10.0
+case_window = 1
 
 """ + default_encoder_config("model.encoder")
 DEFAULT_NER_MODEL_CFG = Config().from_str(DEFAULT_NER_MODEL)["model"]

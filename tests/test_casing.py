@@ -51,15 +51,13 @@ def test_doc_features_mark_sentence_openings():
     assert doc_case_features(spacy.blank("en")("")).shape == (0, len(CASE_FEATURES))
 
 
-def _train(tiny_bert, architecture, **arch):
+def _train(tiny_bert, architecture, data=CASED_DATA, **arch):
     nlp = spacy.blank("en")
-    model = Config(DEFAULT_NER_MODEL_CFG).copy()
-    if architecture.endswith(".v1"):
-        model.pop("case_features", None), model.pop("case_scale", None)
-    model.update({"@architectures": architecture, **arch})
-    model["encoder"].update(ner_config(tiny_bert)["model"]["encoder"])
+    encoder = Config(DEFAULT_NER_MODEL_CFG["encoder"]).copy()
+    encoder.update(ner_config(tiny_bert)["model"]["encoder"])
+    model = {"@architectures": architecture, "nO": None, "dropout": 0.1, **arch, "encoder": encoder}
     nlp.add_pipe("bertprod_ner", config={"model": model})
-    examples = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in CASED_DATA]
+    examples = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in data]
     nlp.initialize(lambda: examples)
     optimizer = Adam(2e-3)
     for _ in range(40):
@@ -102,3 +100,65 @@ def test_v2_without_case_features_is_v1(tiny_bert):
     nlp = _train(tiny_bert, "bertprod.TokenClassifier.v2", case_features=False)
     model = nlp.get_pipe("bertprod_ner").model
     assert model.get_ref("output").get_dim("nI") == model.get_ref("encoder").get_dim("nO")
+
+
+# Only the neighbours' casing tells the middle token's tag apart here.
+NEIGHBOUR_DATA = [
+    ("He met Bank of England staff.", [(7, 22, "ORG")]),
+    ("He met bank of England staff.", [(15, 22, "LOC")]),
+]
+
+
+def _rows(nlp, texts, index):
+    probs = nlp.get_pipe("bertprod_ner").model.predict([nlp.make_doc(t) for t in texts])
+    return [p[index] for p in probs]
+
+
+def test_v3_sees_neighbours_casing(tiny_bert):
+    texts = [t for t, _ in NEIGHBOUR_DATA]
+    of = 3
+    v2 = _train(tiny_bert, "bertprod.TokenClassifier.v2", data=NEIGHBOUR_DATA)
+    assert v2.make_doc(texts[0])[of].text == "of"
+    a, b = _rows(v2, texts, of)
+    np.testing.assert_allclose(a, b)  # same wordpieces, same own casing: one input
+
+    v3 = _train(tiny_bert, "bertprod.TokenClassifier.v3", data=NEIGHBOUR_DATA)
+    model = v3.get_pipe("bertprod_ner").model
+    encoder_width = model.get_ref("encoder").get_dim("nO")
+    assert model.get_ref("output").get_dim("nI") == encoder_width + 3 * len(CASE_FEATURES)
+    a, b = _rows(v3, texts, of)
+    assert not np.allclose(a, b)
+    assert [[(e.text, e.label_) for e in v3(t).ents] for t in texts] == [
+        [("Bank of England", "ORG")], [("England", "LOC")],
+    ]
+
+
+def test_v3_window_stays_inside_each_doc(tiny_bert):
+    nlp = _train(tiny_bert, "bertprod.TokenClassifier.v3", data=NEIGHBOUR_DATA)
+    model = nlp.get_pipe("bertprod_ner").model
+    alone = model.predict([nlp.make_doc("Paris is big.")])[0]
+    # an upper-case doc before it in the batch must not leak into its first token
+    batched = model.predict([nlp.make_doc("NATO NATO NATO"), nlp.make_doc(""), nlp.make_doc("Paris is big.")])
+    assert batched[1].shape[0] == 0
+    np.testing.assert_allclose(batched[2], alone, rtol=1e-5, atol=1e-6)
+
+
+def test_v3_round_trip_and_window_zero(tiny_bert, tmp_path):
+    nlp = _train(tiny_bert, "bertprod.TokenClassifier.v3", data=NEIGHBOUR_DATA, case_window=2)
+    model = nlp.get_pipe("bertprod_ner").model
+    assert model.get_ref("output").get_dim("nI") == model.get_ref("encoder").get_dim("nO") + 5 * len(CASE_FEATURES)
+    nlp.to_disk(tmp_path / "pipeline")
+    loaded = spacy.load(tmp_path / "pipeline")
+    texts = [t for t, _ in NEIGHBOUR_DATA]
+    for a, b in zip(_rows(nlp, texts, slice(None)), _rows(loaded, texts, slice(None))):
+        np.testing.assert_array_equal(a, b)
+
+    alone = _train(tiny_bert, "bertprod.TokenClassifier.v3", data=NEIGHBOUR_DATA, case_window=0)
+    model = alone.get_pipe("bertprod_ner").model
+    assert model.get_ref("output").get_dim("nI") == model.get_ref("encoder").get_dim("nO") + len(CASE_FEATURES)
+
+
+@pytest.mark.parametrize("window,message", [(-1, "E042"), (1.5, "case_window")])
+def test_case_window_must_be_whole(tiny_bert, window, message):
+    with pytest.raises(ValueError, match=message):
+        _train(tiny_bert, "bertprod.TokenClassifier.v3", case_window=window)

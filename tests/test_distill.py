@@ -100,7 +100,7 @@ def test_unlabelled_text_trains_the_soft_targets(ner_teacher):
     student = make_student(ner_teacher, n_layers=1)
     plain = [Example(student.make_doc(t), student.make_doc(t)) for t, _ in TRAIN_DATA]
     start = _soft_loss(ner_teacher, student, plain)
-    distill(ner_teacher, student, plain, [], steps=30, batch_words=200, learn_rate=1e-3, gold_weight=1.0, eval_every=100, log=lambda _: None)
+    distill(ner_teacher, student, plain, [], steps=60, batch_words=200, learn_rate=1e-3, gold_weight=1.0, eval_every=100, log=lambda _: None)
     assert _soft_loss(ner_teacher, student, plain) < 0.5 * start
 
 
