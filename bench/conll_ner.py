@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench/results/conll"))
     parser.add_argument("--config", default=str(ROOT / "configs/ner.cfg"))
     parser.add_argument("--train-limit", type=int, default=0, help="train documents to use (0: all)")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--batch-words", type=int, default=1000, help="padded words per training batch")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=2)
@@ -79,7 +79,10 @@ def main() -> None:
             "training.eval_frequency": per_epoch,
             "paths.train": str(corpus / "train.spacy"),
             "paths.dev": str(corpus / "dev.spacy"),
-            "training.max_epochs": args.epochs,
+            # a step count, not an epoch count: spaCy's shuffled epochs come out a few
+            # batches off the count above, and the last evaluation must still happen
+            "training.max_epochs": 0,
+            "training.max_steps": steps,
             "training.optimizer.learn_rate.total_steps": steps,
         }
         start = time.perf_counter()
