@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench/results/conll"))
     parser.add_argument("--config", default=str(ROOT / "configs/ner.cfg"))
     parser.add_argument("--train-limit", type=int, default=0, help="train documents to use (0: all)")
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=8, help="training length in epochs (run as epochs x batches-per-epoch steps)")
     parser.add_argument("--batch-words", type=int, default=1000, help="padded words per training batch")
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=2)
