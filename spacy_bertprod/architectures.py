@@ -44,9 +44,8 @@ def token_classifier_v2(
     about the learning rate per step, so at fine-tuning rates (1e-4) a 0/1
     input could shift a logit by only ~0.1 over a whole run.
     """
-    if case_scale <= 0:
-        raise ValueError(Errors.E041.format(value=case_scale))
-    features = concatenate(encoder, _case_features(case_scale)) if case_features else encoder
+    case = _casing(case_scale, 0)
+    features = concatenate(encoder, case) if case_features else encoder
     return _token_softmax(features, encoder, nO, dropout)
 
 
@@ -65,6 +64,11 @@ def token_classifier_v3(
 
     case_window: neighbours on each side (0: the token's own casing, as v2).
     """
+    return _token_softmax(concatenate(encoder, _casing(case_scale, case_window)), encoder, nO, dropout)
+
+
+def _casing(case_scale: float, case_window: int) -> Model[List[Doc], List[Floats2d]]:
+    """Casing features of each token and of `case_window` neighbours per side."""
     if case_scale <= 0:
         raise ValueError(Errors.E041.format(value=case_scale))
     if not isinstance(case_window, int) or case_window < 0:
@@ -72,7 +76,7 @@ def token_classifier_v3(
     case = _case_features(case_scale)
     if case_window:
         case = chain(case, with_array(expand_window(window_size=case_window), pad=case_window))
-    return _token_softmax(concatenate(encoder, case), encoder, nO, dropout)
+    return case
 
 
 def _token_softmax(features: Model, encoder: Model, nO: Optional[int], dropout: float) -> Model:
