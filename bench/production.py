@@ -45,6 +45,7 @@ from common import describe, spacy_transformers_pipeline  # noqa: E402
 from spacy_bertprod.compress import onnx_pipeline, quantize_pipeline  # noqa: E402
 from spacy_bertprod.convert import conll_to_docs, sst2_to_docs  # noqa: E402
 from spacy_bertprod.distill import copy_pipeline, distill, make_student  # noqa: E402
+from spacy_bertprod.encoder import hf_module  # noqa: E402
 from spacy_bertprod.export import qa_to_hf, save_hf_tokenizer  # noqa: E402
 from spacy_bertprod.squad import make_examples, read_squad, squad_scores  # noqa: E402
 
@@ -79,15 +80,11 @@ def timed(run: Callable[[], Any]) -> Any:
     return out, time.perf_counter() - start
 
 
-def hf_module(nlp, component: str) -> Any:
-    """The torch (Hugging Face) module inside a component's bertprod encoder."""
-    return nlp.get_pipe(component).model.get_ref("encoder").get_ref("transformer").shims[0]._model
-
-
 def teacher_encoder_dir(nlp, component: str, path: Path) -> Path:
     """The teacher's fine-tuned encoder as a plain HF model folder."""
-    hf_module(nlp, component).save_pretrained(str(path))
-    save_hf_tokenizer(nlp.get_pipe(component).model.get_ref("encoder"), path)
+    encoder = nlp.get_pipe(component).model.get_ref("encoder")
+    hf_module(encoder).save_pretrained(str(path))
+    save_hf_tokenizer(encoder, path)
     return path
 
 
@@ -313,7 +310,8 @@ def run_task(task: Task, args, tmp: Path) -> List[Dict[str, Any]]:
     teacher = spacy.load(getattr(args, f"{task.name}_teacher") or task.teacher)
     student_path = student_for(task, teacher, args)
     student = spacy.load(student_path)
-    n_layers = f"{hf_module(student, task.component).config.num_hidden_layers}L"
+    student_encoder = student.get_pipe(task.component).model.get_ref("encoder")
+    n_layers = f"{hf_module(student_encoder).config.num_hidden_layers}L"
     variants: List[tuple] = [("teacher fp32", lambda: teacher)]
     variants.append(("teacher int8 (torch)", lambda: _converted(teacher, quantize_pipeline)))
     variants.append((f"student {n_layers} fp32", lambda: student))

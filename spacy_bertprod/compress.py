@@ -19,7 +19,7 @@ import spacy
 from spacy.language import Language
 from thinc.api import Model
 
-from .encoder import QUANTIZATION_INT8, onnx_session, quantize_module, set_backend, uses_onnx
+from .encoder import QUANTIZATION_INT8, hf_module, onnx_session, quantize_module, set_backend, uses_onnx
 from .attrs import ConfigSetting
 from .errors import Errors
 from .onnx_backend import ONNX_OPSET, QUANTIZED_OPS, is_torch_quantized, require_onnxruntime
@@ -100,7 +100,7 @@ def onnx_pipeline(nlp: Language, int8: bool = False) -> List[str]:
     backend = "onnx-int8" if int8 else "onnx"
     encoders = bertprod_encoders(nlp)
     for encoder in encoders.values():
-        if is_torch_quantized(encoder.get_ref("transformer").shims[0]._model):
+        if is_torch_quantized(hf_module(encoder)):
             raise ValueError(Errors.E026)
     for encoder in encoders.values():
         set_backend(encoder, backend)

@@ -35,7 +35,7 @@ from spacy.util import load_model_from_config
 from thinc.api import Adam, Model, get_array_module, set_dropout_rate, warmup_linear
 
 from .compress import _encoder_blocks, bertprod_encoders
-from .encoder import hidden_state_hook
+from .encoder import hf_module, hidden_state_hook
 from .errors import Errors
 from .ner import BertprodNER
 from .qa import BertprodQA
@@ -101,7 +101,7 @@ def make_student(
     teacher's labels on `get_examples` (the training examples)."""
     _check_distillable(teacher)
     for name, enc in bertprod_encoders(teacher).items():
-        if getattr(enc.get_ref("transformer").shims[0]._model, "bertprod_quantization", None) or enc.attrs.get("backend", "torch") != "torch":
+        if getattr(hf_module(enc), "bertprod_quantization", None) or enc.attrs.get("backend", "torch") != "torch":
             raise ValueError(Errors.E031.format(component=name))
     if encoder is not None:
         if layers is not None or n_layers is not None:

@@ -337,6 +337,11 @@ def uses_onnx(model: Model) -> bool:
     return model.attrs["backend"] != "torch"
 
 
+def hf_module(model: Model) -> Any:
+    """The Hugging Face torch module inside bertprod encoder layer `model`."""
+    return model.get_ref("transformer").shims[0]._model
+
+
 def set_backend(model: Model, backend: str) -> None:
     """Switch encoder layer `model` to another inference backend."""
     validate_backend(backend)
@@ -351,7 +356,7 @@ def onnx_session(model: Model) -> OnnxSession:
     if not holder.has_model(backend):
         if not is_loaded(model):
             raise ValueError(Errors.E006)
-        holder.export_from(model.get_ref("transformer").shims[0]._model, backend)
+        holder.export_from(hf_module(model), backend)
     return holder
 
 
@@ -362,7 +367,7 @@ def _predict_autocast(model: Model, X: Tuple[np.ndarray, ...]) -> Tuple[Any, Cal
     import torch
 
     transformer = model.get_ref("transformer")
-    module = transformer.shims[0]._model
+    module = hf_module(model)
     if getattr(module, "bertprod_quantization", None):
         raise ValueError(Errors.E037.format(precision=str(model.attrs["inference_precision"])))
     inputs, _ = _convert_inputs(transformer, X, False)

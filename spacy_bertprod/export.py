@@ -7,6 +7,8 @@ from typing import Union
 
 from spacy.language import Language
 
+from .encoder import hf_module
+
 
 def save_hf_tokenizer(encoder, path: Union[str, Path]) -> None:
     """Save the encoder's fast tokenizer as a `transformers` tokenizer."""
@@ -34,7 +36,7 @@ def qa_to_hf(nlp: Language, path: Union[str, Path], component: str = "bertprod_q
     path = Path(path)
     model = nlp.get_pipe(component).model
     encoder, head = model.get_ref("encoder"), model.get_ref("output")
-    module = encoder.get_ref("transformer").shims[0]._model
+    module = hf_module(encoder)
     cfg = module.config.to_dict()
     config = AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     qa = AutoModelForQuestionAnswering.from_config(config)
