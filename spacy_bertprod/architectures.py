@@ -11,11 +11,32 @@ from thinc.types import Floats2d
 from .casing import case_features as _case_features
 from .encoder import build_encoder
 from .errors import Errors
+from .hf_loader import DEFAULT_MODEL
 from .pooling import doc_pooler, is_bertprod_encoder, token_mean_pooler
 from .qa_model import build_qa_model
 
 
-encoder_v1 = registry.architectures("bertprod.Encoder.v1")(build_encoder)
+@registry.architectures("bertprod.Encoder.v1")
+def encoder_v1(
+    name: str = DEFAULT_MODEL,
+    window: int = 256,
+    stride: int = 192,
+    pooling: str = "first",
+    max_batch_wordpieces: int = 8192,
+    mixed_precision: bool = False,
+    backend: str = "torch",
+    inference_precision: str = "fp32",
+) -> Model[List[Doc], List[Floats2d]]:
+    """A Hugging Face encoder giving one vector per spaCy token (see
+    `spacy_bertprod.encoder.build_encoder`)."""
+    return build_encoder(
+        name=name, window=window, stride=stride, pooling=pooling, max_batch_wordpieces=max_batch_wordpieces,
+        mixed_precision=mixed_precision, backend=backend, inference_precision=inference_precision,
+    )
+
+
+#: v1 with `input_casing`: each wordpiece's casing class as its token type.
+encoder_v2 = registry.architectures("bertprod.Encoder.v2")(build_encoder)
 
 
 @registry.architectures("bertprod.TokenClassifier.v1")

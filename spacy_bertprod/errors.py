@@ -199,3 +199,15 @@ class Errors:
         "number of neighbours on each side whose casing the tagger sees must "
         "be a whole number >= 0 (the default is 1; 0 sees the token alone)."
     )
+    E043 = (
+        "[E043] input_casing = true in bertprod.Encoder.v2 feeds each "
+        "wordpiece's casing to the transformer as its token type, but {name!r} "
+        "({model_type}) has no token type embeddings. Use a BERT-style encoder "
+        "(the embedded MiniLM is one) or set input_casing = false."
+    )
+    E044 = (
+        "[E044] input_casing = true in bertprod.Encoder.v2 uses the "
+        "transformer's token types for casing, but question answering needs "
+        "them to mark question and context. Set input_casing = false in the "
+        "bertprod_qa encoder."
+    )

@@ -39,6 +39,8 @@ def build_qa_model(encoder: Model, max_question_len: int, doc_stride: int) -> Mo
     for setting, value in (("max_question_len", max_question_len), ("doc_stride", doc_stride)):
         if not isinstance(value, int) or value < (1 if setting == "max_question_len" else 0):
             raise ValueError(Errors.E005.format(setting=setting, value=value, why="it must be a positive integer"))
+    if encoder.attrs.get("input_casing"):
+        raise ValueError(Errors.E044)
     head = Linear(nO=2)
     return Model(
         "bertprod_qa",

@@ -79,12 +79,12 @@ def make_examples(nlp, data=TRAIN_DATA):
     return examples
 
 
-def train(nlp, examples, steps: int = 40):
+def train(nlp, examples, steps: int = 40, lr: float = 1e-3):
     """Initialize `nlp` on `examples` and take `steps` Adam updates on them."""
     from thinc.api import Adam
 
     nlp.initialize(lambda: examples)
-    optimizer = Adam(1e-3)
+    optimizer = Adam(lr)
     for _ in range(steps):
         nlp.update(examples, sgd=optimizer)
     return nlp

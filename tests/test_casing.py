@@ -1,10 +1,9 @@
 import numpy as np
 import pytest
 import spacy
-from spacy.training import Example
-from thinc.api import Adam, Config
+from thinc.api import Config
 
-from conftest import ner_config
+from conftest import make_examples, ner_config, train
 from spacy_bertprod.casing import CASE_FEATURES, doc_case_features, word_case
 from spacy_bertprod.ner import DEFAULT_NER_MODEL_CFG
 
@@ -57,12 +56,7 @@ def _train(tiny_bert, architecture, data=CASED_DATA, **arch):
     encoder.update(ner_config(tiny_bert)["model"]["encoder"])
     model = {"@architectures": architecture, "nO": None, "dropout": 0.1, **arch, "encoder": encoder}
     nlp.add_pipe("bertprod_ner", config={"model": model})
-    examples = [Example.from_dict(nlp.make_doc(t), {"entities": e}) for t, e in data]
-    nlp.initialize(lambda: examples)
-    optimizer = Adam(2e-3)
-    for _ in range(40):
-        nlp.update(examples, sgd=optimizer)
-    return nlp
+    return train(nlp, make_examples(nlp, data), lr=2e-3)
 
 
 def test_v1_cannot_see_case_v2_can(tiny_bert):

@@ -20,7 +20,7 @@ def test_config_resolves(path, tiny_bert, tmp_path):
     for component in config["components"].values():
         model = component.get("model", {})
         for layer in (model, model.get("encoder", {})):
-            if layer.get("@architectures") == "bertprod.Encoder.v1":
+            if layer.get("@architectures") in ("bertprod.Encoder.v1", "bertprod.Encoder.v2"):
                 layer.update(name=tiny_bert, window=64, stride=32)
             if layer.get("@architectures") == "spacy.Tok2VecListener.v1":
                 layer["width"] = 32  # the tiny model's hidden size

@@ -44,6 +44,7 @@ def test_add_pipe_without_importing_the_package():
         "spacy.registry.architectures.get('bertprod.TokenClassifier.v1')\n"
         "spacy.registry.architectures.get('bertprod.TokenClassifier.v2')\n"
         "spacy.registry.architectures.get('bertprod.TokenClassifier.v3')\n"
+        "spacy.registry.architectures.get('bertprod.Encoder.v2')\n"
         "print(nlp.pipe_names)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
