@@ -54,6 +54,7 @@ def _train(tiny_bert, architecture, data=CASED_DATA, **arch):
     nlp = spacy.blank("en")
     encoder = Config(DEFAULT_NER_MODEL_CFG["encoder"]).copy()
     encoder.update(ner_config(tiny_bert)["model"]["encoder"])
+    encoder["input_casing"] = False  # casing reaches the head only (see test_input_casing.py)
     model = {"@architectures": architecture, "nO": None, "dropout": 0.1, **arch, "encoder": encoder}
     nlp.add_pipe("bertprod_ner", config={"model": model})
     return train(nlp, make_examples(nlp, data), lr=2e-3)
