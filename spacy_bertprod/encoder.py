@@ -298,7 +298,7 @@ def add_case_types(module: Any, name: str) -> None:
     if not isinstance(embeddings, torch.nn.Embedding):
         raise ValueError(Errors.E043.format(name=name, model_type=getattr(module.config, "model_type", type(module).__name__)))
     weight = embeddings.weight.detach()[:1].repeat(len(WORDPIECE_CASES), 1)
-    module.embeddings.token_type_embeddings = torch.nn.Embedding.from_pretrained(weight.clone(), freeze=False)
+    module.embeddings.token_type_embeddings = torch.nn.Embedding.from_pretrained(weight, freeze=False)
     module.config.type_vocab_size = len(WORDPIECE_CASES)
 
 
@@ -473,11 +473,11 @@ def encode_sequences(
     base = np.zeros(len(seqs), dtype="int64")
     flats, callbacks, sizes, masks = [], [], [], []
     offset = 0
+    has_types = segments is not None or type_ids is not None
     for group in length_groups(lengths, model.attrs["max_batch_wordpieces"]):
         seq_len = int(lengths[group].max())
         ids = np.full((len(group), seq_len), holder.pad_id, dtype="int64")
         mask = np.zeros((len(group), seq_len), dtype="int64")
-        has_types = segments is not None or type_ids is not None
         types = np.zeros((len(group), seq_len), dtype="int64") if has_types else None
         for row, i in enumerate(group):
             ids[row, : lengths[i]] = seqs[i]
