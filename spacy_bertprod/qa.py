@@ -221,7 +221,10 @@ class BertprodQA(TrainablePipe):
         `examples` (SQuAD 2.0-style dev data, questions without answers
         included; see `bertprod.SquadCorpus.v1`), as the official SQuAD 2.0
         script's best-F1 threshold does. Turns `handle_impossible` on and
-        returns (threshold, F1 at it)."""
+        returns (threshold, F1 at it). The threshold sits in the middle of
+        the gap between the last question answered and the first one left
+        null (null-minus-answer differences lie in [-1, 1]), so float noise
+        of another batch composition cannot flip a question at the edge."""
         from .squad import f1_score
 
         diffs, f1_answer, f1_null = [], [], []
@@ -241,15 +244,14 @@ class BertprodQA(TrainablePipe):
         if not diffs:
             raise ValueError(Errors.E035)
         order = np.argsort(diffs)
-        d = np.asarray(diffs)[order]
+        d = np.clip(np.asarray(diffs)[order], -1.0, 1.0)  # no candidate (inf): always null
         a, n = np.asarray(f1_answer)[order], np.asarray(f1_null)[order]
         # threshold just at or above d[i]: the first i+1 questions answered, the rest null
         totals = np.concatenate(([0.0], np.cumsum(a))) + np.concatenate((np.cumsum(n[::-1])[::-1], [0.0]))
         best = int(np.argmax(totals))
-        if best == 0:
-            threshold = float(d[0]) - 1e-6 if np.isfinite(d[0]) else 0.0
-        else:
-            threshold = float(d[best - 1]) if np.isfinite(d[best - 1]) else 1.0
+        below = d[best - 1] if best > 0 else -1.0
+        above = d[best] if best < len(d) else 1.0
+        threshold = float(below + above) / 2
         self.cfg["handle_impossible"] = True
         self.cfg["null_threshold"] = threshold
         return threshold, float(totals[best] / len(d))
