@@ -165,6 +165,10 @@ def test_calibrate_null_threshold(tiny_bert):
     assert f1 >= baseline
     assert nlp.evaluate(examples)["qa_f1"] == pytest.approx(f1)
     doc = nlp.make_doc(CONTEXT)
+    # mid-gap, not on any question's edge: float noise cannot flip one
+    for row in rows:
+        ranked, null_score = qa._candidates(qa.model.predict([(doc, row["question"])])[0], 1)
+        assert abs(null_score - ranked[0][2] - threshold) > 1e-4
     assert qa.answer(doc, impossible["question"]) == []
     assert qa.answer(doc, ROWS[0]["question"])[0].text == "Warsaw"
     with pytest.raises(ValueError, match="E035"):
