@@ -51,7 +51,7 @@ def quantize_pipeline(nlp: Language) -> List[str]:
     done = []
     for name, encoder in encoders.items():
         shim = encoder.get_ref("transformer").shims[0]
-        if getattr(shim._model, "bertprod_quantization", None):
+        if is_torch_quantized(shim._model):
             continue
         shim._model = quantize_module(shim._model.to("cpu"))
         done.append(name)

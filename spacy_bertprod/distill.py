@@ -38,6 +38,7 @@ from .compress import _encoder_blocks, bertprod_encoders
 from .encoder import hf_module, hidden_state_hook
 from .errors import Errors
 from .ner import BertprodNER
+from .onnx_backend import is_torch_quantized
 from .qa import BertprodQA
 from .textcat import BertprodTextCategorizer
 
@@ -101,7 +102,7 @@ def make_student(
     teacher's labels on `get_examples` (the training examples)."""
     _check_distillable(teacher)
     for name, enc in bertprod_encoders(teacher).items():
-        if getattr(hf_module(enc), "bertprod_quantization", None) or enc.attrs.get("backend", "torch") != "torch":
+        if is_torch_quantized(hf_module(enc)) or enc.attrs.get("backend", "torch") != "torch":
             raise ValueError(Errors.E031.format(component=name))
     if encoder is not None:
         if layers is not None or n_layers is not None:

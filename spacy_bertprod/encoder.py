@@ -28,7 +28,7 @@ from .attrs import ConfigSetting, bytes_attr
 from .casing import WORDPIECE_CASES, wordpiece_case_ids
 from .errors import Errors
 from .hf_loader import DEFAULT_MODEL, load_pretrained, module_from_config
-from .onnx_backend import BACKENDS, BackendName, OnnxSession
+from .onnx_backend import BACKENDS, BackendName, OnnxSession, is_torch_quantized
 from .windows import assign_tokens, window_bounds
 
 #: `inference_precision` settings and the torch dtype each predicts in.
@@ -403,7 +403,7 @@ def _predict_autocast(model: Model, X: Tuple[np.ndarray, ...]) -> Tuple[Any, Cal
 
     transformer = model.get_ref("transformer")
     module = hf_module(model)
-    if getattr(module, "bertprod_quantization", None):
+    if is_torch_quantized(module):
         raise ValueError(Errors.E037.format(precision=str(model.attrs["inference_precision"])))
     inputs, _ = _convert_inputs(transformer, X, False)
     device = next(module.parameters()).device
