@@ -1,10 +1,15 @@
 """Helpers shared by the benchmark scripts: the machine, timing, the
 spacy-transformers baselines."""
 
+import datetime
+import json
 import os
 import platform
+import subprocess
+import sys
 import time
-from typing import List, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
 
 import spacy
 
@@ -26,6 +31,51 @@ def describe() -> str:
         f"{platform.node()} | {cpu} | {os.cpu_count()} cores | torch {torch.__version__} "
         f"({torch.get_num_threads()} threads) | {gpu} | Python {platform.python_version()}"
     )
+
+
+#: Committed result files: one small JSON per reported run, the source of
+#: every figure in the README (tests/test_readme_figures.py checks the tables).
+REPORTED = Path(__file__).resolve().parent / "reported"
+
+
+def isa_flags() -> List[str]:
+    """The CPU's SIMD flags that int8 and fp32 speed depend on (from lscpu)."""
+    try:
+        flags = open("/proc/cpuinfo", encoding="utf8").read().split("flags", 1)[1].split("\n", 1)[0].split()
+    except (OSError, IndexError):
+        return []
+    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16")
+    return [f for f in wanted if f in flags]
+
+
+def git_commit() -> str:
+    """The checkout's commit, with "+dirty" when tracked files differ from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def write_report(name: str, figures: Dict[str, Any], note: str = "") -> Path:
+    """Write bench/reported/<name>.json: the command, commit, machine, date and
+    figures of one run. Commit the file together with the README rows it backs."""
+    REPORTED.mkdir(parents=True, exist_ok=True)
+    report = {
+        "command": " ".join(["python"] + sys.argv),
+        "git_commit": git_commit(),
+        "machine": describe(),
+        "isa_flags": isa_flags(),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "note": note,
+        "figures": figures,
+    }
+    path = REPORTED / f"{name}.json"
+    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf8")
+    print(f"result file: {path}", flush=True)
+    return path
 
 
 def time_pipe(nlp, texts: Sequence[str], batch_size: int, repeats: int) -> float:
