@@ -78,6 +78,18 @@ def write_report(name: str, figures: Dict[str, Any], note: str = "") -> Path:
     return path
 
 
+def read_sst2_test(path: Path, nlp) -> list:
+    """The labelled SST-2 test split, its PTB bracket tokens written as GLUE's
+    train and dev files write them."""
+    from spacy_bertprod.convert import sst2_to_docs
+
+    docs = sst2_to_docs(path, nlp)
+    fixed = [nlp.make_doc(d.text.replace("-lrb-", "(").replace("-rrb-", ")")) for d in docs]
+    for new, old in zip(fixed, docs):
+        new.cats = dict(old.cats)
+    return fixed
+
+
 def time_pipe(nlp, texts: Sequence[str], batch_size: int, repeats: int) -> float:
     """Best-of-`repeats` wall time of nlp.pipe over texts (after a warm-up)."""
     list(nlp.pipe(texts[:20], batch_size=batch_size))

@@ -21,7 +21,7 @@ import torch
 from spacy.training import Example
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, spacy_transformers_pipeline, time_pipe  # noqa: E402
+from common import describe, spacy_transformers_pipeline, time_pipe, write_report  # noqa: E402
 
 from spacy_bertprod.convert import conll_to_docs, write_docbin  # noqa: E402
 from spacy_bertprod.hf_loader import embedded_model_path  # noqa: E402
@@ -43,6 +43,8 @@ def main() -> None:
     parser.add_argument("--gpu-id", type=int, default=-1)
     parser.add_argument("--skip-train", action="store_true", help="reuse the model in --out")
     parser.add_argument("--skip-speed", action="store_true", help="scores only, no throughput comparison")
+    parser.add_argument("--seed", type=int, default=0, help="the config's system.seed (training shuffling and initialization)")
+    parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.gpu_id >= 0:
@@ -84,6 +86,7 @@ def main() -> None:
             "training.max_epochs": 0,
             "training.max_steps": steps,
             "training.optimizer.learn_rate.total_steps": steps,
+            "system.seed": args.seed,
         }
         start = time.perf_counter()
         train(args.config, model_dir, overrides=overrides, use_gpu=args.gpu_id)
@@ -99,9 +102,18 @@ def main() -> None:
     for label, prf in sorted(scores["ents_per_type"].items()):
         print(f"  {label:<8} P {prf['p']*100:.2f}  R {prf['r']*100:.2f}  F {prf['f']*100:.2f}")
 
-    result = {"machine": describe(), "test_scores": {k: scores[k] for k in ("ents_p", "ents_r", "ents_f", "ents_per_type")}}
+    dev_scores = nlp.evaluate([Example(nlp.make_doc(d.text), d) for d in splits["dev"]], batch_size=args.batch_size)
+    print(f"DEV (CoNLL-2003 testa, used for model selection): F {dev_scores['ents_f']*100:.2f}")
+    result = {
+        "machine": describe(),
+        "seed": args.seed,
+        "test_scores": {k: scores[k] for k in ("ents_p", "ents_r", "ents_f", "ents_per_type")},
+        "dev_f": dev_scores["ents_f"],
+    }
     if args.skip_speed:
         (out / "result.json").write_text(json.dumps(result, indent=2))
+        if args.report:
+            write_report(args.report, result)
         return
     device = "GPU" if args.gpu_id >= 0 else "CPU"
     texts = [d.text for d in test_docs]
@@ -121,6 +133,8 @@ def main() -> None:
     result["words_per_second"] = {"bertprod_ner": n_words / ours, "spacy_transformers": n_words / theirs}
     result["ratio"] = theirs / ours
     (out / "result.json").write_text(json.dumps(result, indent=2))
+    if args.report:
+        write_report(args.report, result)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,17 @@
 1. Trains bertprod_textcat (exclusive classes) with `spacy train
    configs/textcat.cfg` on ../shared/datasets/sst2/glue/train.tsv (full, or
    --train-limit sentences) with the embedded MiniLM.
-2. Reports accuracy and macro F1 on GLUE dev (872 sentences) with spaCy's scorer.
-3. Times docs/s and words/s on the dev set (CPU, --threads) in the same run as
+2. Picks model-best on GLUE dev (872 sentences) during training, and reports
+   accuracy and macro F1 on the labelled SST-2 test split (1,821 sentences,
+   ../shared/datasets/sst2/test.tsv, PTB brackets `-lrb-`/`-rrb-` mapped to the
+   `(`/`)` GLUE's train and dev use), with dev beside it; spaCy's scorer.
+3. Times docs/s and words/s on the test set (CPU, --threads) in the same run as
    spacy-transformers `transformer` + `textcat` with the same encoder.
 4. Times a pipeline where NER and textcat share one encoder (spaCy `tok2vec` +
    listeners, configs/ner_textcat.cfg) against NER alone and against NER and
    textcat with an encoder each, on CoNLL-2003 test documents.
 
-    python bench/sst2_textcat.py [--train-limit N] [--epochs E] [--skip-train]
+    python bench/sst2_textcat.py [--train-limit N] [--epochs E] [--seed S] [--skip-train]
 """
 
 import argparse
@@ -24,12 +27,18 @@ import torch
 from spacy.training import Example
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, spacy_transformers_pipeline, time_pipe  # noqa: E402
+from common import describe, read_sst2_test, spacy_transformers_pipeline, time_pipe, write_report  # noqa: E402
 
 from spacy_bertprod.convert import conll_to_docs, sst2_to_docs, write_docbin  # noqa: E402
 from spacy_bertprod.hf_loader import embedded_model_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def scores_of(nlp, docs, batch_size):
+    """Accuracy and spaCy's textcat scores of `nlp` on gold `docs`."""
+    scores = nlp.evaluate([Example(nlp.make_doc(d.text), d) for d in docs], batch_size=batch_size)
+    return accuracy(nlp, docs, batch_size), scores
 
 
 def accuracy(nlp, docs, batch_size):
@@ -58,7 +67,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gpu-id", type=int, default=-1)
+    parser.add_argument("--seed", type=int, default=0, help="the config's system.seed (training shuffling and initialization)")
     parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true", help="scores only, no timing")
+    parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out, data = Path(args.out), Path(args.data)
@@ -66,9 +78,10 @@ def main() -> None:
     blank = spacy.blank("en")
     train_docs = sst2_to_docs(data / "sst2/glue/train.tsv", blank, limit=args.train_limit)
     dev_docs = sst2_to_docs(data / "sst2/glue/dev.tsv", blank)
+    test_docs = read_sst2_test(data / "sst2/test.tsv", blank)
     write_docbin(train_docs, out / "corpus/train.spacy")
     write_docbin(dev_docs, out / "corpus/dev.spacy")
-    print(f"train {len(train_docs)} sentences, dev {len(dev_docs)} sentences", flush=True)
+    print(f"train {len(train_docs)} sentences, dev {len(dev_docs)} sentences (model selection), test {len(test_docs)} sentences (reported)", flush=True)
 
     model_dir = out / "model"
     if not args.skip_train:
@@ -88,6 +101,7 @@ def main() -> None:
             "training.optimizer.learn_rate.total_steps": steps,
             "training.optimizer.learn_rate.warmup_steps": max(steps // 10, 1),
             "training.optimizer.learn_rate.initial_rate": args.lr,
+            "system.seed": args.seed,
         }
         start = time.perf_counter()
         train(args.config, model_dir, overrides=overrides, use_gpu=args.gpu_id)
@@ -95,21 +109,36 @@ def main() -> None:
 
     best = model_dir / "model-best"
     nlp = spacy.load(best if best.exists() else model_dir / "model-last")
-    examples = [Example(nlp.make_doc(d.text), d) for d in dev_docs]
-    scores = nlp.evaluate(examples, batch_size=args.batch_size)
-    acc = accuracy(nlp, dev_docs, args.batch_size)
-    print(f"\nDEV (GLUE SST-2 dev, {len(dev_docs)} sentences), spaCy scorer:")
+    acc, scores = scores_of(nlp, test_docs, args.batch_size)
+    dev_acc, dev_scores = scores_of(nlp, dev_docs, args.batch_size)
+    print(f"\nTEST (SST-2 test split, {len(test_docs)} sentences; model-best picked on dev), spaCy scorer:")
     print(f"  accuracy {acc*100:.2f}  macro F1 {scores['cats_macro_f']*100:.2f}  macro AUC {scores['cats_macro_auc']*100:.2f}")
     for label, prf in sorted(scores["cats_f_per_type"].items()):
         print(f"  {label:<9} P {prf['p']*100:.2f}  R {prf['r']*100:.2f}  F {prf['f']*100:.2f}")
+    print(f"DEV (GLUE SST-2 dev, {len(dev_docs)} sentences, used for model selection): accuracy {dev_acc*100:.2f}  macro F1 {dev_scores['cats_macro_f']*100:.2f}")
+    result = {
+        "machine": describe(),
+        "train_sentences": len(train_docs),
+        "test_accuracy": acc,
+        "test_macro_f": scores["cats_macro_f"],
+        "test_macro_auc": scores["cats_macro_auc"],
+        "test_per_label": {label: {k: prf[k] for k in "prf"} for label, prf in scores["cats_f_per_type"].items()},
+        "dev_accuracy": dev_acc,
+        "dev_macro_f": dev_scores["cats_macro_f"],
+    }
+    if args.skip_speed:
+        (out / "result.json").write_text(json.dumps(result, indent=2))
+        if args.report:
+            write_report(args.report, result)
+        return
 
-    texts = [d.text for d in dev_docs]
-    n_words = sum(len(d) for d in dev_docs)
+    texts = [d.text for d in test_docs]
+    n_words = sum(len(d) for d in test_docs)
     name = str(embedded_model_path())
     ours = time_pipe(nlp, texts, args.batch_size, args.repeats)
     st = spacy_transformers_pipeline(name, ["textcat"], lambda n: [Example(n.make_doc(d.text), d) for d in train_docs[:50]])
     theirs = time_pipe(st, texts, args.batch_size, args.repeats)
-    print(f"\nTHROUGHPUT on SST-2 dev ({len(texts)} docs, {n_words} words, nlp.pipe batch {args.batch_size}, CPU, {torch.get_num_threads()} threads, best of {args.repeats}):")
+    print(f"\nTHROUGHPUT on SST-2 test ({len(texts)} docs, {n_words} words, nlp.pipe batch {args.batch_size}, CPU, {torch.get_num_threads()} threads, best of {args.repeats}):")
     print(f"  bertprod_textcat                       {len(texts)/ours:8.1f} docs/s {n_words/ours:9.0f} words/s")
     print(f"  spacy-transformers transformer+textcat {len(texts)/theirs:8.1f} docs/s {n_words/theirs:9.0f} words/s")
     print(f"  ratio bertprod / spacy-transformers: {theirs/ours:.2f}x")
@@ -125,22 +154,22 @@ def main() -> None:
     separate.get_pipe("bertprod_textcat").initialize(lambda: remake(separate), nlp=separate)
     conll_texts = [d.text for d in conll]
     conll_words = sum(len(d) for d in conll)
-    print(f"\nSHARED ENCODER on CoNLL-2003 test ({len(conll_texts)} docs, {conll_words} words) and SST-2 dev; seconds, best of {args.repeats}:")
+    print(f"\nSHARED ENCODER on CoNLL-2003 test ({len(conll_texts)} docs, {conll_words} words) and SST-2 test ({len(texts)} docs); seconds, best of {args.repeats}:")
     timings = {}
     for label, pipe in [("NER alone", ner_alone), ("NER + textcat, shared encoder", shared), ("NER + textcat, an encoder each", separate)]:
         timings[label] = (time_pipe(pipe, conll_texts, args.batch_size, args.repeats), time_pipe(pipe, texts, args.batch_size, args.repeats))
     base = timings["NER alone"]
     for label, (t_conll, t_sst) in timings.items():
         print(f"  {label:<32} CoNLL {t_conll:6.2f} s ({t_conll/base[0]:.2f}x)   SST-2 {t_sst:6.2f} s ({t_sst/base[1]:.2f}x)")
-    result = {
-        "machine": describe(),
-        "dev_accuracy": acc,
-        "dev_macro_f": scores["cats_macro_f"],
+    result.update({
         "docs_per_second": {"bertprod_textcat": len(texts) / ours, "spacy_transformers": len(texts) / theirs},
         "words_per_second": {"bertprod_textcat": n_words / ours, "spacy_transformers": n_words / theirs},
-        "shared_encoder_seconds": timings,
-    }
+        "ratio": theirs / ours,
+        "shared_encoder_seconds": {label: {"conll_test": t_conll, "sst2_test": t_sst} for label, (t_conll, t_sst) in timings.items()},
+    })
     (out / "result.json").write_text(json.dumps(result, indent=2))
+    if args.report:
+        write_report(args.report, result)
 
 
 if __name__ == "__main__":
