@@ -1,0 +1,158 @@
+"""The README's figure tables, rendered from the committed result files.
+
+Every table of figures in README.md sits between `<!-- table: NAME -->` and
+`<!-- /table -->`, where NAME is a renderer below and the figures come from
+bench/reported/<file>.json, written by the benchmark that measured them
+(`--report`). tests/test_readme_figures.py checks that each table in the
+README is exactly what its result file renders, so no figure can drift from
+the run it came from.
+
+    python bench/tables.py            # show the tables
+    python bench/tables.py --write    # rewrite them in README.md
+"""
+
+import argparse
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+ROOT = Path(__file__).resolve().parent.parent
+REPORTED = ROOT / "bench/reported"
+README = ROOT / "README.md"
+BLOCK = re.compile(r"<!-- table: (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /table -->", re.S)
+
+
+def load(file: str) -> Dict[str, Any]:
+    return json.loads((REPORTED / f"{file}.json").read_text(encoding="utf8"))
+
+
+def source_line(report: Dict[str, Any]) -> str:
+    """Where a table's figures came from, under the table."""
+    flags = ", ".join(report.get("isa_flags", [])) or "none listed"
+    return (
+        f"\n*`{report['command']}` at commit `{report['git_commit'][:12]}`, {report['date']}; "
+        f"{report['machine']}; ISA flags: {flags}.{(' ' + report['note']) if report.get('note') else ''}*\n"
+    )
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.2f}"
+
+
+def conll_ner(file: str = "conll_ner") -> str:
+    r = load(file)
+    f = r["figures"]
+    s = f["test_scores"]
+    rows = ["| CoNLL-2003 test | P | R | F |", "| --- | --- | --- | --- |"]
+    rows.append(f"| overall | {pct(s['ents_p'])} | {pct(s['ents_r'])} | **{pct(s['ents_f'])}** |")
+    for label, prf in sorted(s["ents_per_type"].items()):
+        rows.append(f"| {label} | {pct(prf['p'])} | {pct(prf['r'])} | {pct(prf['f'])} |")
+    rows.append(f"| dev (model selection) | | | {pct(f['dev_f'])} |")
+    text = "\n".join(rows) + "\n"
+    if "words_per_second" in f:
+        wps = f["words_per_second"]
+        text += (
+            "\n| throughput, CoNLL test, `nlp.pipe(batch_size=32)` | words/s |\n| --- | --- |\n"
+            f"| bertprod_ner | {wps['bertprod_ner']:,.0f} |\n"
+            f"| spacy-transformers `transformer` + `ner`, same encoder | {wps['spacy_transformers']:,.0f} |\n"
+            f"| ratio | **{f['ratio']:.2f}x** |\n"
+        )
+    return text + source_line(r)
+
+
+def sst2_textcat(file: str = "sst2_textcat") -> str:
+    r = load(file)
+    f = r["figures"]
+    rows = ["| SST-2 test (1,821 sentences) | P | R | F |", "| --- | --- | --- | --- |"]
+    for label, prf in sorted(f["test_per_label"].items()):
+        rows.append(f"| {label} | {pct(prf['p'])} | {pct(prf['r'])} | {pct(prf['f'])} |")
+    text = "\n".join(rows) + "\n\n"
+    text += (
+        "| | accuracy | macro F1 |\n| --- | --- | --- |\n"
+        f"| test | **{pct(f['test_accuracy'])}** | {pct(f['test_macro_f'])} |\n"
+        f"| dev (model selection) | {pct(f['dev_accuracy'])} | {pct(f['dev_macro_f'])} |\n"
+    )
+    if "docs_per_second" in f:
+        dps, wps = f["docs_per_second"], f["words_per_second"]
+        text += (
+            "\n| throughput, SST-2 test, `nlp.pipe(batch_size=32)` | docs/s | words/s |\n| --- | --- | --- |\n"
+            f"| bertprod_textcat | {dps['bertprod_textcat']:.1f} | {wps['bertprod_textcat']:,.0f} |\n"
+            f"| spacy-transformers `transformer` + `textcat`, same encoder | {dps['spacy_transformers']:.1f} | {wps['spacy_transformers']:,.0f} |\n"
+            f"| ratio | **{f['ratio']:.2f}x** | |\n"
+        )
+    return text + source_line(r)
+
+
+def shared_encoder(file: str = "sst2_textcat") -> str:
+    r = load(file)
+    t = r["figures"]["shared_encoder_seconds"]
+    base = t["NER alone"]
+    rows = ["| pipeline | CoNLL test (231 docs) | SST-2 test (1,821 docs) |", "| --- | --- | --- |"]
+    for label, secs in t.items():
+        c, s = secs["conll_test"], secs["sst2_test"]
+        rows.append(f"| {label} | {c:.2f} s ({c / base['conll_test']:.2f}x) | {s:.2f} s ({s / base['sst2_test']:.2f}x) |")
+    return "\n".join(rows) + "\n" + source_line(r)
+
+
+def int8_batch(file: str = "int8_batch") -> str:
+    r = load(file)
+    f = r["figures"]
+    rows = [
+        f"| CoNLL-2003 test, alone vs `nlp.pipe(batch_size={f['batch_size']})` | docs whose entities differ | entities differing | F1 alone | F1 batched |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for label, v in f["variants"].items():
+        rows.append(f"| {label} | {v['docs_changed']} / {v['docs']} ({v['docs_changed_pct']:.1f}%) | {v['entities_differing']} of {v['entities']} | {v['f1_alone']:.2f} | {v['f1_batched']:.2f} |")
+    return "\n".join(rows) + "\n" + source_line(r)
+
+
+def soak(file: str = "soak") -> str:
+    r = load(file)
+    f = r["figures"]
+    rows = [
+        f"| pipeline ({f['model']} model) | docs | docs/s | RSS MiB every {f['every']:,} docs | max drift after warm-up |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in f["results"]:
+        series = " ".join(f"{s['rss_mib']:.0f}" for s in row["rss_series_mib"])
+        rows.append(f"| {row['pipeline']} | {row['docs']:,} | {row['docs_per_second']:.0f} | {series} | {row['max_drift_after_warm_up'] * 100:.1f}% |")
+    for name in f["failed"]:
+        rows.append(f"| {name} | failed | | | |")
+    return "\n".join(rows) + "\n" + source_line(r)
+
+
+RENDERERS: Dict[str, Callable[[], str]] = {
+    "conll_ner": conll_ner,
+    "sst2_textcat": sst2_textcat,
+    "shared_encoder": shared_encoder,
+    "int8_batch": int8_batch,
+    "soak": soak,
+}
+
+
+def blocks(text: str) -> List[re.Match]:
+    return list(BLOCK.finditer(text))
+
+
+def render_readme(text: str) -> str:
+    """README text with every table block rendered anew from its result file."""
+    return BLOCK.sub(lambda m: f"<!-- table: {m['name']} -->\n{RENDERERS[m['name']]()}<!-- /table -->", text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--write", action="store_true", help="rewrite the tables in README.md")
+    args = parser.parse_args()
+    text = README.read_text(encoding="utf8")
+    new = render_readme(text)
+    if args.write:
+        README.write_text(new, encoding="utf8")
+        print(f"rewrote {len(blocks(new))} tables in {README}")
+    else:
+        for m in blocks(new):
+            print(f"== {m['name']}\n{m['body']}")
+
+
+if __name__ == "__main__":
+    main()
