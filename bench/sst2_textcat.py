@@ -96,8 +96,10 @@ def main() -> None:
         overrides = {
             "paths.train": str(out / "corpus/train.spacy"),
             "paths.dev": str(out / "corpus/dev.spacy"),
-            "training.max_epochs": args.epochs,
-            "training.eval_frequency": 500,
+            # a step count, so the last step is always evaluated; four evaluations an epoch
+            "training.max_epochs": 0,
+            "training.max_steps": steps,
+            "training.eval_frequency": max(per_epoch // 4, 1),
             "training.optimizer.learn_rate.total_steps": steps,
             "training.optimizer.learn_rate.warmup_steps": max(steps // 10, 1),
             "training.optimizer.learn_rate.initial_rate": args.lr,
