@@ -28,7 +28,7 @@ from .attrs import ConfigSetting, bytes_attr
 from .casing import WORDPIECE_CASES, wordpiece_case_ids
 from .errors import Errors, PipelineFileError, describe
 from .hf_loader import DEFAULT_MODEL, load_pretrained, module_from_config
-from .onnx_backend import BACKENDS, BackendName, OnnxSession, is_torch_quantized
+from .onnx_backend import BACKENDS, BackendName, OnnxSession, is_torch_quantized, require_onnxruntime
 from .windows import assign_tokens, window_bounds
 
 #: `inference_precision` settings and the torch dtype each predicts in.
@@ -267,8 +267,13 @@ def validate_window(window: int, stride: int) -> None:
 
 
 def validate_backend(backend: str) -> None:
+    """A known backend, whose runtime is installed: a pipeline saved for ONNX
+    Runtime fails in `spacy.load` (E024) without onnxruntime, not on its
+    first doc."""
     if backend not in BACKENDS:
         raise ValueError(Errors.E005.format(setting="backend", value=backend, why=f"it must be one of {BACKENDS}"))
+    if backend != "torch":
+        require_onnxruntime()
 
 
 def validate_precision(precision: str, backend: str) -> None:

@@ -4,6 +4,7 @@
 
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,20 @@ def test_issue15_nothing_in_the_package_unpickles():
     pattern = re.compile(unpickling)
     found = [f"{path.name}:{i}: {line.strip()}" for path in sorted(PACKAGE.rglob("*.py")) for i, line in enumerate(path.read_text(encoding="utf8").splitlines(), 1) if pattern.search(line)]
     assert found == []
+
+
+def test_issue15_onnx_pipeline_without_onnxruntime_fails_at_load(ner_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    override = {"components": {"bertprod_ner": {"model": {"encoder": {"backend": "onnx"}}}}}
+    with pytest.raises(ImportError, match=r"\[E024\].*spacy-bertprod\[onnx\]"):
+        spacy.load(ner_path, config=override)
+
+
+def test_issue15_missing_onnx_at_export_is_e024(ner_path, monkeypatch):
+    from spacy_bertprod.encoder import hf_module
+    from spacy_bertprod.onnx_backend import export_onnx
+
+    module = hf_module(spacy.load(ner_path).get_pipe("bertprod_ner").model.get_ref("encoder"))
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r"\[E024\]"):
+        export_onnx(module)
