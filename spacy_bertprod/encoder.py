@@ -26,9 +26,9 @@ from thinc.types import Floats2d
 from .alignment import align_wordpieces
 from .attrs import ConfigSetting, bytes_attr
 from .casing import WORDPIECE_CASES, wordpiece_case_ids
-from .errors import Errors
+from .errors import Errors, PipelineFileError, describe
 from .hf_loader import DEFAULT_MODEL, load_pretrained, module_from_config
-from .onnx_backend import BACKENDS, BackendName, OnnxSession, is_torch_quantized
+from .onnx_backend import BACKENDS, BackendName, OnnxSession, is_torch_quantized, require_onnxruntime
 from .windows import assign_tokens, window_bounds
 
 #: `inference_precision` settings and the torch dtype each predicts in.
@@ -65,9 +65,12 @@ class TokenizerHolder:
     def from_bytes(cls, data: bytes) -> "TokenizerHolder":
         from tokenizers import Tokenizer
 
-        msg = srsly.msgpack_loads(data)
-        tok = Tokenizer.from_str(msg["tokenizer"]) if msg["tokenizer"] else None
-        return cls(tok, msg["cls_id"], msg["sep_id"], msg["pad_id"])
+        try:
+            msg = srsly.msgpack_loads(data)
+            tok = Tokenizer.from_str(msg["tokenizer"]) if msg["tokenizer"] else None
+            return cls(tok, int(msg["cls_id"]), int(msg["sep_id"]), int(msg["pad_id"]))
+        except Exception as err:  # tokenizers raises bare Exceptions ("EOF while parsing")
+            raise PipelineFileError(Errors.E051, err=describe(err)) from err
 
     def offsets_and_ids(self, texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
         """Wordpiece ids and character offsets of each text, no special tokens."""
@@ -97,48 +100,123 @@ def quantize_module(module: Any, scheme: str = QUANTIZATION_INT8) -> Any:
     return quantized
 
 
-def serialize_module(module: Any) -> bytes:
-    """HF config + weights; an uninitialized placeholder saves as empty.
+#: Format of int8 encoder state in a pipeline folder: plain tensors in
+#: safetensors (see `int8_tensors`). The first int8 format was a torch.save
+#: pickle, which is refused (E053): unpickling can run code.
+INT8_FORMAT = "int8-safetensors-v1"
+# keys of a quantized Linear's parts, after its module name
+_INT8_PARTS = ("int8_weight", "int8_scales", "int8_zero_points", "int8_axis", "int8_bias")
 
-    Float weights are stored as safetensors. An int8-quantized module keeps
-    packed weights that safetensors cannot hold, so its state dict is stored
-    with torch.save, together with the quantization used to rebuild it.
-    """
+
+def _quantized_linears(module: Any) -> Dict[str, Any]:
+    import torch
+
+    dynamic_linear = torch.ao.nn.quantized.dynamic.Linear
+    return {name: m for name, m in module.named_modules() if isinstance(m, dynamic_linear)}
+
+
+def int8_tensors(module: Any) -> Dict[str, Any]:
+    """The state of an int8-quantized module as plain tensors: for each
+    quantized Linear its int8 weight values, scales, zero points, channel
+    axis and fp32 bias; the rest of the module's state as it is."""
+    import torch
+
+    linears = _quantized_linears(module)
+    prefixes = tuple(f"{name}." for name in linears)
+    tensors = {key: value.detach().cpu().contiguous() for key, value in module.state_dict().items() if not key.startswith(prefixes)}
+    for name, linear in linears.items():
+        weight, bias = linear.weight(), linear.bias()
+        tensors[f"{name}.int8_weight"] = weight.int_repr().contiguous()
+        if weight.qscheme() == torch.per_channel_affine:
+            tensors[f"{name}.int8_scales"] = weight.q_per_channel_scales().contiguous()
+            tensors[f"{name}.int8_zero_points"] = weight.q_per_channel_zero_points().contiguous()
+            tensors[f"{name}.int8_axis"] = torch.tensor(weight.q_per_channel_axis(), dtype=torch.int64)
+        else:
+            tensors[f"{name}.int8_scales"] = torch.tensor(weight.q_scale(), dtype=torch.float64)
+            tensors[f"{name}.int8_zero_points"] = torch.tensor(weight.q_zero_point(), dtype=torch.int64)
+        if bias is not None:
+            tensors[f"{name}.int8_bias"] = bias.detach().contiguous()
+    return tensors
+
+
+def quantized_from_tensors(module: Any, scheme: str, tensors: Dict[str, Any]) -> Any:
+    """Rebuild the int8 module whose `int8_tensors` these are from a float
+    module of the same architecture: the rest of the state is loaded, the
+    module quantized with `scheme`, and each quantized Linear gets its int8
+    weights back bit for bit. Raises ValueError (or KeyError) when entries
+    are missing, extra or misshapen."""
+    import torch
+
+    plain = {k: v for k, v in tensors.items() if k.rsplit(".", 1)[-1] not in _INT8_PARTS}
+    missing, unexpected = module.load_state_dict(plain, strict=False)
+    module = quantize_module(module, scheme)
+    linears = _quantized_linears(module)
+    weights = {f"{name}.{part}" for name in linears for part in ("weight", "bias")}
+    missing = [k for k in missing if k not in weights]
+    extra = sorted(set(tensors) - set(plain) - {f"{name}.{part}" for name in linears for part in _INT8_PARTS})
+    if missing or unexpected or extra:
+        raise ValueError(f"entries missing: {missing[:5]}, unexpected: {(unexpected + extra)[:5]}")
+    for name, linear in linears.items():
+        expected = linear.weight().shape
+        values = tensors[f"{name}.int8_weight"]
+        scales, zero_points = tensors[f"{name}.int8_scales"], tensors[f"{name}.int8_zero_points"]
+        if values.dtype != torch.int8 or values.shape != expected:
+            raise ValueError(f"{name}: int8 weight of {values.dtype} {tuple(values.shape)}, expected torch.int8 {tuple(expected)}")
+        if f"{name}.int8_axis" in tensors:
+            axis = int(tensors[f"{name}.int8_axis"])
+            weight = torch._make_per_channel_quantized_tensor(values, scales.double(), zero_points.long(), axis)
+        else:
+            weight = torch._make_per_tensor_quantized_tensor(values, float(scales), int(zero_points))
+        bias = tensors.get(f"{name}.int8_bias")
+        if (bias is None) != (linear.bias() is None):
+            raise ValueError(f"{name}: the bias is {'missing' if bias is None else 'unexpected'}")
+        linear.set_weight_bias(weight, bias)
+    return module
+
+
+def serialize_module(module: Any) -> bytes:
+    """HF config + weights (safetensors); an uninitialized placeholder saves
+    as empty. An int8-quantized module is stored as plain tensors
+    (`int8_tensors`) with the quantization used to rebuild it: nothing in a
+    pipeline folder is a pickle."""
+    from safetensors.torch import save
+
     config = getattr(module, "config", None)
     if config is None:
         return srsly.msgpack_dumps({"config": None, "state": b""})
     quantization = getattr(module, "bertprod_quantization", None)
     if quantization:
-        import io
-
-        import torch
-
-        buffer = io.BytesIO()
-        torch.save(module.state_dict(), buffer)
-        return srsly.msgpack_dumps({"config": config.to_dict(), "quantization": quantization, "state": buffer.getvalue()})
-    from safetensors.torch import save
-
+        state = save(int8_tensors(module))
+        return srsly.msgpack_dumps({"config": config.to_dict(), "quantization": quantization, "format": INT8_FORMAT, "state": state})
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     return srsly.msgpack_dumps({"config": config.to_dict(), "state": save(state)})
 
 
 def deserialize_module(current: Any, data: bytes, device: Any) -> Any:
-    msg = srsly.msgpack_loads(data)
-    if msg["config"] is None:
-        return current
-    module = module_from_config(msg["config"])
-    if msg.get("quantization") in QUANTIZATIONS:
-        import io
-
-        import torch
-
-        module = quantize_module(module, msg["quantization"])
-        # packed int8 weights are not plain tensors: this pipeline's own file
-        module.load_state_dict(torch.load(io.BytesIO(msg["state"]), weights_only=False))
-        return module
+    """Rebuild the module `serialize_module` stored. Raises PipelineFileError
+    for damaged data and for int8 state in the old pickle format (E053),
+    which is never unpickled."""
     from safetensors.torch import load
 
-    module.load_state_dict(load(msg["state"]))
+    try:
+        msg = srsly.msgpack_loads(data)
+        config = msg["config"]
+        quantization = msg.get("quantization")
+    except (ValueError, KeyError, TypeError) as err:
+        raise PipelineFileError(Errors.E052, err=describe(err)) from err
+    if config is None:
+        return current
+    if quantization is not None and msg.get("format") != INT8_FORMAT:
+        raise PipelineFileError(Errors.E053)
+    try:
+        if quantization is not None and quantization not in QUANTIZATIONS:
+            raise ValueError(f"unknown quantization {quantization!r}, expected one of {QUANTIZATIONS}")
+        module = module_from_config(config)
+        if quantization is not None:
+            return quantized_from_tensors(module, quantization, load(msg["state"]))
+        module.load_state_dict(load(msg["state"]))
+    except Exception as err:  # safetensors, torch and transformers errors
+        raise PipelineFileError(Errors.E052, err=describe(err)) from err
     module.to(device)
     return module
 
@@ -189,8 +267,13 @@ def validate_window(window: int, stride: int) -> None:
 
 
 def validate_backend(backend: str) -> None:
+    """A known backend, whose runtime is installed: a pipeline saved for ONNX
+    Runtime fails in `spacy.load` (E024) without onnxruntime, not on its
+    first doc."""
     if backend not in BACKENDS:
         raise ValueError(Errors.E005.format(setting="backend", value=backend, why=f"it must be one of {BACKENDS}"))
+    if backend != "torch":
+        require_onnxruntime()
 
 
 def validate_precision(precision: str, backend: str) -> None:

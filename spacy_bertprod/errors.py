@@ -3,6 +3,8 @@
 Each message says what went wrong and what to do about it.
 """
 
+from typing import Any
+
 
 class Errors:
     E001 = (
@@ -211,3 +213,66 @@ class Errors:
         "them to mark question and context. Set input_casing = false in the "
         "bertprod_qa encoder."
     )
+    E050 = (
+        "[E050] Could not read {file}: {err}. The file is damaged (truncated, "
+        "emptied or edited by hand) or does not belong to the component's "
+        "settings in config.cfg. Save the pipeline again with `nlp.to_disk`, "
+        "or copy or download the whole pipeline folder again."
+    )
+    E051 = (
+        "[E051] The fast tokenizer stored in {file} is damaged: {err}. Save the "
+        "pipeline again with `nlp.to_disk`, or copy or download the whole "
+        "pipeline folder again."
+    )
+    E052 = (
+        "[E052] The transformer weights stored in {file} are damaged: {err}. "
+        "Save the pipeline again with `nlp.to_disk`, or copy or download the "
+        "whole pipeline folder again."
+    )
+    E053 = (
+        "[E053] {file} holds int8 weights in the old torch.save (pickle) "
+        "format, which spacy-bertprod no longer loads: unpickling a file can "
+        "run any code it contains. Quantize the fp32 pipeline again with this "
+        "version (`python -m spacy_bertprod quantize FP32_DIR INT8_DIR`); it "
+        "stores int8 weights as plain tensors (safetensors)."
+    )
+    E054 = (
+        "[E054] The folder of component '{component}' has no '{name}' file "
+        "({path}), so the pipeline folder is incomplete. Copy or download the "
+        "whole pipeline folder again, or save the pipeline again with "
+        "`nlp.to_disk`."
+    )
+    E055 = (
+        "[E055] The {n_labels} labels {labels} in '{path}' need an output "
+        "layer of {expected} units, but the weights of component "
+        "'{component}' have {found}: the labels were edited, or cfg comes from "
+        "another pipeline. Restore the pipeline's own cfg (copy or download "
+        "the folder again), or train the component again with the labels you "
+        "need."
+    )
+    E056 = (
+        "[E056] Could not read '{path}' of the model '{name}': {err}. The file "
+        "is damaged (truncated, emptied or edited by hand). Copy or download "
+        "the model again (`save_pretrained` writes a complete folder)."
+    )
+
+
+def describe(err: BaseException) -> str:
+    """An exception as "Type: message", for the `{err}` of a coded error
+    (tokenizers and safetensors messages do not say what failed)."""
+    return f"{type(err).__name__}: {err}"
+
+
+class PipelineFileError(ValueError):
+    """A coded error about the contents of a saved pipeline's file. The
+    deserializers that raise it read bytes and do not know the file's path;
+    a component's `from_disk` names the file with `in_file`."""
+
+    def __init__(self, template: str, *, file: str = "a pipeline component's `model` file", **fields: Any) -> None:
+        self.template = template
+        self.fields = fields
+        super().__init__(template.format(file=file, **fields))
+
+    def in_file(self, path: Any) -> "PipelineFileError":
+        """The same error, naming the file it came from."""
+        return PipelineFileError(self.template, file=f"'{path}'", **self.fields)

