@@ -43,6 +43,8 @@ _HIDDEN_HOOKS: Dict[int, Callable[[Any, Any, Callable], Callable]] = {}
 # overhead than the padding they save).
 PAD_RATIO = 1.25
 MIN_GROUP = 4
+#: Tokens pooled at a time (bounds the temporary arrays of a long document).
+POOL_CHUNK = 8192
 
 
 @bytes_attr
@@ -509,6 +511,11 @@ def _no_backprop(model: Model) -> Callable:
     return backprop
 
 
+def _predict_backprop(d_hidden: Any) -> List[Any]:
+    """What thinc's PyTorchWrapper gives back after a prediction: nothing."""
+    return []
+
+
 def _run_transformer(model: Model, X: Tuple[np.ndarray, ...], is_train: bool) -> Tuple[Any, Callable]:
     """Hidden states of one padded batch from torch or ONNX Runtime."""
     if not uses_onnx(model):
@@ -521,7 +528,10 @@ def _run_transformer(model: Model, X: Tuple[np.ndarray, ...], is_train: bool) ->
         # no autograd bookkeeping at all for prediction (thinc's predict path
         # only turns gradients off)
         with torch.inference_mode():
-            return model.get_ref("transformer")(X, is_train)
+            hidden, _ = model.get_ref("transformer")(X, is_train)
+        # thinc's callback would keep the output tensor alive only to do
+        # nothing with it (the shim's prediction has no backward pass)
+        return hidden, _predict_backprop
     ids, mask = X[:2]
     types = X[2] if len(X) > 2 else np.zeros_like(ids)
     hidden = onnx_session(model).run(ids, mask, types)
@@ -554,10 +564,14 @@ def encode_sequences(
         model.attrs["onnx"].clear()  # the torch weights are about to change
     lengths = np.array([len(q) for q in seqs], dtype="int64")
     base = np.zeros(len(seqs), dtype="int64")
-    flats, callbacks, sizes, masks = [], [], [], []
+    callbacks, sizes, masks = [], [], []
     offset = 0
     has_types = segments is not None or type_ids is not None
-    for group in length_groups(lengths, model.attrs["max_batch_wordpieces"]):
+    groups = length_groups(lengths, model.attrs["max_batch_wordpieces"])
+    # Each batch's states are copied into one array as they come, so a long
+    # document never holds them twice (the batches' own and a concatenation).
+    flat = model.ops.alloc2f(sum(len(g) * int(lengths[g].max()) for g in groups), width, zeros=False)
+    for group in groups:
         seq_len = int(lengths[group].max())
         ids = np.full((len(group), seq_len), holder.pad_id, dtype="int64")
         mask = np.zeros((len(group), seq_len), dtype="int64")
@@ -572,12 +586,12 @@ def encode_sequences(
         X = (ids, mask) if types is None else (ids, mask, types)
         hidden, bp_hidden = _run_transformer(model, X, is_train)
         base[group] = offset + np.arange(len(group)) * seq_len
-        flats.append(hidden.reshape(-1, width))
+        flat[offset : offset + len(group) * seq_len] = hidden.reshape(-1, width)
         masks.append(mask.reshape(-1))
         callbacks.append(bp_hidden)
         sizes.append(hidden.shape)
         offset += len(group) * seq_len
-    flat = model.ops.xp.concatenate(flats) if flats else model.ops.alloc2f(0, width)
+        del hidden
 
     def backprop(d_flat: Any) -> None:
         start = 0
@@ -647,8 +661,9 @@ def run_windows(model: Model, docs: List[Doc], is_train: bool) -> Tuple[WindowOu
 def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
     """Docs -> one vector per token, pooled from its wordpieces in its window."""
     out, bp_windows = run_windows(model, docs, is_train)
-    plan, flat, ops = out.plan, out.flat, model.ops
+    plan, ops = out.plan, model.ops
     width = model.get_dim("nO")
+    flat_shape = out.flat.shape
     # Gather each token's wordpieces (+1 skips [CLS]) from its window.
     has = plan.token_window >= 0
     lens = plan.token_len[has]
@@ -656,17 +671,23 @@ def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List
     idx = np.repeat(firsts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
     idx_xp = ops.asarray1i(idx)
     lens_xp = ops.asarray1i(lens)
-    pooled = ops.reduce_mean(flat[idx_xp], lens_xp) if len(lens) else ops.alloc2f(0, width)
     has_xp = ops.asarray1i(np.flatnonzero(has))
     output = ops.alloc2f(len(has), width)
-    output[has_xp] = pooled
+    # A slice of tokens at a time, so a long document's gathered wordpieces
+    # and means never exist as a whole beside the window states and output.
+    ends = np.cumsum(lens)
+    for t0 in range(0, len(lens), POOL_CHUNK):
+        t1 = min(t0 + POOL_CHUNK, len(lens))
+        r0, r1 = int(ends[t0] - lens[t0]), int(ends[t1 - 1])
+        output[has_xp[t0:t1]] = ops.reduce_mean(out.flat[idx_xp[r0:r1]], lens_xp[t0:t1])
+    del out  # the window states are not needed for the backward pass
     split_at = np.cumsum(plan.doc_lengths)[:-1]
     Ys = ops.xp.split(output, split_at.tolist()) if docs else []
 
     def backprop(dYs: List[Floats2d]) -> List[Doc]:
         d_output = ops.xp.concatenate(dYs) if dYs else ops.alloc2f(0, width)
         d_vals = ops.backprop_reduce_mean(d_output[has_xp], lens_xp)
-        d_flat = ops.alloc2f(*flat.shape)
+        d_flat = ops.alloc2f(*flat_shape)
         ops.scatter_add(d_flat, idx_xp, d_vals)
         bp_windows(d_flat)
         return []

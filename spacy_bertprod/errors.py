@@ -213,6 +213,13 @@ class Errors:
         "them to mark question and context. Set input_casing = false in the "
         "bertprod_qa encoder."
     )
+    E045 = (
+        "[E045] Token windows were asked for with windows or wordpiece ranges "
+        "that do not fit a document of {n} wordpieces: the windows must come "
+        "from `window_bounds` (in order, covering wordpieces 0 to {n} without "
+        "a gap) and every token's range must lie within 0 to {n}. Pass the "
+        "bounds `window_bounds` gives for this document."
+    )
     E050 = (
         "[E050] Could not read {file}: {err}. The file is damaged (truncated, "
         "emptied or edited by hand) or does not belong to the component's "

@@ -17,7 +17,7 @@ from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from .encoder import run_windows
+from .encoder import POOL_CHUNK, run_windows
 from .errors import Errors
 
 DOC_POOLING = ("cls", "mean")
@@ -78,11 +78,16 @@ def _doc_pool_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Fl
     rows_xp, owners_xp = ops.asarray1i(rows), ops.asarray1i(owners)
     weights_xp = ops.asarray(weights)[:, None]
     Y = ops.alloc2f(len(docs), encoder.get_dim("nO"))
-    if len(rows):
-        ops.scatter_add(Y, owners_xp, out.flat[rows_xp] * weights_xp)
+    # A slice of rows at a time: "mean" reads every wordpiece of a long
+    # document, which should not be copied as a whole beside the window states.
+    for r0 in range(0, len(rows), POOL_CHUNK):
+        r1 = r0 + POOL_CHUNK
+        ops.scatter_add(Y, owners_xp[r0:r1], out.flat[rows_xp[r0:r1]] * weights_xp[r0:r1])
+    flat_shape = out.flat.shape
+    del out  # the window states are not needed for the backward pass
 
     def backprop(dY: Floats2d) -> List[Doc]:
-        d_flat = ops.alloc2f(*out.flat.shape)
+        d_flat = ops.alloc2f(*flat_shape)
         if len(rows):
             ops.scatter_add(d_flat, rows_xp, dY[owners_xp] * weights_xp)
         bp_windows(d_flat)

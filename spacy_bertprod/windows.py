@@ -10,6 +10,8 @@ from typing import List, Tuple
 
 import numpy as np
 
+from .errors import Errors
+
 
 def window_bounds(n_wordpieces: int, content: int, stride: int) -> List[Tuple[int, int]]:
     """(start, end) of each window over `n_wordpieces`.
@@ -42,31 +44,71 @@ def assign_tokens(
     Returns (window, start, end) per token: the window's index (-1 for a token
     without wordpieces) and the token's wordpiece range clipped to it. A token
     whose pieces fit in several windows goes to the one where it is furthest
-    from an edge (the document's own start and end do not count as edges). A
-    token too long for any window keeps the part inside the window that holds
-    the most of it.
+    from an edge (the document's own start and end do not count as edges;
+    on a tie, the first such window). A token too long for any window keeps
+    the part inside the window that holds the most of it.
+
+    `bounds` are windows as `window_bounds` makes them: in order, covering
+    wordpieces 0 to `n_wordpieces`. Only the windows a token overlaps are
+    compared (a few per token), so time and memory grow linearly with the
+    document, not with tokens x windows.
     """
     n_tokens = len(wp_start)
     window = np.full(n_tokens, -1, dtype="int64")
     if n_tokens == 0 or not bounds:
         return window, wp_start.copy(), wp_end.copy()
-    ws = np.array([b[0] for b in bounds], dtype="int64")[None, :]
-    we = np.array([b[1] for b in bounds], dtype="int64")[None, :]
-    a, b = wp_start[:, None], wp_end[:, None]
-    big = n_wordpieces + 1
-    left = np.where(ws == 0, big, a - ws)
-    right = np.where(we == n_wordpieces, big, we - b)
-    contains = (ws <= a) & (b <= we)
-    margin = np.where(contains, np.minimum(left, right), -big)
-    overlap = np.minimum(b, we) - np.maximum(a, ws)
-    best_margin = margin.argmax(axis=1)
-    best_overlap = overlap.argmax(axis=1)
-    fits = contains.any(axis=1)
-    choice = np.where(fits, best_margin, best_overlap)
+    ws = np.array([b[0] for b in bounds], dtype="int64")
+    we = np.array([b[1] for b in bounds], dtype="int64")
+    _check_windows(ws, we, n_wordpieces)
     has = wp_end > wp_start
-    window[has] = choice[has]
-    chosen_s = ws[0, choice]
-    chosen_e = we[0, choice]
-    start = np.where(has, np.maximum(wp_start, chosen_s), wp_start)
-    end = np.where(has, np.minimum(wp_end, chosen_e), wp_end)
+    if np.any(wp_start[has] < 0) or np.any(wp_end[has] > n_wordpieces):
+        raise ValueError(Errors.E045.format(n=n_wordpieces))
+    tokens = np.flatnonzero(has)
+    a, b = wp_start[tokens], wp_end[tokens]
+    # The windows overlapping a token are a run: the first ending after its
+    # first piece up to the last starting before its end.
+    lo = np.searchsorted(we, a, side="right")
+    counts = np.searchsorted(ws, b, side="left") - lo
+    seg_start = np.cumsum(counts) - counts
+    owner = np.repeat(np.arange(len(tokens)), counts)
+    cand = lo[owner] + np.arange(len(owner)) - seg_start[owner]
+    a_c, b_c, ws_c, we_c = a[owner], b[owner], ws[cand], we[cand]
+    big = n_wordpieces + 1
+    contains = (ws_c <= a_c) & (b_c <= we_c)
+    left = np.where(ws_c == 0, big, a_c - ws_c)
+    right = np.where(we_c == n_wordpieces, big, we_c - b_c)
+    fits = np.logical_or.reduceat(contains, seg_start) if len(owner) else np.zeros(0, dtype=bool)
+    # Where the token fits a window, its margin in the windows holding it;
+    # elsewhere how many of its pieces each window holds (a window it
+    # overlaps holds at least one, any other none, so it never wins).
+    score = np.where(
+        fits[owner],
+        np.where(contains, np.minimum(left, right), -big),
+        np.minimum(b_c, we_c) - np.maximum(a_c, ws_c),
+    )
+    best = _first_argmax(score, seg_start, owner)
+    choice = cand[best]
+    window[tokens] = choice
+    start, end = wp_start.copy(), wp_end.copy()
+    start[tokens] = np.maximum(a, ws[choice])
+    end[tokens] = np.minimum(b, we[choice])
     return window, start, end
+
+
+def _check_windows(ws: np.ndarray, we: np.ndarray, n_wordpieces: int) -> None:
+    """Windows in order (starts and ends never decreasing), each non-empty,
+    covering wordpieces 0 to n_wordpieces without a gap."""
+    ordered = np.all(ws[1:] >= ws[:-1]) and np.all(we[1:] >= we[:-1])
+    no_gap = np.all(ws[1:] <= we[:-1])
+    if not (ordered and no_gap and np.all(we > ws) and ws[0] == 0 and we[-1] == n_wordpieces):
+        raise ValueError(Errors.E045.format(n=n_wordpieces))
+
+
+def _first_argmax(score: np.ndarray, seg_start: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    """Index of the first maximum of each segment of `score` (segments start
+    at `seg_start`, each non-empty; `owner` is the segment of each entry)."""
+    if len(score) == 0:
+        return np.zeros(0, dtype="int64")
+    seg_max = np.maximum.reduceat(score, seg_start)
+    at_max = np.flatnonzero(score == seg_max[owner])
+    return at_max[np.searchsorted(owner[at_max], np.arange(len(seg_start)), side="left")]

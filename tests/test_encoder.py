@@ -59,6 +59,57 @@ def test_long_doc_every_token_gets_a_vector(nlp, tiny_bert):
     assert np.all(np.abs(vectors).sum(axis=1) > 0)
 
 
+@pytest.mark.parametrize("pooling", ["first", "mean"])
+def test_prediction_keeps_no_window_states_alive(nlp, tiny_bert, pooling):
+    # A long document's window states are as large as its wordpieces x width:
+    # once the token vectors are out, a prediction's callback (which thinc's
+    # chain keeps until the whole model has run) must not hold them.
+    import gc
+    import weakref
+
+    from conftest import random_text
+
+    from spacy_bertprod.encoder import hf_module, hidden_state_hook
+
+    model = _encoder(tiny_bert, pooling=pooling)
+    states = []
+    handle = hf_module(model).register_forward_hook(lambda m, i, o: states.append(weakref.ref(o[0])))
+
+    def record(flat, valid, backprop):
+        states.append(weakref.ref(flat))
+        return backprop
+
+    try:
+        with hidden_state_hook(model, record):
+            vectors, backprop = model([nlp.make_doc(random_text(300))], is_train=False)
+    finally:
+        handle.remove()
+    gc.collect()
+    assert len(states) > 2 and vectors[0].shape[0] == 300
+    assert [ref() is None for ref in states] == [True] * len(states)
+    assert callable(backprop)
+
+
+@pytest.mark.parametrize("pooling", ["first", "mean"])
+def test_pooling_in_slices_gives_the_same_vectors(nlp, tiny_bert, monkeypatch, pooling):
+    import spacy_bertprod.encoder as encoder_module
+    import spacy_bertprod.pooling as pooling_module
+    from conftest import random_text
+
+    from spacy_bertprod.pooling import doc_pooler
+
+    docs = [nlp.make_doc(random_text(n, seed=n)) for n in (50, 0, 7, 120)]
+    model = _encoder(tiny_bert, pooling=pooling)
+    whole = model.predict(docs)
+    pooled = {p: doc_pooler(model, p).predict(docs) for p in ("cls", "mean")}
+    monkeypatch.setattr(encoder_module, "POOL_CHUNK", 3)
+    monkeypatch.setattr(pooling_module, "POOL_CHUNK", 5)
+    for a, b in zip(model.predict(docs), whole):
+        assert a.tolist() == b.tolist()
+    for p, expected in pooled.items():
+        assert doc_pooler(model, p).predict(docs).tolist() == expected.tolist()
+
+
 def test_batches_do_not_change_results(nlp, tiny_bert):
     from conftest import random_text
 
