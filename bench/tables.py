@@ -122,7 +122,17 @@ def soak(file: str = "soak") -> str:
     return "\n".join(rows) + "\n" + source_line(r)
 
 
+def long_docs(file: str = "long_docs") -> str:
+    r = load(file)
+    rows = ["| code | characters | tokens | peak RSS growth | seconds | words/s |", "| --- | --- | --- | --- | --- | --- |"]
+    for row in r["figures"]["rows"]:
+        code = "this version" if row["code"] == "new" else f"before (`{row.get('commit', 'old')}`)"
+        rows.append(f"| {code} | {row['chars']:,} | {row['tokens']:,} | {row['peak_growth_mib']:,.0f} MiB | {row['seconds']:.1f} | {row['words_per_s']:,.0f} |")
+    return "\n".join(rows) + "\n" + source_line(r)
+
+
 RENDERERS: Dict[str, Callable[[], str]] = {
+    "long_docs": long_docs,
     "conll_ner": conll_ner,
     "sst2_textcat": sst2_textcat,
     "shared_encoder": shared_encoder,
