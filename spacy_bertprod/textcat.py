@@ -181,12 +181,44 @@ class BertprodTextCategorizer(TextCategorizer):
             if not self.exclusive:
                 doc._.bertprod_labels = [l for l, v, t in zip(self.labels, row, thresholds) if v >= t and doc.text.strip()]
 
+    def _has_gold(self, eg: Example) -> bool:
+        """Whether `eg` gives a value for any of the labels: an example
+        without gold cats teaches nothing (spaCy's textcat masks missing
+        labels the same way)."""
+        cats = eg.reference.cats
+        return any(label in cats for label in self.labels)
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Any] = None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        """spaCy's update on the examples with gold cats only: unlabelled
+        examples would cost a forward pass for no gradient, and a batch of
+        them only must not step the optimizer (its momentum would still move
+        the weights)."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "BertprodTextCategorizer.update")
+        self._validate_categories(examples)
+        labelled = [eg for eg in examples if self._has_gold(eg)]
+        if not labelled:
+            return losses
+        return super().update(labelled, drop=drop, sgd=sgd, losses=losses)
+
     def get_loss(self, examples: Iterable[Example], scores: Any) -> Tuple[float, Any]:
         """Cross-entropy (exclusive) or binary cross-entropy (multi-label) on
-        the logits in `scores`; the gradient is probabilities - truths."""
+        the logits in `scores`; the gradient is probabilities - truths.
+        Labels an example gives no value for (all of them, for an exclusive
+        example without cats) add neither loss nor gradient; both are
+        averaged over the examples with gold cats, so the loss reported is
+        the loss whose gradient is returned."""
+        examples = list(examples)
         validate_examples(examples, "BertprodTextCategorizer.get_loss")
         self._validate_categories(examples)
         truths, not_missing = self._examples_to_truth(examples)
+        for i, eg in enumerate(examples):
+            if not self._has_gold(eg):
+                not_missing[i] = 0.0
+        n_gold = max(int((not_missing.sum(axis=1) > 0).sum()), 1)
         xp = self.model.ops.xp
         not_missing = self.model.ops.asarray(not_missing)
         probs = self._normalize(scores)
@@ -196,7 +228,7 @@ class BertprodTextCategorizer(TextCategorizer):
             loss = -(truths * xp.log(probs + eps) * not_missing).sum()
         else:
             loss = -((truths * xp.log(probs + eps) + (1 - truths) * xp.log(1 - probs + eps)) * not_missing).sum()
-        return float(loss) / max(len(scores), 1), d_scores / max(len(scores), 1)
+        return float(loss) / n_gold, d_scores / n_gold
 
     def _restore_floats(self) -> None:
         # srsly's JSON reader parses "0.3" as 0.30000000000000004; 15
