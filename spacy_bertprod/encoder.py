@@ -181,23 +181,28 @@ def build_transformer_layer(mixed_precision: bool = False) -> Model:
     )
 
 
+def is_count(value: Any, minimum: int) -> bool:
+    """Whether `value` is a whole number (not a bool) of at least `minimum`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def validate_window(window: int, stride: int) -> None:
-    if not isinstance(window, int) or window < 3:
-        raise ValueError(Errors.E005.format(setting="window", value=window, why="it must be an integer of at least 3 (room for [CLS], one wordpiece and [SEP])"))
-    if not isinstance(stride, int) or not 1 <= stride <= window - 2:
-        raise ValueError(Errors.E005.format(setting="stride", value=stride, why=f"it must be an integer between 1 and window - 2 = {window - 2}, so windows overlap or touch and no wordpiece is skipped"))
+    if not is_count(window, 3):
+        raise ValueError(Errors.E066.format(value=window))
+    if not is_count(stride, 1) or stride > window - 2:
+        raise ValueError(Errors.E067.format(value=stride, window=window, max_stride=window - 2))
 
 
 def validate_backend(backend: str) -> None:
     if backend not in BACKENDS:
-        raise ValueError(Errors.E005.format(setting="backend", value=backend, why=f"it must be one of {BACKENDS}"))
+        raise ValueError(Errors.E068.format(value=backend, options=BACKENDS))
 
 
 def validate_precision(precision: str, backend: str) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(Errors.E005.format(setting="inference_precision", value=precision, why=f"it must be one of {tuple(PRECISIONS)}"))
+        raise ValueError(Errors.E069.format(value=precision, options=tuple(PRECISIONS)))
     if precision != "fp32" and backend != "torch":
-        raise ValueError(Errors.E005.format(setting="inference_precision", value=precision, why=f"backend {backend!r} runs the exported ONNX model as it is; half precision needs backend \"torch\" (or set inference_precision = \"fp32\")"))
+        raise ValueError(Errors.E070.format(value=precision, backend=backend))
 
 
 def build_encoder(
@@ -240,12 +245,12 @@ def build_encoder(
     validate_window(window, stride)
     if pooling not in POOLING_OPTIONS:
         raise ValueError(Errors.E013.format(options=POOLING_OPTIONS, value=pooling))
-    if not isinstance(max_batch_wordpieces, int) or max_batch_wordpieces < window:
-        raise ValueError(Errors.E005.format(setting="max_batch_wordpieces", value=max_batch_wordpieces, why=f"it must be an integer of at least window = {window}"))
+    if not is_count(max_batch_wordpieces, window):
+        raise ValueError(Errors.E071.format(value=max_batch_wordpieces, window=window))
     validate_backend(backend)
     validate_precision(inference_precision, backend)
     if not isinstance(input_casing, bool):
-        raise ValueError(Errors.E005.format(setting="input_casing", value=input_casing, why="it must be true or false"))
+        raise ValueError(Errors.E072.format(value=input_casing))
     transformer = build_transformer_layer(mixed_precision)
     return Model(
         "bertprod_encoder",

@@ -100,10 +100,10 @@ class BertprodTextCategorizer(TextCategorizer):
         scorer: Optional[Callable] = None,
     ) -> None:
         if not isinstance(exclusive_classes, bool):
-            raise ValueError(Errors.E005.format(setting="exclusive_classes", value=exclusive_classes, why="it must be true or false"))
+            raise ValueError(Errors.E073.format(value=exclusive_classes, component=name))
         for key, value in [("threshold", threshold)] + [(f"thresholds.{k}", v) for k, v in (thresholds or {}).items()]:
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(Errors.E005.format(setting=key, value=value, why="thresholds are probabilities between 0 and 1"))
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(Errors.E074.format(setting=key, value=value, component=name))
         if scorer is None:
             scorer = textcat_score if exclusive_classes else textcat_multilabel_score
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)

@@ -90,7 +90,7 @@ def test_unknown_category(tiny_bert):
 
 def test_bad_values_and_settings(tiny_bert):
     nlp = spacy.blank("en")
-    with pytest.raises(ValueError, match="E005.*threshold"):
+    with pytest.raises(ValueError, match="E074.*threshold"):
         nlp.add_pipe("bertprod_textcat", config={"threshold": 1.5, "model": {"encoder": _encoder(tiny_bert)}})
     textcat = nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": _encoder(tiny_bert)}})
     with pytest.raises(ValueError, match="E017"), warnings.catch_warnings():
