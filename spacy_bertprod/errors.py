@@ -311,3 +311,18 @@ class Errors:
         "for {kind}. Leave exclusive_classes as it is, or train a new "
         "classifier."
     )
+    E087 = (
+        "[E087] The saved layer {layer!r} was trained with {attr} = {saved}, "
+        "but the config sets {value}: its weights are sized for the saved "
+        "value. Leave the setting as it is (for a tagger's `case_window`, "
+        "the neighbours whose casing it sees), or train a new pipeline."
+    )
+    E088 = (
+        "[E088] Invalid handle_impossible = {value!r} for question answering: "
+        "it must be true (a question may have no answer) or false."
+    )
+    E089 = (
+        "[E089] Invalid null_threshold = {value!r} for question answering: "
+        "it must be a number (the margin, in probability, by which the "
+        "\"no answer\" score must beat the best answer)."
+    )

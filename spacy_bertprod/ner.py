@@ -23,6 +23,7 @@ from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraint
 from . import extensions  # noqa: F401
 from .encoder import default_encoder_config
 from .errors import Errors
+from .settings import apply_config, record_config
 
 DEFAULT_NER_MODEL = """
 [model]
@@ -72,6 +73,8 @@ class BertprodNER(TrainablePipe):
         self.name = name
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {"labels": [], "spans_key": spans_key}
+        self._settings = {"spans_key": spans_key}  # from the config: they win on load
+        record_config(self.cfg, self._settings)
         self._constraints = None
 
     @property
@@ -180,8 +183,12 @@ class BertprodNER(TrainablePipe):
 
     def from_bytes(self, bytes_data: bytes, *, exclude=SimpleFrozenList()):
         self._constraints = None
-        return super().from_bytes(bytes_data, exclude=exclude)
+        super().from_bytes(bytes_data, exclude=exclude)
+        apply_config(self.cfg, self._settings)
+        return self
 
     def from_disk(self, path, *, exclude=SimpleFrozenList()):
         self._constraints = None
-        return super().from_disk(path, exclude=exclude)
+        super().from_disk(path, exclude=exclude)
+        apply_config(self.cfg, self._settings)
+        return self

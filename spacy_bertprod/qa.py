@@ -20,13 +20,14 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples
-from spacy.util import registry
+from spacy.util import SimpleFrozenList, registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 
 from . import extensions  # noqa: F401
 from .encoder import default_encoder_config, is_count
 from .errors import Errors
+from .settings import apply_config, record_config
 from .qa_model import QAScores
 from .squad import squad_scores
 
@@ -166,12 +167,17 @@ class BertprodQA(TrainablePipe):
         if not is_count(max_answer_len, 1):
             raise ValueError(Errors.E075.format(value=max_answer_len))
         validate_top_k(top_k)
+        if not isinstance(handle_impossible, bool):
+            raise ValueError(Errors.E088.format(value=handle_impossible))
+        if isinstance(null_threshold, bool) or not isinstance(null_threshold, (int, float)):
+            raise ValueError(Errors.E089.format(value=null_threshold))
         questions = as_questions(questions, "the `questions` setting")
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg: Dict[str, Any] = {
+        # from the config: they win on load (see settings.py)
+        self._settings: Dict[str, Any] = {
             "max_answer_len": max_answer_len,
             "top_k": top_k,
             "handle_impossible": handle_impossible,
@@ -179,6 +185,8 @@ class BertprodQA(TrainablePipe):
             "questions": questions,
             "spans_key": spans_key,
         }
+        self.cfg: Dict[str, Any] = dict(self._settings, questions=list(questions))
+        record_config(self.cfg, self._settings)
         self.lost_answers = 0  # training answers that tokenization lost
 
     @property
@@ -334,6 +342,16 @@ class BertprodQA(TrainablePipe):
         validate_top_k(top_k)
         (scores,) = self.model.predict([(doc, question)])
         return self._spans(doc, question, self.decode(scores, top_k, doc))
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=SimpleFrozenList()) -> "BertprodQA":
+        super().from_bytes(bytes_data, exclude=exclude)
+        apply_config(self.cfg, self._settings)
+        return self
+
+    def from_disk(self, path: Any, *, exclude=SimpleFrozenList()) -> "BertprodQA":
+        super().from_disk(path, exclude=exclude)
+        apply_config(self.cfg, self._settings)
+        return self
 
     # -- training -------------------------------------------------------------
     def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Any] = None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:

@@ -14,6 +14,7 @@ import numpy as np
 from spacy.tokens import Doc
 from thinc.api import Linear, Model
 
+from .attrs import ConfigInt
 from .encoder import check_input, encode_sequences, is_count
 from .errors import Errors
 from .windows import window_bounds
@@ -49,7 +50,8 @@ def build_qa_model(encoder: Model, max_question_len: int, doc_stride: int) -> Mo
         init=qa_init,
         layers=[encoder, head],
         refs={"encoder": encoder, "output": head},
-        attrs={"max_question_len": max_question_len, "doc_stride": doc_stride},
+        # the config decides, also on load
+        attrs={"max_question_len": ConfigInt(max_question_len), "doc_stride": ConfigInt(doc_stride)},
     )
 
 

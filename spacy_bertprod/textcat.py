@@ -27,6 +27,7 @@ from thinc.api import Config, Model
 from . import extensions  # noqa: F401
 from .encoder import default_encoder_config
 from .errors import Errors
+from .settings import apply_config, record_config
 
 DEFAULT_TEXTCAT_MODEL = """
 [model]
@@ -109,6 +110,8 @@ class BertprodTextCategorizer(TextCategorizer):
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self.cfg["exclusive_classes"] = exclusive_classes
         self.cfg["thresholds"] = dict(thresholds or {})
+        self._settings = {"threshold": threshold, "thresholds": dict(thresholds or {})}  # from the config: they win on load
+        record_config(self.cfg, self._settings)
 
     @property
     def exclusive(self) -> bool:
@@ -230,6 +233,16 @@ class BertprodTextCategorizer(TextCategorizer):
             loss = -((truths * xp.log(probs + eps) + (1 - truths) * xp.log(1 - probs + eps)) * not_missing).sum()
         return float(loss) / n_gold, d_scores / n_gold
 
+    def _loaded(self, exclusive_classes: bool) -> None:
+        """After `cfg` was loaded: the classifier was trained for its saved
+        `exclusive_classes`; the config decides the thresholds."""
+        if self.cfg["exclusive_classes"] != exclusive_classes:
+            kind = "one label per text (a softmax)" if self.cfg["exclusive_classes"] else "independent labels (sigmoids)"
+            stored, value = (str(v).lower() for v in (self.cfg["exclusive_classes"], exclusive_classes))
+            raise ValueError(Errors.E086.format(component=self.name, stored=stored, value=value, kind=kind))
+        self._restore_floats()
+        apply_config(self.cfg, self._settings)
+
     def _restore_floats(self) -> None:
         # srsly's JSON reader parses "0.3" as 0.30000000000000004; 15
         # significant digits give back the decimal that was written.
@@ -237,11 +250,13 @@ class BertprodTextCategorizer(TextCategorizer):
         self.cfg["thresholds"] = {k: float(f"{v:.15g}") for k, v in self.cfg.get("thresholds", {}).items()}
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "BertprodTextCategorizer":
+        exclusive_classes = self.exclusive
         super().from_bytes(bytes_data, exclude=exclude)
-        self._restore_floats()
+        self._loaded(exclusive_classes)
         return self
 
     def from_disk(self, path: Any, *, exclude=tuple()) -> "BertprodTextCategorizer":
+        exclusive_classes = self.exclusive
         super().from_disk(path, exclude=exclude)
-        self._restore_floats()
+        self._loaded(exclusive_classes)
         return self

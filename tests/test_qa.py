@@ -295,3 +295,18 @@ def test_issue15_top_k_merges_candidates_of_one_span(trained, monkeypatch):
         qa.cfg["top_k"] = 1
     assert [s.text for s in group] == [a.text for a in answers]
     assert group.attrs["scores"] == got == [s._.bertprod_score for s in group]
+
+
+def test_issue15_answer_chars_stay_a_tuple(trained):
+    """`bertprod_answer_chars` came back as a list after `Doc.to_bytes` (and
+    `n_process`, see test_multiprocessing.py)."""
+    from spacy.tokens import Doc
+
+    nlp, qa, _ = trained
+    doc = nlp.make_doc(CONTEXT)
+    doc._.questions = [ROWS[0]["question"]]
+    doc = qa(doc)
+    again = Doc(nlp.vocab).from_bytes(doc.to_bytes())
+    (span,) = again.spans["bertprod_qa"]
+    assert span._.bertprod_answer_chars == (24, 30) and type(span._.bertprod_answer_chars) is tuple
+    assert span._.bertprod_score == doc.spans["bertprod_qa"][0]._.bertprod_score
