@@ -8,6 +8,7 @@ from spacy.util import registry
 from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, concatenate, expand_window, with_array
 from thinc.types import Floats2d
 
+from .attrs import TrainedInt
 from .casing import case_features as _case_features
 from .encoder import build_encoder
 from .errors import Errors
@@ -96,7 +97,10 @@ def _casing(case_scale: float, case_window: int) -> Model[List[Doc], List[Floats
         raise ValueError(Errors.E042.format(value=case_window))
     case = _case_features(case_scale)
     if case_window:
-        case = chain(case, with_array(expand_window(window_size=case_window), pad=case_window))
+        neighbours = expand_window(window_size=case_window)
+        # the softmax is sized for it: a saved tagger checks it on load
+        neighbours.attrs["window_size"] = TrainedInt(case_window)
+        case = chain(case, with_array(neighbours, pad=case_window))
     return case
 
 

@@ -16,6 +16,8 @@ from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
 
+from .attrs import ConfigFloat
+
 CASE_FEATURES = (
     "lower",  # cased letters, all lowercase
     "title",  # first cased letter uppercase, the others lowercase ("Paris", "A")
@@ -77,7 +79,7 @@ def doc_case_features(doc: Doc) -> np.ndarray:
 def case_features(scale: float = 1.0) -> Model[List[Doc], List[Floats2d]]:
     """Per-token casing features (`CASE_FEATURES`), one row per spaCy token,
     each 0 or `scale`."""
-    return Model("bertprod_case_features", _forward, dims={"nO": len(CASE_FEATURES)}, attrs={"scale": scale})
+    return Model("bertprod_case_features", _forward, dims={"nO": len(CASE_FEATURES)}, attrs={"scale": ConfigFloat(scale)})  # the config decides, also on load
 
 
 def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:

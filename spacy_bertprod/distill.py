@@ -35,7 +35,7 @@ from spacy.util import load_model_from_config
 from thinc.api import Adam, Model, get_array_module, set_dropout_rate, warmup_linear
 
 from .compress import _encoder_blocks, bertprod_encoders
-from .encoder import hf_module, hidden_state_hook
+from .encoder import hf_module, hidden_state_hook, is_count
 from .errors import Errors
 from .ner import BertprodNER
 from .onnx_backend import is_torch_quantized
@@ -57,8 +57,8 @@ def _layer_list(module: Any) -> Tuple[Any, str]:
 
 def spread_layers(n_teacher: int, n_student: int) -> List[int]:
     """`n_student` teacher layers spread evenly, first and last included."""
-    if not isinstance(n_student, int) or not 1 <= n_student <= n_teacher:
-        raise ValueError(Errors.E005.format(setting="n_layers", value=n_student, why=f"the teacher has {n_teacher} layers: give 1 to {n_teacher}"))
+    if not is_count(n_student, 1) or n_student > n_teacher:
+        raise ValueError(Errors.E079.format(value=n_student, n_teacher=n_teacher))
     return sorted({int(round(i)) for i in np.linspace(0, n_teacher - 1, n_student)})
 
 
@@ -69,7 +69,7 @@ def keep_layers(module: Any, layers: Sequence[int]) -> Any:
     owner, attr = _layer_list(module)
     n = len(getattr(owner, attr))
     if not layers or sorted(set(layers)) != list(layers) or layers[0] < 0 or layers[-1] >= n:
-        raise ValueError(Errors.E005.format(setting="layers", value=list(layers), why=f"give distinct teacher layer indices in increasing order, each in 0..{n - 1}"))
+        raise ValueError(Errors.E080.format(value=list(layers), last=n - 1))
     student = copy.deepcopy(module)
     s_owner, _ = _layer_list(student)
     setattr(s_owner, attr, torch.nn.ModuleList([getattr(s_owner, attr)[i] for i in layers]))
@@ -106,7 +106,7 @@ def make_student(
             raise ValueError(Errors.E031.format(component=name))
     if encoder is not None:
         if layers is not None or n_layers is not None:
-            raise ValueError(Errors.E005.format(setting="encoder", value=encoder, why="a student either keeps teacher layers (layers / n_layers) or starts from another encoder, not both"))
+            raise ValueError(Errors.E081.format(value=encoder))
         return _student_on_encoder(teacher, encoder, get_examples)
     student = copy_pipeline(teacher)
     for name, encoder_layer in bertprod_encoders(student).items():
@@ -389,17 +389,17 @@ def distill(
     """Train `student` against `teacher` for `steps` updates; evaluates on
     `dev` every `eval_every` steps and saves `output/model-best` and
     `output/model-last`. Returns the best dev scores."""
-    for setting, value, ok in (
-        ("temperature", temperature, temperature > 0),
-        ("soft_weight", soft_weight, soft_weight >= 0),
-        ("gold_weight", gold_weight, gold_weight >= 0),
-        ("hidden_weight", hidden_weight, hidden_weight >= 0),
-        ("steps", steps, isinstance(steps, int) and steps > 0),
+    for setting, value, ok, why in (
+        ("temperature", temperature, temperature > 0, "the softening temperature must be above 0"),
+        ("soft_weight", soft_weight, soft_weight >= 0, "a loss weight must be 0 or more"),
+        ("gold_weight", gold_weight, gold_weight >= 0, "a loss weight must be 0 or more"),
+        ("hidden_weight", hidden_weight, hidden_weight >= 0, "a loss weight must be 0 or more"),
+        ("steps", steps, is_count(steps, 1), "the number of updates must be a whole number of at least 1"),
     ):
         if not ok:
-            raise ValueError(Errors.E005.format(setting=setting, value=value, why="it must be positive (weights may be 0)"))
+            raise ValueError(Errors.E082.format(setting=setting, value=value, why=why))
     if soft_weight == 0 and gold_weight == 0 and hidden_weight == 0:
-        raise ValueError(Errors.E005.format(setting="soft_weight", value=0, why="soft_weight, gold_weight and hidden_weight are all 0: nothing to learn"))
+        raise ValueError(Errors.E083)
     if not train:
         raise ValueError(Errors.E034)
     warmup = max(steps // 10, 1) if warmup is None else warmup

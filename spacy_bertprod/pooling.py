@@ -17,6 +17,7 @@ from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
 
+from .attrs import ConfigSetting
 from .encoder import POOL_CHUNK, run_windows
 from .errors import Errors
 
@@ -35,7 +36,7 @@ def doc_pooler(encoder: Model, pooling: str) -> Model[List[Doc], Floats2d]:
         f"bertprod_doc_pool_{pooling}",
         _doc_pool_forward,
         layers=[encoder],
-        attrs={"pooling": pooling},
+        attrs={"pooling": ConfigSetting(pooling)},  # the config decides, also on load
         dims={"nO": encoder.maybe_get_dim("nO")},
         init=_doc_pool_init,
     )

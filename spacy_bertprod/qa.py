@@ -13,21 +13,22 @@ pipeline scores them), `span._.bertprod_question` and
 """
 
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples
-from spacy.util import registry
+from spacy.util import SimpleFrozenList, registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 
 from . import extensions  # noqa: F401
-from .encoder import default_encoder_config
+from .encoder import default_encoder_config, is_count
 from .errors import Errors
 from .serialization import pipe_from_disk
+from .settings import apply_config, record_config
 from .qa_model import QAScores
 from .squad import squad_scores
 
@@ -87,10 +88,12 @@ def make_bertprod_qa(
     top_k: int,
     handle_impossible: bool,
     null_threshold: float,
-    questions: List[str],
+    questions: Union[str, List[str]],
     spans_key: str,
     scorer: Optional[Callable],
 ) -> "BertprodQA":
+    """questions: asked of docs whose `doc._.questions` is not set; one
+    string is one question."""
     return BertprodQA(
         nlp.vocab, model, name,
         max_answer_len=max_answer_len, top_k=top_k, handle_impossible=handle_impossible,
@@ -103,6 +106,18 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
+def _distinct_spans(doc: Doc, ranked: List[Tuple[int, int, float]]) -> List[Tuple[int, int, float]]:
+    """The first (best) candidate of each token span the candidates snap to."""
+    seen, kept = set(), []
+    for start, end, score in ranked:
+        span = doc.char_span(start, end, alignment_mode="expand")
+        if span is None or (span.start, span.end) in seen:
+            continue
+        seen.add((span.start, span.end))
+        kept.append((start, end, score))
+    return kept
+
+
 def gold_wordpieces(offsets: np.ndarray, start_char: int, end_char: int) -> Optional[Tuple[int, int]]:
     """First and last context wordpiece overlapping the answer's characters,
     or None when tokenization lost the answer (e.g. it is only whitespace)."""
@@ -112,6 +127,25 @@ def gold_wordpieces(offsets: np.ndarray, start_char: int, end_char: int) -> Opti
     if len(hits) == 0:
         return None
     return int(hits[0]), int(hits[-1])
+
+
+def validate_top_k(top_k: Any) -> None:
+    if not is_count(top_k, 1):
+        raise ValueError(Errors.E076.format(value=top_k))
+
+
+def as_questions(value: Any, source: str) -> List[str]:
+    """The questions in `value`: a string is one question; otherwise a list
+    (or tuple) of strings. Anything else is an error, not a sequence of
+    characters or a raw TypeError."""
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(Errors.E065.format(source=source, type=type(value).__name__))
+    for question in value:
+        if not isinstance(question, str):
+            raise TypeError(Errors.E022.format(type=type(question).__name__))
+    return list(value)
 
 
 class BertprodQA(TrainablePipe):
@@ -127,28 +161,33 @@ class BertprodQA(TrainablePipe):
         top_k: int = 1,
         handle_impossible: bool = False,
         null_threshold: float = 0.0,
-        questions: Sequence[str] = (),
+        questions: Union[str, Sequence[str]] = (),
         spans_key: str = "bertprod_qa",
         scorer: Optional[Callable] = score_qa,
     ) -> None:
-        for setting, value in (("max_answer_len", max_answer_len), ("top_k", top_k)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(Errors.E005.format(setting=setting, value=value, why="it must be a positive integer"))
-        for question in questions:
-            if not isinstance(question, str):
-                raise TypeError(Errors.E022.format(type=type(question).__name__))
+        if not is_count(max_answer_len, 1):
+            raise ValueError(Errors.E075.format(value=max_answer_len))
+        validate_top_k(top_k)
+        if not isinstance(handle_impossible, bool):
+            raise ValueError(Errors.E088.format(value=handle_impossible))
+        if isinstance(null_threshold, bool) or not isinstance(null_threshold, (int, float)):
+            raise ValueError(Errors.E089.format(value=null_threshold))
+        questions = as_questions(questions, "the `questions` setting")
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg: Dict[str, Any] = {
+        # from the config: they win on load (see settings.py)
+        self._settings: Dict[str, Any] = {
             "max_answer_len": max_answer_len,
             "top_k": top_k,
             "handle_impossible": handle_impossible,
             "null_threshold": null_threshold,
-            "questions": list(questions),
+            "questions": questions,
             "spans_key": spans_key,
         }
+        self.cfg: Dict[str, Any] = dict(self._settings, questions=list(questions))
+        record_config(self.cfg, self._settings)
         self.lost_answers = 0  # training answers that tokenization lost
 
     @property
@@ -164,11 +203,16 @@ class BertprodQA(TrainablePipe):
         self.model.initialize()
 
     # -- prediction ---------------------------------------------------------
+    def _questions(self, doc: Doc) -> List[str]:
+        """`doc._.questions` when set, else the `questions` setting."""
+        if doc._.questions is None:
+            return self.cfg["questions"]
+        return as_questions(doc._.questions, "doc._.questions")
+
     def _pairs(self, docs: Sequence[Doc]) -> Tuple[List[Tuple[Doc, str]], List[int]]:
         pairs, owners = [], []
         for i, doc in enumerate(docs):
-            questions = doc._.questions if doc._.questions is not None else self.cfg["questions"]
-            for question in questions:
+            for question in self._questions(doc):
                 pairs.append((doc, question))
                 owners.append(i)
         return pairs, owners
@@ -180,21 +224,30 @@ class BertprodQA(TrainablePipe):
         scores = iter(self.model.predict(pairs_to_run)) if pairs_to_run else iter(())
         answers = []
         for doc, question in pairs:
-            found = self.decode(next(scores), self.cfg["top_k"]) if doc.text.strip() else []
+            found = self.decode(next(scores), self.cfg["top_k"], doc) if doc.text.strip() else []
             answers.append((question, found))
         return owners, answers
 
-    def decode(self, scores: QAScores, top_k: int) -> List[Tuple[int, int, float]]:
+    def decode(self, scores: QAScores, top_k: int, doc: Optional[Doc] = None) -> List[Tuple[int, int, float]]:
         """Best (start_char, end_char, score) answers over all windows: per
         window, softmax over [CLS] + context for start and for end, spans of
         at most max_answer_len wordpieces scored p(start) * p(end). With
         `handle_impossible`, no answer when the null score ([CLS] as start and
         end, lowest over windows) beats the best answer by over
-        `null_threshold`."""
-        ranked, null_score = self._candidates(scores, top_k)
-        if self.cfg["handle_impossible"] and (not ranked or null_score - ranked[0][2] > self.cfg["null_threshold"]):
-            return []
-        return ranked
+        `null_threshold`. With `doc` (the context), candidates that snap to
+        the same token span are one answer, with the best candidate's score
+        and offsets, so the `top_k` answers are distinct spans."""
+        n_candidates = top_k
+        while True:
+            ranked, null_score = self._candidates(scores, n_candidates)
+            if self.cfg["handle_impossible"] and (not ranked or null_score - ranked[0][2] > self.cfg["null_threshold"]):
+                return []
+            if doc is None:
+                return ranked
+            distinct = _distinct_spans(doc, ranked)
+            if len(distinct) >= top_k or len(ranked) < n_candidates:
+                return distinct[:top_k]
+            n_candidates *= 4  # merged candidates: look further down the ranking
 
     def _candidates(self, scores: QAScores, top_k: int) -> Tuple[List[Tuple[int, int, float]], float]:
         max_len = self.cfg["max_answer_len"]
@@ -231,7 +284,7 @@ class BertprodQA(TrainablePipe):
         diffs, f1_answer, f1_null = [], [], []
         for eg in examples:
             doc = eg.predicted
-            questions = doc._.questions if doc._.questions is not None else self.cfg["questions"]
+            questions = self._questions(doc)
             gold = eg.reference._.bertprod_qa_gold or [[] for _ in questions]
             if not questions or not doc.text.strip():
                 continue
@@ -284,11 +337,24 @@ class BertprodQA(TrainablePipe):
 
     def answer(self, doc: Doc, question: str, top_k: Optional[int] = None) -> List[Span]:
         """The `top_k` best answers to `question` in `doc`, best first."""
+        if not isinstance(doc, Doc):
+            raise TypeError(Errors.E012.format(type=type(doc).__name__))
         top_k = self.cfg["top_k"] if top_k is None else top_k
-        if not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(Errors.E005.format(setting="top_k", value=top_k, why="it must be a positive integer"))
+        validate_top_k(top_k)
         (scores,) = self.model.predict([(doc, question)])
-        return self._spans(doc, question, self.decode(scores, top_k))
+        return self._spans(doc, question, self.decode(scores, top_k, doc))
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=SimpleFrozenList()) -> "BertprodQA":
+        super().from_bytes(bytes_data, exclude=exclude)
+        apply_config(self.cfg, self._settings)
+        return self
+
+    def from_disk(self, path: Any, *, exclude=SimpleFrozenList()) -> "BertprodQA":
+        """Coded errors naming the file for a missing or damaged cfg or model
+        (the cfg holds the calibrated null threshold and default questions)."""
+        pipe_from_disk(self, path, exclude)
+        apply_config(self.cfg, self._settings)
+        return self
 
     # -- training -------------------------------------------------------------
     def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Any] = None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
@@ -315,7 +381,7 @@ class BertprodQA(TrainablePipe):
         first gold answer is the target."""
         targets = []
         for eg in examples:
-            questions = eg.predicted._.questions if eg.predicted._.questions is not None else self.cfg["questions"]
+            questions = self._questions(eg.predicted)
             gold = eg.reference._.bertprod_qa_gold or [[] for _ in questions]
             targets.extend(answers[0] if answers else None for answers in gold[: len(questions)])
         n_windows = sum(len(s.windows) for s in scores)
@@ -348,9 +414,3 @@ class BertprodQA(TrainablePipe):
             self.lost_answers += lost
             warnings.warn(f"[W002] {lost} training answers of component '{self.name}' were lost by tokenization (no wordpiece overlaps them) and give no gradient ({self.lost_answers} so far).")
         return loss / max(2 * n_windows, 1), d_scores
-
-    # -- serialization --------------------------------------------------------
-    def from_disk(self, path: Any, *, exclude: Iterable[str] = tuple()) -> "BertprodQA":
-        """Coded errors naming the file for a missing or damaged cfg or model
-        (the cfg holds the calibrated null threshold and default questions)."""
-        return pipe_from_disk(self, path, exclude)

@@ -14,7 +14,8 @@ import numpy as np
 from spacy.tokens import Doc
 from thinc.api import Linear, Model
 
-from .encoder import check_input, encode_sequences
+from .attrs import ConfigInt
+from .encoder import check_input, encode_sequences, is_count
 from .errors import Errors
 from .windows import window_bounds
 
@@ -36,9 +37,10 @@ class QAScores:
 
 
 def build_qa_model(encoder: Model, max_question_len: int, doc_stride: int) -> Model[List[QAPair], List[QAScores]]:
-    for setting, value in (("max_question_len", max_question_len), ("doc_stride", doc_stride)):
-        if not isinstance(value, int) or value < (1 if setting == "max_question_len" else 0):
-            raise ValueError(Errors.E005.format(setting=setting, value=value, why="it must be a positive integer"))
+    if not is_count(max_question_len, 1):
+        raise ValueError(Errors.E077.format(value=max_question_len))
+    if not is_count(doc_stride, 0):
+        raise ValueError(Errors.E078.format(value=doc_stride))
     if encoder.attrs.get("input_casing"):
         raise ValueError(Errors.E044)
     head = Linear(nO=2)
@@ -48,7 +50,8 @@ def build_qa_model(encoder: Model, max_question_len: int, doc_stride: int) -> Mo
         init=qa_init,
         layers=[encoder, head],
         refs={"encoder": encoder, "output": head},
-        attrs={"max_question_len": max_question_len, "doc_stride": doc_stride},
+        # the config decides, also on load
+        attrs={"max_question_len": ConfigInt(max_question_len), "doc_stride": ConfigInt(doc_stride)},
     )
 
 

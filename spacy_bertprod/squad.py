@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Tuple, Union
 
 from spacy.language import Language
-from spacy.tokens import Doc
 from spacy.training import Example
 from spacy.util import registry
 

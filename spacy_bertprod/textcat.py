@@ -13,9 +13,8 @@ every label.
 """
 
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Optional, Tuple
 
-import numpy as np
 from spacy.language import Language
 from spacy.pipeline.textcat import TextCategorizer, textcat_score
 from spacy.pipeline.textcat_multilabel import textcat_multilabel_score
@@ -28,6 +27,7 @@ from . import extensions  # noqa: F401
 from .encoder import default_encoder_config
 from .errors import Errors
 from .serialization import pipe_from_disk
+from .settings import apply_config, record_config
 
 DEFAULT_TEXTCAT_MODEL = """
 [model]
@@ -101,15 +101,17 @@ class BertprodTextCategorizer(TextCategorizer):
         scorer: Optional[Callable] = None,
     ) -> None:
         if not isinstance(exclusive_classes, bool):
-            raise ValueError(Errors.E005.format(setting="exclusive_classes", value=exclusive_classes, why="it must be true or false"))
+            raise ValueError(Errors.E073.format(value=exclusive_classes, component=name))
         for key, value in [("threshold", threshold)] + [(f"thresholds.{k}", v) for k, v in (thresholds or {}).items()]:
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(Errors.E005.format(setting=key, value=value, why="thresholds are probabilities between 0 and 1"))
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ValueError(Errors.E074.format(setting=key, value=value, component=name))
         if scorer is None:
             scorer = textcat_score if exclusive_classes else textcat_multilabel_score
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self.cfg["exclusive_classes"] = exclusive_classes
         self.cfg["thresholds"] = dict(thresholds or {})
+        self._settings = {"threshold": threshold, "thresholds": dict(thresholds or {})}  # from the config: they win on load
+        record_config(self.cfg, self._settings)
 
     @property
     def exclusive(self) -> bool:
@@ -182,12 +184,44 @@ class BertprodTextCategorizer(TextCategorizer):
             if not self.exclusive:
                 doc._.bertprod_labels = [l for l, v, t in zip(self.labels, row, thresholds) if v >= t and doc.text.strip()]
 
+    def _has_gold(self, eg: Example) -> bool:
+        """Whether `eg` gives a value for any of the labels: an example
+        without gold cats teaches nothing (spaCy's textcat masks missing
+        labels the same way)."""
+        cats = eg.reference.cats
+        return any(label in cats for label in self.labels)
+
+    def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Any] = None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
+        """spaCy's update on the examples with gold cats only: unlabelled
+        examples would cost a forward pass for no gradient, and a batch of
+        them only must not step the optimizer (its momentum would still move
+        the weights)."""
+        if losses is None:
+            losses = {}
+        losses.setdefault(self.name, 0.0)
+        examples = list(examples)
+        validate_examples(examples, "BertprodTextCategorizer.update")
+        self._validate_categories(examples)
+        labelled = [eg for eg in examples if self._has_gold(eg)]
+        if not labelled:
+            return losses
+        return super().update(labelled, drop=drop, sgd=sgd, losses=losses)
+
     def get_loss(self, examples: Iterable[Example], scores: Any) -> Tuple[float, Any]:
         """Cross-entropy (exclusive) or binary cross-entropy (multi-label) on
-        the logits in `scores`; the gradient is probabilities - truths."""
+        the logits in `scores`; the gradient is probabilities - truths.
+        Labels an example gives no value for (all of them, for an exclusive
+        example without cats) add neither loss nor gradient; both are
+        averaged over the examples with gold cats, so the loss reported is
+        the loss whose gradient is returned."""
+        examples = list(examples)
         validate_examples(examples, "BertprodTextCategorizer.get_loss")
         self._validate_categories(examples)
         truths, not_missing = self._examples_to_truth(examples)
+        for i, eg in enumerate(examples):
+            if not self._has_gold(eg):
+                not_missing[i] = 0.0
+        n_gold = max(int((not_missing.sum(axis=1) > 0).sum()), 1)
         xp = self.model.ops.xp
         not_missing = self.model.ops.asarray(not_missing)
         probs = self._normalize(scores)
@@ -197,7 +231,17 @@ class BertprodTextCategorizer(TextCategorizer):
             loss = -(truths * xp.log(probs + eps) * not_missing).sum()
         else:
             loss = -((truths * xp.log(probs + eps) + (1 - truths) * xp.log(1 - probs + eps)) * not_missing).sum()
-        return float(loss) / max(len(scores), 1), d_scores / max(len(scores), 1)
+        return float(loss) / n_gold, d_scores / n_gold
+
+    def _loaded(self, exclusive_classes: bool) -> None:
+        """After `cfg` was loaded: the classifier was trained for its saved
+        `exclusive_classes`; the config decides the thresholds."""
+        if self.cfg["exclusive_classes"] != exclusive_classes:
+            kind = "one label per text (a softmax)" if self.cfg["exclusive_classes"] else "independent labels (sigmoids)"
+            stored, value = (str(v).lower() for v in (self.cfg["exclusive_classes"], exclusive_classes))
+            raise ValueError(Errors.E086.format(component=self.name, stored=stored, value=value, kind=kind))
+        self._restore_floats()
+        apply_config(self.cfg, self._settings)
 
     def _restore_floats(self) -> None:
         # srsly's JSON reader parses "0.3" as 0.30000000000000004; 15
@@ -206,13 +250,15 @@ class BertprodTextCategorizer(TextCategorizer):
         self.cfg["thresholds"] = {k: float(f"{v:.15g}") for k, v in self.cfg.get("thresholds", {}).items()}
 
     def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "BertprodTextCategorizer":
+        exclusive_classes = self.exclusive
         super().from_bytes(bytes_data, exclude=exclude)
-        self._restore_floats()
+        self._loaded(exclusive_classes)
         return self
 
     def from_disk(self, path: Any, *, exclude=tuple()) -> "BertprodTextCategorizer":
         """Coded errors naming the file for a missing or damaged cfg or model,
         and for labels in cfg that do not fit the classifier's weights."""
+        exclusive_classes = self.exclusive
         pipe_from_disk(self, path, exclude, output_width=lambda: len(self.labels))
-        self._restore_floats()
+        self._loaded(exclusive_classes)
         return self

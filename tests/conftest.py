@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import spacy
-from spacy.tokens import Doc
 from spacy.training import Example
 
 WORDS = (

@@ -73,7 +73,7 @@ def test_student_on_a_narrower_encoder(ner_teacher, tmp_path):
     examples = make_examples(ner_teacher)
     with pytest.raises(ValueError, match="E038"):
         make_student(ner_teacher, encoder=narrow)
-    with pytest.raises(ValueError, match="E005.*encoder"):
+    with pytest.raises(ValueError, match="E081.*encoder"):
         make_student(ner_teacher, encoder=narrow, n_layers=1, get_examples=lambda: examples)
     student = make_student(ner_teacher, encoder=narrow, get_examples=lambda: examples)
     module = _module(student, "bertprod_ner")

@@ -5,8 +5,7 @@ import pytest
 import torch
 from spacy.tokens import Doc
 
-from spacy_bertprod.architectures import encoder_v1
-from spacy_bertprod.errors import Errors
+from spacy_bertprod.architectures import encoder_v1, encoder_v2
 
 
 def _encoder(path, **kwargs):
@@ -137,14 +136,15 @@ def test_empty_batch(tiny_bert):
 
 
 @pytest.mark.parametrize(
-    "kwargs,setting",
-    [({"window": 2}, "window"), ({"stride": 0}, "stride"), ({"window": 16, "stride": 15}, "stride"), ({"max_batch_wordpieces": 4}, "max_batch_wordpieces")],
+    "kwargs,code",
+    [({"window": 2}, "E066"), ({"stride": 0}, "E067"), ({"window": 16, "stride": 15}, "E067"), ({"max_batch_wordpieces": 4}, "E071"), ({"max_batch_wordpieces": True}, "E071"), ({"input_casing": 1}, "E072")],
 )
-def test_bad_window_settings(tiny_bert, kwargs, setting):
+def test_bad_window_settings(tiny_bert, kwargs, code):
     settings = {"window": 16, "stride": 8}
     settings.update(kwargs)
-    with pytest.raises(ValueError, match=rf"\[E005\] Invalid encoder setting {setting}"):
-        encoder_v1(name=tiny_bert, **settings)
+    setting = next(iter(kwargs)) if code != "E067" else "stride"
+    with pytest.raises(ValueError, match=rf"\[{code}\] Invalid encoder {setting} = "):
+        encoder_v2(name=tiny_bert, **settings)
 
 
 def test_bad_pooling(tiny_bert):

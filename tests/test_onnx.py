@@ -205,7 +205,7 @@ def test_qa_same_answers(tiny_bert):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch int8
 def test_clear_errors(ner_path, monkeypatch):
-    with pytest.raises(ValueError, match="E005.*backend"):
+    with pytest.raises(ValueError, match="E068.*backend"):
         encoder_v1(name="x", window=16, stride=8, backend="tensorrt")
     nlp = spacy.load(ner_path)
     examples = make_examples(nlp)

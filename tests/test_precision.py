@@ -68,10 +68,10 @@ def test_config_override_on_load(tmp_path, tiny_bert):
 
 
 @pytest.mark.parametrize(
-    "kwargs,why",
-    [({"inference_precision": "int4"}, "one of"), ({"inference_precision": "bf16", "backend": "onnx"}, "backend \"torch\"")],
+    "kwargs,code,why",
+    [({"inference_precision": "int4"}, "E069", "one of"), ({"inference_precision": "bf16", "backend": "onnx"}, "E070", "backend \"torch\"")],
 )
-def test_bad_precision_settings(tiny_bert, kwargs, why):
-    with pytest.raises(ValueError, match="E005.*inference_precision") as err:
+def test_bad_precision_settings(tiny_bert, kwargs, code, why):
+    with pytest.raises(ValueError, match=f"{code}.*inference_precision") as err:
         encoder_v1(name=tiny_bert, window=16, stride=8, **kwargs)
     assert why in str(err.value)

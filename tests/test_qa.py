@@ -1,4 +1,4 @@
-import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -123,14 +123,14 @@ def test_bad_input(trained, tiny_bert):
         qa.answer(nlp.make_doc(" "), "where?")
     with pytest.raises(TypeError, match="E022"):
         qa.answer(doc, 42)
-    with pytest.raises(ValueError, match="E005"):
+    with pytest.raises(ValueError, match="E076"):
         qa.answer(doc, "where?", top_k=0)
     long_q = spacy.blank("en")
     qa2 = long_q.add_pipe("bertprod_qa", config=_config(tiny_bert, model={"encoder": {"name": tiny_bert, "window": 48, "stride": 24}, "doc_stride": 16, "max_question_len": 40}))
     long_q.initialize(lambda: [])
     with pytest.raises(ValueError, match="E021"):
         qa2.answer(long_q.make_doc(CONTEXT), random_text(60))
-    with pytest.raises(ValueError, match="E005"):
+    with pytest.raises(ValueError, match="E075"):
         spacy.blank("en").add_pipe("bertprod_qa", config=_config(tiny_bert, max_answer_len=0))
 
 
@@ -209,3 +209,103 @@ def test_hf_export_gives_the_same_logits(trained, tmp_path):
     ctx = [i for i, s in enumerate(enc.sequence_ids(0)) if s == 1]
     np.testing.assert_allclose(out.start_logits[0, [0] + ctx].numpy(), scores.windows[0].start_logits, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(out.end_logits[0, [0] + ctx].numpy(), scores.windows[0].end_logits, rtol=1e-4, atol=1e-4)
+
+
+def test_issue15_a_string_is_one_question(trained):
+    """`doc._.questions = "Where?"` was read character by character, with a
+    space it raised a misleading E019, and 42 a raw TypeError."""
+    nlp, qa, _ = trained
+    question = ROWS[0]["question"]
+    doc = nlp.make_doc(CONTEXT)
+    doc._.questions = question
+    group = qa(doc).spans["bertprod_qa"]
+    assert [s.text for s in group] == ["Warsaw"] and group.attrs["questions"] == [question]
+    doc = nlp.make_doc(CONTEXT)
+    doc._.questions = "Where?"
+    assert len(qa(doc).spans["bertprod_qa"]) == 1
+    for bad in (42, {"q": question}, None.__class__):
+        doc = nlp.make_doc(CONTEXT)
+        doc._.questions = bad
+        with pytest.raises(TypeError, match=r"\[E065\] doc._.questions"):
+            qa(doc)
+    doc._.questions = [question, 42]
+    with pytest.raises(TypeError, match="E022"):
+        qa(doc)
+    with pytest.raises(TypeError, match="E012.*str"):
+        qa.answer(CONTEXT, question)
+    single = spacy.blank("en").add_pipe("bertprod_qa", config=_config(qa.model.get_ref("encoder").attrs["name"], questions="Where?"))
+    assert single.cfg["questions"] == ["Where?"]
+
+
+def test_issue15_top_k_error_names_its_setting(trained):
+    """The top_k error called it an "encoder setting" (E005 served 17
+    unrelated settings)."""
+    nlp, qa, _ = trained
+    with pytest.raises(ValueError, match=r"\[E076\] Invalid top_k = 0 for question answering") as err:
+        qa.answer(nlp.make_doc(CONTEXT), "where?", top_k=0)
+    assert "encoder" not in str(err.value)
+    with pytest.raises(ValueError, match="E076"):
+        qa.answer(nlp.make_doc(CONTEXT), "where?", top_k=True)
+
+
+def _crafted_scores(qa, text, start, end):
+    """QAScores of one window over `text` whose start/end logits are
+    `start`/`end` ({character offset of a wordpiece: logit}, others 0, [CLS]
+    very low)."""
+    from spacy_bertprod.qa_model import QAScores, QAWindow
+
+    ((_, offsets),) = qa.model.get_ref("encoder").attrs["tokenizer"].offsets_and_ids([text])
+    logits = []
+    for wanted, side in ((start, 0), (end, 1)):
+        row = np.zeros(len(offsets) + 1, dtype="float32")
+        row[0] = -20.0
+        for char, value in wanted.items():
+            row[1 + int(np.flatnonzero(offsets[:, side] == char)[0])] = value
+        logits.append(row)
+    return QAScores(offsets=offsets, windows=[QAWindow(0, len(offsets), *logits)])
+
+
+def test_issue15_top_k_merges_candidates_of_one_span(trained, monkeypatch):
+    """Candidates snapping to the same token span (the wordpieces of
+    "México") came back as several identical spans, all with the last
+    candidate's score."""
+    nlp, qa, _ = trained
+    text = "They flew to México and Lima."
+    # "méxico" is cut into one wordpiece per letter: the start at "m" with
+    # ends at "e", "x" and "i" are three candidates inside the same token
+    scores = _crafted_scores(qa, text, start={13: 5.0, 24: 3.0}, end={15: 4.0, 16: 3.0, 17: 2.0, 28: 2.5})
+    # the transformer's part is done: hand the component these scores
+    monkeypatch.setattr(qa, "model", SimpleNamespace(predict=lambda pairs: [scores for _ in pairs]))
+    doc = nlp.make_doc(text)
+    answers = qa.answer(doc, "where?", top_k=3)
+    assert len(answers) == 3 and len({(a.start, a.end) for a in answers}) == 3
+    assert answers[0].text == "México" and answers[0]._.bertprod_answer_chars == (13, 15)
+    best = qa._candidates(scores, 1)[0][0]
+    assert answers[0]._.bertprod_score == pytest.approx(best[2])
+    assert "México and Lima" in [a.text for a in answers]
+    got = [a._.bertprod_score for a in answers]
+    assert got == sorted(got, reverse=True) and len(set(got)) == 3
+    doc = nlp.make_doc(text)
+    doc._.questions = ["where?"]
+    qa.cfg["top_k"] = 3
+    try:
+        group = qa(doc).spans["bertprod_qa"]
+    finally:
+        qa.cfg["top_k"] = 1
+    assert [s.text for s in group] == [a.text for a in answers]
+    assert group.attrs["scores"] == got == [s._.bertprod_score for s in group]
+
+
+def test_issue15_answer_chars_stay_a_tuple(trained):
+    """`bertprod_answer_chars` came back as a list after `Doc.to_bytes` (and
+    `n_process`, see test_multiprocessing.py)."""
+    from spacy.tokens import Doc
+
+    nlp, qa, _ = trained
+    doc = nlp.make_doc(CONTEXT)
+    doc._.questions = [ROWS[0]["question"]]
+    doc = qa(doc)
+    again = Doc(nlp.vocab).from_bytes(doc.to_bytes())
+    (span,) = again.spans["bertprod_qa"]
+    assert span._.bertprod_answer_chars == (24, 30) and type(span._.bertprod_answer_chars) is tuple
+    assert span._.bertprod_score == doc.spans["bertprod_qa"][0]._.bertprod_score

@@ -90,7 +90,7 @@ def test_unknown_category(tiny_bert):
 
 def test_bad_values_and_settings(tiny_bert):
     nlp = spacy.blank("en")
-    with pytest.raises(ValueError, match="E005.*threshold"):
+    with pytest.raises(ValueError, match="E074.*threshold"):
         nlp.add_pipe("bertprod_textcat", config={"threshold": 1.5, "model": {"encoder": _encoder(tiny_bert)}})
     textcat = nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": _encoder(tiny_bert)}})
     with pytest.raises(ValueError, match="E017"), warnings.catch_warnings():
@@ -180,3 +180,31 @@ def test_shared_encoder_runs_transformer_once(tiny_bert, tmp_path):
         before, after = nlp(text), again(text)
         assert after.cats == before.cats
         assert [(e.start, e.end, e.label_) for e in after.ents] == [(e.start, e.end, e.label_) for e in before.ents]
+
+
+@pytest.mark.parametrize("exclusive", [True, False])
+def test_issue15_unlabelled_examples_teach_nothing(tiny_bert, exclusive):
+    """An example without gold cats passed E015 and its gradient (the
+    probabilities themselves, against an all-zero truth) flattened an
+    exclusive model while it reported loss 0.0."""
+    from thinc.api import fix_random_seed
+
+    fix_random_seed(0)
+    nlp, examples = _train(tiny_bert, exclusive=exclusive, steps=10)
+    textcat = nlp.get_pipe("bertprod_textcat")
+    unlabelled = [Example.from_dict(nlp.make_doc(text), {}) for text, _ in CATS]
+    before = textcat.predict([eg.predicted for eg in examples])
+    optimizer = Adam(1e-3)
+    for _ in range(5):
+        losses = nlp.update(unlabelled, sgd=optimizer)
+        assert losses["bertprod_textcat"] == 0.0
+    np.testing.assert_array_equal(textcat.predict([eg.predicted for eg in examples]), before)
+    # a mixed batch: the loss and gradient of its labelled part, nothing else
+    mixed = [examples[0], unlabelled[1], examples[2], unlabelled[3]]
+    labelled = [examples[0], examples[2]]
+    logits = textcat.model.predict([eg.predicted for eg in mixed])
+    loss, d_scores = textcat.get_loss(mixed, logits)
+    loss_labelled, d_labelled = textcat.get_loss(labelled, logits[[0, 2]])
+    assert loss > 0.0 and loss == pytest.approx(loss_labelled, rel=1e-6)
+    np.testing.assert_allclose(d_scores[[0, 2]], d_labelled, rtol=1e-6)
+    assert not d_scores[[1, 3]].any()
