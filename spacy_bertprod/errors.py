@@ -261,27 +261,6 @@ class Errors:
         "is damaged (truncated, emptied or edited by hand). Copy or download "
         "the model again (`save_pretrained` writes a complete folder)."
     )
-
-
-def describe(err: BaseException) -> str:
-    """An exception as "Type: message", for the `{err}` of a coded error
-    (tokenizers and safetensors messages do not say what failed)."""
-    return f"{type(err).__name__}: {err}"
-
-
-class PipelineFileError(ValueError):
-    """A coded error about the contents of a saved pipeline's file. The
-    deserializers that raise it read bytes and do not know the file's path;
-    a component's `from_disk` names the file with `in_file`."""
-
-    def __init__(self, template: str, *, file: str = "a pipeline component's `model` file", **fields: Any) -> None:
-        self.template = template
-        self.fields = fields
-        super().__init__(template.format(file=file, **fields))
-
-    def in_file(self, path: Any) -> "PipelineFileError":
-        """The same error, naming the file it came from."""
-        return PipelineFileError(self.template, file=f"'{path}'", **self.fields)
     E065 = (
         "[E065] {source} must be a question (a string) or a list of "
         "questions, got {type}. Set it to a string or a list of strings."
@@ -398,3 +377,24 @@ class PipelineFileError(ValueError):
         "it must be a number (the margin, in probability, by which the "
         "\"no answer\" score must beat the best answer)."
     )
+
+
+def describe(err: BaseException) -> str:
+    """An exception as "Type: message", for the `{err}` of a coded error
+    (tokenizers and safetensors messages do not say what failed)."""
+    return f"{type(err).__name__}: {err}"
+
+
+class PipelineFileError(ValueError):
+    """A coded error about the contents of a saved pipeline's file. The
+    deserializers that raise it read bytes and do not know the file's path;
+    a component's `from_disk` names the file with `in_file`."""
+
+    def __init__(self, template: str, *, file: str = "a pipeline component's `model` file", **fields: Any) -> None:
+        self.template = template
+        self.fields = fields
+        super().__init__(template.format(file=file, **fields))
+
+    def in_file(self, path: Any) -> "PipelineFileError":
+        """The same error, naming the file it came from."""
+        return PipelineFileError(self.template, file=f"'{path}'", **self.fields)
