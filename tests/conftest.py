@@ -5,10 +5,13 @@ embedded MiniLM."""
 import random
 import string
 from pathlib import Path
+from typing import Tuple
 
+import numpy as np
 import pytest
 import spacy
 from spacy.training import Example
+from thinc.api import fix_random_seed
 
 WORDS = (
     "the a of in to and was is visited plant company city river film she he "
@@ -26,15 +29,16 @@ TRAIN_DATA = [
 ]
 
 
-def build_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_pos: int = 128, seed: int = 0) -> Path:
-    """Save a random BERT with a small uncased wordpiece vocab to `path`."""
+def build_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_pos: int = 128, seed: int = 0, extra_words: Tuple[str, ...] = ()) -> Path:
+    """Save a random BERT with a small uncased wordpiece vocab to `path`
+    (`extra_words`: more whole-word pieces, for another vocabulary)."""
     import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     path.mkdir(parents=True, exist_ok=True)
     pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = list(string.ascii_lowercase + string.digits + string.punctuation) + list("éüçß中国人東京Ωж")
-    pieces += chars + ["##" + c for c in string.ascii_lowercase + string.digits] + WORDS
+    pieces += chars + ["##" + c for c in string.ascii_lowercase + string.digits] + WORDS + list(extra_words)
     vocab_file = path / "vocab.txt"
     vocab_file.write_text("\n".join(dict.fromkeys(pieces)) + "\n", encoding="utf8")
     tokenizer = BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=True)
@@ -59,6 +63,14 @@ def tiny_bert(tmp_path_factory) -> str:
     return str(build_tiny_bert(tmp_path_factory.mktemp("tiny-bert")))
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from the same random state (weights of new heads,
+    dropout masks, shuffles), so results after tiny training runs are
+    reproducible rather than lucky."""
+    fix_random_seed(0)
+
+
 @pytest.fixture
 def nlp():
     return spacy.blank("en")
@@ -78,10 +90,13 @@ def make_examples(nlp, data=TRAIN_DATA):
     return examples
 
 
-def train(nlp, examples, steps: int = 40, lr: float = 1e-3):
-    """Initialize `nlp` on `examples` and take `steps` Adam updates on them."""
+def train(nlp, examples, steps: int = 40, lr: float = 1e-3, seed: int = 0):
+    """Initialize `nlp` on `examples` and take `steps` Adam updates on them,
+    from a fixed random state (module- and session-scoped fixtures call this
+    before the per-test seed applies)."""
     from thinc.api import Adam
 
+    fix_random_seed(seed)
     nlp.initialize(lambda: examples)
     optimizer = Adam(lr)
     for _ in range(steps):
@@ -92,3 +107,27 @@ def train(nlp, examples, steps: int = 40, lr: float = 1e-3):
 def random_text(n_words: int, seed: int = 0) -> str:
     rng = random.Random(seed)
     return " ".join(rng.choice(WORDS) for _ in range(n_words))
+
+
+def assert_varies(arrays, atol: float = 1e-4) -> None:
+    """The outputs (one array per input, or the rows of one array) are not all
+    the same: a head that ignores the encoder (thinc's Softmax starts with
+    all-zero weights, so an untrained NER head gives every tag 1/13 on every
+    token) would make a comparison of two pipelines compare constants."""
+    rows = [np.asarray(row, dtype="float64") for a in arrays for row in np.atleast_2d(np.asarray(a, dtype="float64"))]
+    assert len(rows) > 1, "need at least two outputs to see them vary"
+    spread = max(float(np.abs(row - rows[0]).max()) for row in rows)
+    assert spread > atol, f"every output is the same (max difference {spread:.2g}): the head ignores its input"
+
+
+@pytest.fixture(scope="session")
+def trained_ner_path(tiny_bert, tmp_path_factory) -> Path:
+    """A bertprod_ner pipeline on the tiny BERT, trained (seeded) until it
+    tags TRAIN_DATA, saved to disk: round-trip tests compare outputs that
+    depend on the encoder, not the constant 1/13 of an untrained head."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertprod_ner", config=ner_config(model_path=tiny_bert))
+    train(nlp, make_examples(nlp), steps=40)
+    path = tmp_path_factory.mktemp("trained-ner")
+    nlp.to_disk(path)
+    return path

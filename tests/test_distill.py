@@ -1,3 +1,4 @@
+import shutil
 import subprocess
 import sys
 
@@ -7,7 +8,7 @@ import spacy
 from spacy.tokens import DocBin
 from spacy.training import Example
 
-from conftest import TRAIN_DATA, build_tiny_bert, make_examples, ner_config, train
+from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, make_examples, ner_config, train
 from spacy_bertprod.compress import quantize_pipeline
 from spacy_bertprod.distill import (
     distill,
@@ -62,8 +63,10 @@ def test_ner_student_learns_the_teacher(ner_teacher, tmp_path):
     assert len(_module(loaded, "bertprod_ner").encoder.layer) == 1
     info = loaded.meta["bertprod"]["distillation"]
     assert info["layers"] == {"bertprod_ner": [0]} and info["temperature"] == 2.0
-    doc = TRAIN_DATA[0][0]
-    assert [(e.text, e.label_) for e in loaded(doc).ents] == [(e.text, e.label_) for e in spacy.load(tmp_path / "model-best")(doc).ents]
+    # model-last holds the student as training left it: same tag
+    # probabilities (which depend on the input) and entities
+    last = spacy.load(tmp_path / "model-last")
+    _assert_same_ner(student, last)
     # the teacher was not changed
     assert len(_module(ner_teacher, "bertprod_ner").encoder.layer) == 2
 
@@ -86,8 +89,18 @@ def test_student_on_a_narrower_encoder(ner_teacher, tmp_path):
     loaded = spacy.load(tmp_path / "out" / "model-last")
     assert loaded.meta["bertprod"]["distillation"]["encoder"] == narrow
     assert _module(loaded, "bertprod_ner").config.hidden_size == 16
-    doc = TRAIN_DATA[0][0]
-    assert [(e.text, e.label_) for e in loaded(doc).ents] == [(e.text, e.label_) for e in student(doc).ents]
+    _assert_same_ner(student, loaded)
+
+
+def _assert_same_ner(expected, got):
+    texts = [t for t, _ in TRAIN_DATA]
+    a = expected.get_pipe("bertprod_ner").model.predict([expected.make_doc(t) for t in texts])
+    b = got.get_pipe("bertprod_ner").model.predict([got.make_doc(t) for t in texts])
+    assert_varies(a)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    ents = lambda nlp: [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
+    assert any(ents(expected)) and ents(got) == ents(expected)
 
 
 def _soft_loss(teacher, student, examples):
@@ -126,7 +139,7 @@ def test_hidden_state_matching(ner_teacher, tmp_path):
         _hidden_loss(ner_teacher, narrow, examples)
 
 
-def test_textcat_and_qa_students(tiny_bert):
+def test_textcat_students(tiny_bert):
     cats = [("the film was a delight", "POS"), ("she worked in a bank", "NEG"), ("new city river film", "POS"), ("the bank of the river", "NEG")]
     for exclusive in (True, False):
         nlp = spacy.blank("en")
@@ -138,19 +151,61 @@ def test_textcat_and_qa_students(tiny_bert):
         distill(teacher, student, examples, examples, steps=30, batch_words=100, learn_rate=1e-3, eval_every=30, log=lambda _: None)
         assert _soft_loss(teacher, student, examples) < 0.5 * start
         assert student.evaluate(examples)["cats_macro_f"] == 1.0
-    context = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891."
-    rows = [
-        {"id": "1", "question": "where was marie curie born?", "context": context, "answers": [(24, 30, "Warsaw")]},
-        {"id": "2", "question": "where did she move?", "context": context, "answers": [(53, 58, "Paris")]},
-    ]
+
+
+QA_CONTEXT = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891."
+QA_ROWS = [
+    {"id": "1", "question": "where was marie curie born?", "context": QA_CONTEXT, "answers": [(24, 30, "Warsaw")]},
+    {"id": "2", "question": "where did she move?", "context": QA_CONTEXT, "answers": [(53, 58, "Paris")]},
+]
+
+
+@pytest.fixture(scope="module")
+def qa_teacher(tiny_bert):
     nlp = spacy.blank("en")
     nlp.add_pipe("bertprod_qa", config={"model": {"encoder": {"name": tiny_bert, "window": 48, "stride": 24}, "doc_stride": 16, "max_question_len": 12}})
-    examples = list(squad_examples(nlp, rows))
-    teacher = train(nlp, examples, steps=60)
+    examples = list(squad_examples(nlp, QA_ROWS))
+    return train(nlp, examples, steps=60), examples
+
+
+def _answers(nlp):
+    qa = nlp.get_pipe("bertprod_qa")
+    return [[(a.start_char, a.end_char, a._.bertprod_score) for a in qa.answer(nlp.make_doc(QA_CONTEXT), r["question"], top_k=3)] for r in QA_ROWS]
+
+
+def test_qa_student_answers_and_round_trips(qa_teacher, tmp_path):
+    teacher, examples = qa_teacher
     student = make_student(teacher, n_layers=1)
     start = _soft_loss(teacher, student, examples)
-    distill(teacher, student, examples, examples, steps=40, batch_words=100, learn_rate=1e-3, eval_every=40, log=lambda _: None)
+    distill(teacher, student, examples, examples, output=tmp_path, steps=40, batch_words=100, learn_rate=1e-3, eval_every=40, log=lambda _: None)
     assert _soft_loss(teacher, student, examples) < 0.5 * start
+    # it answers as the teacher does, not only with a lower loss
+    answers = _answers(student)
+    assert [a[0][:2] for a in answers] == [(24, 30), (53, 58)] == [a[0][:2] for a in _answers(teacher)]
+    assert student.evaluate(examples)["qa_f1"] == 1.0
+    # and model-last is that student: same spans and scores
+    loaded = spacy.load(tmp_path / "model-last")
+    assert len(_module(loaded, "bertprod_qa").encoder.layer) == 1
+    assert _answers(loaded) == answers
+
+
+def test_qa_student_needs_the_teachers_vocabulary(qa_teacher, tmp_path):
+    teacher, examples = qa_teacher
+    other = str(build_tiny_bert(tmp_path / "other-vocab", layers=1, width=16, extra_words=("sorbonne", "physics")))
+    with pytest.raises(ValueError, match="E039.*bertprod_qa"):
+        make_student(teacher, encoder=other, get_examples=lambda: examples)
+    # the same vocabulary on a narrower encoder is fine
+    same = str(build_tiny_bert(tmp_path / "same-vocab", layers=1, width=16))
+    assert _module(make_student(teacher, encoder=same, get_examples=lambda: examples), "bertprod_qa").config.hidden_size == 16
+
+
+def test_shared_encoder_teacher_is_refused(tiny_bert):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("tok2vec", config={"model": {"@architectures": "bertprod.Encoder.v1", "name": tiny_bert, "window": 16, "stride": 8}})
+    nlp.add_pipe("bertprod_ner", config={"model": {"encoder": {"@architectures": "spacy.Tok2VecListener.v1", "width": 32, "upstream": "*"}}})
+    nlp.initialize(lambda: make_examples(nlp))
+    with pytest.raises(ValueError, match="E032.*bertprod_ner"):
+        make_student(nlp, n_layers=1)
 
 
 def test_bad_teachers_and_settings(ner_teacher):
@@ -196,3 +251,16 @@ def test_distill_cli(ner_teacher, tmp_path):
     assert out.returncode == 0, out.stderr
     assert f"student on encoder {narrow}" in out.stdout
     assert spacy.load(tmp_path / "narrow-student" / "model-last").get_pipe("bertprod_ner").model.get_ref("encoder").get_dim("nO") == 16
+    # --corpus: train.spacy and dev.spacy found in a folder
+    (tmp_path / "corpus").mkdir()
+    shutil.copyfile(tmp_path / "train.spacy", tmp_path / "corpus" / "train.spacy")
+    DocBin(docs=[eg.reference for eg in make_examples(ner_teacher)[:2]]).to_disk(tmp_path / "corpus" / "dev.spacy")
+    out = subprocess.run(
+        [sys.executable, "-m", "spacy_bertprod", "distill", str(tmp_path / "teacher"), str(tmp_path / "corpus-student"),
+         "--corpus", str(tmp_path / "corpus"), "--n-layers", "1", "--steps", "4", "--eval-every", "2"],
+        capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "6 training examples (0 unlabelled), 2 dev examples" in out.stdout
+    best = spacy.load(tmp_path / "corpus-student" / "model-best")
+    assert "ents_f" in best.meta["performance"]  # scored on the corpus's dev set

@@ -1,11 +1,13 @@
 """Training and prediction on a CUDA GPU (thinc's `require_gpu`, as
 `spacy train --gpu-id 0` does). CI has no GPU: these are skipped there and run
-on a machine with CUDA, torch and cupy."""
+on a machine with CUDA, a CUDA build of torch and cupy (`pip install -e .[gpu]`);
+the skip reason names what is missing."""
 
 import json
 import os
 import subprocess
 import sys
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -17,16 +19,27 @@ from conftest import TRAIN_DATA, make_examples, ner_config, train
 from spacy_bertprod.squad import make_examples as qa_examples
 
 
-def _has_cuda() -> bool:
+def _missing_for_gpu() -> Optional[str]:
+    """What keeps these tests from running here, or None: a CUDA device that
+    torch sees, and cupy for thinc's GPU ops (which no default requirement
+    installs)."""
     try:
-        import cupy  # noqa: F401
         import torch
     except ImportError:
-        return False
-    return torch.cuda.is_available()
+        return "torch is not installed"
+    if torch.version.cuda is None:
+        return f"no CUDA: torch {torch.__version__} is a CPU-only build (install a CUDA build of torch on a GPU machine)"
+    if not torch.cuda.is_available():
+        return f"no CUDA device: torch {torch.__version__} (CUDA {torch.version.cuda}) sees none"
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return "a CUDA device is there but cupy is not installed: pip install -e .[gpu]"
+    return None
 
 
-pytestmark = pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA GPU with torch and cupy")
+MISSING = _missing_for_gpu()
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(MISSING is not None, reason=f"GPU tests skipped: {MISSING}")]
 
 PRECISION_KEY = "components.bertprod_ner.model.encoder.inference_precision"
 TEXTS = [text for text, _ in TRAIN_DATA]

@@ -8,7 +8,7 @@ import spacy
 from spacy.training import Example
 from thinc.api import Adam
 
-from conftest import TRAIN_DATA, make_examples, ner_config, random_text, train
+from conftest import TRAIN_DATA, assert_varies, make_examples, ner_config, random_text, train
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -147,8 +147,8 @@ def _gather_table_types(nlp):
     return {types[n.input[0]] for n in graph.node if n.op_type == "Gather" and n.input[0] in types}
 
 
-def test_onnx_int8(ner_path):
-    fp32, int8 = spacy.load(ner_path), spacy.load(ner_path)
+def test_onnx_int8(ner_path, tmp_path, monkeypatch):
+    torch_nlp, fp32, int8 = spacy.load(ner_path), spacy.load(ner_path), spacy.load(ner_path)
     onnx_pipeline(fp32)
     onnx_pipeline(int8, int8=True)
     assert int8.meta["bertprod"]["compression"]["quantization"] == "int8-dynamic-per-channel"
@@ -159,10 +159,64 @@ def test_onnx_int8(ner_path):
     probe = [fp32.make_doc(t) for t in TEXTS]
     a = fp32.get_pipe("bertprod_ner").model.predict(probe)
     b = int8.get_pipe("bertprod_ner").model.predict(probe)
+    assert_varies(a)  # a trained head: the comparisons below are not of constants
     assert [x.shape for x in a] == [x.shape for x in b]
     diff = max(float(np.abs(x - y).max()) for x, y in zip(a, b) if x.size)
     print(f"onnx-int8 vs onnx: max abs diff of NER probabilities {diff:.4f}")
-    assert diff < 0.1
+    assert 0 < diff < 0.1  # int8 really ran, and stayed close
+    # the entities of the trained sentences survive int8
+    train_texts = [t for t, _ in TRAIN_DATA]
+    expected = [_ents(d) for d in torch_nlp.pipe(train_texts)]
+    assert all(expected) and [_ents(d) for d in int8.pipe(train_texts)] == expected
+    # saved by the converter (`onnx --int8`) and loaded: the same int8 model,
+    # not exported again and not fp32
+    assert onnx_path(ner_path, tmp_path / "int8", int8=True) == ["bertprod_ner"]
+    monkeypatch.setattr(onnx_backend, "export_onnx", None)
+    loaded = spacy.load(tmp_path / "int8")
+    assert loaded.config["components"]["bertprod_ner"]["model"]["encoder"]["backend"] == "onnx-int8"
+    assert loaded.meta["bertprod"]["compression"]["quantization"] == "int8-dynamic-per-channel"
+    assert size(loaded) == size(int8)
+    for x, y in zip(b, loaded.get_pipe("bertprod_ner").model.predict(probe)):
+        np.testing.assert_array_equal(x, y)
+    assert [_ents(d) for d in loaded.pipe(train_texts)] == expected
+
+
+CATS = [("the film was a delight", "POS"), ("she worked in a bank", "NEG"), ("new city river film", "POS"), ("the bank of the river", "NEG")]
+
+
+@pytest.fixture(scope="module")
+def textcat_path(tiny_bert, tmp_path_factory):
+    """Textcat with [CLS] pooling on its own encoder (listeners can only mean-pool)."""
+    nlp = spacy.blank("en")
+    encoder = {"name": tiny_bert, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
+    nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": encoder, "pooling": "cls"}})
+    data = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(l == "POS"), "NEG": float(l == "NEG")}}) for t, l in CATS]
+    path = tmp_path_factory.mktemp("textcat-cls")
+    train(nlp, data, 30).to_disk(path)
+    return path
+
+
+def test_textcat_cls_pooling_and_int8(textcat_path, tmp_path):
+    texts = [t for t, _ in CATS] + [random_text(40, seed=2)]  # the last: several windows
+    torch_nlp = spacy.load(textcat_path)
+    expected = [d.cats for d in torch_nlp.pipe(texts)]
+    assert_varies([[c["POS"]] for c in expected])
+    assert [max(c, key=c.get) for c in expected[:4]] == [l for _, l in CATS]
+    nlp = spacy.load(textcat_path)
+    assert onnx_pipeline(nlp) == ["bertprod_textcat"]
+    for doc, ref in zip(nlp.pipe(texts), expected):
+        assert doc.cats == pytest.approx(ref, abs=ATOL)
+    # int8: close, the same labels, and the same after a disk round trip
+    assert onnx_path(textcat_path, tmp_path / "int8", int8=True) == ["bertprod_textcat"]
+    int8 = spacy.load(tmp_path / "int8")
+    assert int8.config["components"]["bertprod_textcat"]["model"]["encoder"]["backend"] == "onnx-int8"
+    got = [d.cats for d in int8.pipe(texts)]
+    diff = max(abs(g[k] - r[k]) for g, r in zip(got, expected) for k in r)
+    assert 0 < diff < 0.05
+    assert [max(c, key=c.get) for c in got] == [max(c, key=c.get) for c in expected]
+    in_memory = spacy.load(textcat_path)
+    onnx_pipeline(in_memory, int8=True)
+    assert [d.cats for d in in_memory.pipe(texts)] == got
 
 
 def test_shared_encoder_textcat_and_ner(shared_path, tmp_path):
@@ -180,15 +234,27 @@ def test_shared_encoder_textcat_and_ner(shared_path, tmp_path):
             assert doc.cats[label] == pytest.approx(score, abs=ATOL)
 
 
-def test_qa_same_answers(tiny_bert):
+@pytest.fixture(scope="module")
+def qa_trained(tiny_bert):
     from spacy_bertprod.squad import make_examples as squad_examples
 
     nlp = spacy.blank("en")
     model = {"encoder": {"name": tiny_bert, "window": 48, "stride": 24}, "doc_stride": 16, "max_question_len": 12}
-    qa = nlp.add_pipe("bertprod_qa", config={"model": model})
-    train(nlp, list(squad_examples(nlp, QA_ROWS)), 60)
+    nlp.add_pipe("bertprod_qa", config={"model": model})
+    return train(nlp, list(squad_examples(nlp, QA_ROWS)), 60)
+
+
+def _qa_pairs(nlp):
     context = random_text(50, seed=3) + " " + CONTEXT  # several windows
-    pairs = [(nlp.make_doc(c), r["question"]) for c in (CONTEXT, context) for r in QA_ROWS]
+    return [(nlp.make_doc(c), r["question"]) for c in (CONTEXT, context) for r in QA_ROWS]
+
+
+def test_qa_same_answers(qa_trained):
+    from spacy_bertprod.distill import copy_pipeline
+
+    nlp = copy_pipeline(qa_trained)
+    qa = nlp.get_pipe("bertprod_qa")
+    pairs = _qa_pairs(nlp)
     expected = [qa.answer(doc, q, top_k=3) for doc, q in pairs]
     logits = qa.model.predict(pairs)
     onnx_pipeline(nlp)
@@ -201,6 +267,25 @@ def test_qa_same_answers(tiny_bert):
         for w, v in zip(got.windows, ref.windows):
             np.testing.assert_allclose(w.start_logits, v.start_logits, atol=ATOL)
             np.testing.assert_allclose(w.end_logits, v.end_logits, atol=ATOL)
+
+
+def test_qa_int8_answers_and_round_trip(qa_trained, tmp_path):
+    qa = qa_trained.get_pipe("bertprod_qa")
+    pairs = _qa_pairs(qa_trained)
+    spans = lambda pipe: [[(a.start_char, a.end_char) for a in pipe.answer(doc, q, top_k=1)] for doc, q in pairs]
+    logits = lambda pipe: np.concatenate([w.start_logits for s in pipe.model.predict(pairs) for w in s.windows])
+    expected, reference = spans(qa), logits(qa)
+    assert_varies(reference)
+    qa_trained.to_disk(tmp_path / "fp32")
+    assert onnx_path(tmp_path / "fp32", tmp_path / "int8", int8=True) == ["bertprod_qa"]
+    int8 = spacy.load(tmp_path / "int8").get_pipe("bertprod_qa")
+    assert int8.model.get_ref("encoder").attrs["backend"] == "onnx-int8"
+    got = logits(int8)
+    assert 0 < np.abs(got - reference).max() < 0.5
+    assert spans(int8) == expected
+    in_memory = spacy.load(tmp_path / "fp32")
+    onnx_pipeline(in_memory, int8=True)
+    np.testing.assert_array_equal(logits(in_memory.get_pipe("bertprod_qa")), got)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch int8

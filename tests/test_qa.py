@@ -3,9 +3,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import spacy
-from thinc.api import Adam
 
-from conftest import random_text
+from conftest import random_text, train
 from spacy_bertprod.squad import make_examples
 
 CONTEXT = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891."
@@ -24,11 +23,7 @@ def _train(tiny_bert, rows=ROWS, steps=60, **settings):
     nlp = spacy.blank("en")
     qa = nlp.add_pipe("bertprod_qa", config=_config(tiny_bert, **settings))
     examples = list(make_examples(nlp, rows))
-    nlp.initialize(lambda: examples)
-    optimizer = Adam(1e-3)
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer)
-    return nlp, qa, examples
+    return train(nlp, examples, steps=steps), qa, examples
 
 
 @pytest.fixture(scope="module")

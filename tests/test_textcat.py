@@ -6,7 +6,7 @@ import spacy
 from spacy.training import Example
 from thinc.api import Adam
 
-from conftest import TRAIN_DATA, random_text
+from conftest import TRAIN_DATA, assert_varies, random_text, train
 
 CATS = [
     ("the film was a delight", "POS"),
@@ -28,11 +28,7 @@ def _train(tiny_bert, exclusive=True, pooling="cls", steps=30, **cfg):
     nlp = spacy.blank("en")
     nlp.add_pipe("bertprod_textcat", config={"exclusive_classes": exclusive, "model": {"encoder": _encoder(tiny_bert), "pooling": pooling}, **cfg})
     examples = _examples(nlp)
-    nlp.initialize(lambda: examples)
-    optimizer = Adam(1e-3)
-    for _ in range(steps):
-        nlp.update(examples, sgd=optimizer)
-    return nlp, examples
+    return train(nlp, examples, steps=steps), examples
 
 
 @pytest.mark.parametrize("exclusive,pooling", [(True, "cls"), (True, "mean"), (False, "cls"), (False, "mean")])
@@ -54,6 +50,17 @@ def test_multilabel_thresholds(tiny_bert):
     assert nlp(CATS[1][0])._.bertprod_labels == ["NEG"]
 
 
+def test_multilabel_thresholds_below_one_half(tiny_bert):
+    # a few steps: scores still near 0.5, some of them below it
+    nlp, _ = _train(tiny_bert, exclusive=False, steps=10, threshold=0.35, thresholds={"NEG": 0.4})
+    below = 0
+    for doc in nlp.pipe([t for t, _ in CATS]):
+        expected = [label for label, cut in (("NEG", 0.4), ("POS", 0.35)) if doc.cats[label] >= cut]
+        assert sorted(doc._.bertprod_labels) == expected
+        below += sum(doc.cats[label] < 0.5 for label in expected)
+    assert below > 0  # some label passed a threshold it would fail at 0.5
+
+
 def test_empty_docs_score_zero(tiny_bert):
     nlp, _ = _train(tiny_bert, steps=1)
     for doc in nlp.pipe(["", "  \n", CATS[0][0]]):
@@ -63,14 +70,21 @@ def test_empty_docs_score_zero(tiny_bert):
             assert doc.cats == {"NEG": 0.0, "POS": 0.0}
 
 
-def test_long_document_pools_all_windows(tiny_bert):
-    nlp, _ = _train(tiny_bert, steps=5)
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_long_document_pools_all_windows(tiny_bert, pooling):
+    nlp, _ = _train(tiny_bert, pooling=pooling, steps=5)
     encoder = nlp.get_pipe("bertprod_textcat").model.get_ref("encoder")
-    doc = nlp.make_doc(random_text(800))
+    words = random_text(800).split()
+    text = " ".join(words)
     from spacy_bertprod.encoder import _Plan
 
-    assert _Plan(encoder, [doc]).doc_windows[0][1] > 10
-    assert np.isfinite(list(nlp(doc.text).cats.values())).all()
+    assert _Plan(encoder, [nlp.make_doc(text)]).doc_windows[0][1] > 10
+    # only text far beyond the first window differs: the prediction must see it
+    other = " ".join(words[:-100] + random_text(100, seed=7).split())
+    a, b, again = nlp(text).cats, nlp(other).cats, nlp(text).cats
+    assert np.isfinite(list(a.values())).all()
+    assert a == again
+    assert abs(a["POS"] - b["POS"]) > 1e-6
 
 
 def test_exclusive_needs_exactly_one_positive(tiny_bert):
