@@ -4,6 +4,7 @@ shared-encoder configs also train a few steps and round-trip."""
 from pathlib import Path
 
 import pytest
+import spacy
 from spacy.schemas import ConfigSchemaTraining
 from spacy.training import Example
 from spacy.util import load_config, load_model_from_config, registry

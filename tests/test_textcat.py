@@ -6,7 +6,7 @@ import spacy
 from spacy.training import Example
 from thinc.api import Adam
 
-from conftest import TRAIN_DATA, assert_varies, random_text, train
+from conftest import TRAIN_DATA, random_text, train
 
 CATS = [
     ("the film was a delight", "POS"),
