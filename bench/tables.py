@@ -31,7 +31,7 @@ def source_line(report: Dict[str, Any]) -> str:
     """Where a table's figures came from, under the table."""
     flags = ", ".join(report.get("isa_flags", [])) or "none listed"
     return (
-        f"\n*`{report['command']}` at commit `{report['git_commit'][:12]}`, {report['date']}; "
+        f"\n*`{report['command']}` at commit `{report['git_commit'][:12]}`{' with uncommitted changes' if report['git_commit'].endswith('+dirty') else ''}, {report['date']}; "
         f"{report['machine']}; ISA flags: {flags}.{(' ' + report['note']) if report.get('note') else ''}*\n"
     )
 
