@@ -78,6 +78,14 @@ def write_report(name: str, figures: Dict[str, Any], note: str = "") -> Path:
     return path
 
 
+def save_result(out: Path, result: Dict[str, Any], report: str = "") -> None:
+    """A benchmark's figures: out/result.json (ignored), and with `report`
+    the committed bench/reported/<report>.json as well."""
+    (out / "result.json").write_text(json.dumps(result, indent=2))
+    if report:
+        write_report(report, result)
+
+
 def read_sst2_test(path: Path, nlp) -> list:
     """The labelled SST-2 test split, its PTB bracket tokens written as GLUE's
     train and dev files write them."""

@@ -11,7 +11,6 @@
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ import torch
 from spacy.training import Example
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, spacy_transformers_pipeline, time_pipe, write_report  # noqa: E402
+from common import describe, save_result, spacy_transformers_pipeline, time_pipe  # noqa: E402
 
 from spacy_bertprod.convert import conll_to_docs, write_docbin  # noqa: E402
 from spacy_bertprod.hf_loader import embedded_model_path  # noqa: E402
@@ -111,9 +110,7 @@ def main() -> None:
         "dev_f": dev_scores["ents_f"],
     }
     if args.skip_speed:
-        (out / "result.json").write_text(json.dumps(result, indent=2))
-        if args.report:
-            write_report(args.report, result)
+        save_result(out, result, args.report)
         return
     device = "GPU" if args.gpu_id >= 0 else "CPU"
     texts = [d.text for d in test_docs]
@@ -132,9 +129,7 @@ def main() -> None:
     print(f"  ratio bertprod / spacy-transformers: {theirs / ours:.2f}x")
     result["words_per_second"] = {"bertprod_ner": n_words / ours, "spacy_transformers": n_words / theirs}
     result["ratio"] = theirs / ours
-    (out / "result.json").write_text(json.dumps(result, indent=2))
-    if args.report:
-        write_report(args.report, result)
+    save_result(out, result, args.report)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ import spacy
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, write_report  # noqa: E402
+from common import describe, save_result  # noqa: E402
 
 from spacy_bertprod.export import qa_to_hf  # noqa: E402
 from spacy_bertprod.squad import read_squad, squad_scores  # noqa: E402
@@ -144,9 +143,7 @@ def main() -> None:
         print(f"  same answer offsets as HF: {same*100:.2f}%  (same text after snapping to spaCy tokens: {same_text*100:.2f}%)")
         print(f"  speed ratio bertprod / HF: {hf_s/ours_s:.2f}x")
         result["hf_pipeline"] = {"em": hf_em, "f1": hf_f1, "questions_per_second": len(dev) / hf_s, "same_offsets": same, "same_text": same_text}
-    (out / "result.json").write_text(json.dumps(result, indent=2))
-    if args.report:
-        write_report(args.report, result)
+    save_result(out, result, args.report)
 
 
 if __name__ == "__main__":

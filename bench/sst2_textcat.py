@@ -17,7 +17,6 @@
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ import torch
 from spacy.training import Example
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, read_sst2_test, spacy_transformers_pipeline, time_pipe, write_report  # noqa: E402
+from common import describe, read_sst2_test, save_result, spacy_transformers_pipeline, time_pipe  # noqa: E402
 
 from spacy_bertprod.convert import conll_to_docs, sst2_to_docs, write_docbin  # noqa: E402
 from spacy_bertprod.hf_loader import embedded_model_path  # noqa: E402
@@ -129,9 +128,7 @@ def main() -> None:
         "dev_macro_f": dev_scores["cats_macro_f"],
     }
     if args.skip_speed:
-        (out / "result.json").write_text(json.dumps(result, indent=2))
-        if args.report:
-            write_report(args.report, result)
+        save_result(out, result, args.report)
         return
 
     texts = [d.text for d in test_docs]
@@ -169,9 +166,7 @@ def main() -> None:
         "ratio": theirs / ours,
         "shared_encoder_seconds": {label: {"conll_test": t_conll, "sst2_test": t_sst} for label, (t_conll, t_sst) in timings.items()},
     })
-    (out / "result.json").write_text(json.dumps(result, indent=2))
-    if args.report:
-        write_report(args.report, result)
+    save_result(out, result, args.report)
 
 
 if __name__ == "__main__":
