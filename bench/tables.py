@@ -110,8 +110,10 @@ def int8_batch(file: str = "int8_batch") -> str:
 def soak(file: str = "soak") -> str:
     r = load(file)
     f = r["figures"]
+    release = f.get("release_every", 0)
+    when = f"release_memory() every {release:,} docs" if release else "no release_memory()"
     rows = [
-        f"| pipeline ({f['model']} model) | docs | docs/s | RSS MiB every {f['every']:,} docs | max drift after warm-up |",
+        f"| pipeline ({f['model']} model, {when}) | docs | docs/s | RSS MiB every {f['every']:,} docs | max drift after warm-up |",
         "| --- | --- | --- | --- | --- |",
     ]
     for row in f["results"]:
