@@ -92,9 +92,9 @@ def token_classifier_v3(
 def _casing(case_scale: float, case_window: int) -> Model[List[Doc], List[Floats2d]]:
     """Casing features of each token and of `case_window` neighbours per side."""
     if case_scale <= 0:
-        raise ValueError(Errors.E041.format(value=case_scale))
+        raise ValueError(Errors.E037.format(value=case_scale))
     if not isinstance(case_window, int) or case_window < 0:
-        raise ValueError(Errors.E042.format(value=case_window))
+        raise ValueError(Errors.E038.format(value=case_window))
     case = _case_features(case_scale)
     if case_window:
         neighbours = expand_window(window_size=case_window)
@@ -131,7 +131,7 @@ def text_classifier_v1(
     elif pooling == "mean":
         pooled = chain(encoder, token_mean_pooler())
     else:
-        raise ValueError(Errors.E014.format(pooling=pooling))
+        raise ValueError(Errors.E013.format(pooling=pooling))
     output = Linear(nO=nO)
     model = chain(pooled, Dropout(dropout), output)
     model.set_ref("encoder", encoder)

@@ -67,7 +67,7 @@ def _deserialize_number(current: Any, value: bytes, name: str, model: Model) -> 
 class TrainedInt(int):
     """An integer setting the trained weights are sized for (e.g. how many
     neighbours' casing a tagger sees): on load the config must give the
-    saved value, or loading raises E087 (a different one cannot take
+    saved value, or loading raises E071 (a different one cannot take
     effect)."""
 
 
@@ -80,5 +80,5 @@ def _serialize_trained(_: TrainedInt, value: TrainedInt, name: str, model: Model
 def _deserialize_trained(current: TrainedInt, value: bytes, name: str, model: Model) -> TrainedInt:
     saved = srsly.msgpack_loads(value)
     if saved != current:
-        raise ValueError(Errors.E087.format(layer=model.name, attr=name, saved=saved, value=int(current)))
+        raise ValueError(Errors.E071.format(layer=model.name, attr=name, saved=saved, value=int(current)))
     return current

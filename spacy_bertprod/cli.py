@@ -162,7 +162,7 @@ def distill_cmd(args: argparse.Namespace) -> None:
         train += plain
     dev = _read_examples(teacher, Path(args.dev), args.dev_limit) if args.dev else []
     if not train:
-        raise SystemExit(Errors.E034)
+        raise SystemExit(Errors.E027)
     layers = [int(x) for x in args.layers.split(",")] if args.layers else None
     student = make_student(teacher, layers=layers, n_layers=args.n_layers, encoder=args.encoder, get_examples=lambda: train or dev)
     done = student.meta["bertprod"]["distillation"]

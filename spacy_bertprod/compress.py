@@ -43,11 +43,11 @@ def bertprod_encoders(nlp: Language) -> Dict[str, Model]:
 
 def quantize_pipeline(nlp: Language) -> List[str]:
     """Quantize the pipeline's encoders in place; returns the components done.
-    Refuses pipelines whose encoders run on ONNX Runtime (E036)."""
+    Refuses pipelines whose encoders run on ONNX Runtime (E032)."""
     encoders = bertprod_encoders(nlp)
     for name, encoder in encoders.items():
         if uses_onnx(encoder):
-            raise ValueError(Errors.E036.format(component=name, backend=str(encoder.attrs["backend"])))
+            raise ValueError(Errors.E032.format(component=name, backend=str(encoder.attrs["backend"])))
     done = []
     for name, encoder in encoders.items():
         shim = encoder.get_ref("transformer").shims[0]
@@ -102,7 +102,7 @@ def onnx_pipeline(nlp: Language, int8: bool = False) -> List[str]:
     encoders = bertprod_encoders(nlp)
     for encoder in encoders.values():
         if is_torch_quantized(hf_module(encoder)):
-            raise ValueError(Errors.E026)
+            raise ValueError(Errors.E030)
     for encoder in encoders.values():
         set_backend(encoder, backend)
         encoder.attrs["inference_precision"] = ConfigSetting("fp32")

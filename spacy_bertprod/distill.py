@@ -52,13 +52,13 @@ def _layer_list(module: Any) -> Tuple[Any, str]:
         owner = getattr(module, owner_name, None)
         if owner is not None and hasattr(owner, attr):
             return owner, attr
-    raise ValueError(Errors.E030.format(type=type(module).__name__))
+    raise ValueError(Errors.E023.format(type=type(module).__name__))
 
 
 def spread_layers(n_teacher: int, n_student: int) -> List[int]:
     """`n_student` teacher layers spread evenly, first and last included."""
     if not is_count(n_student, 1) or n_student > n_teacher:
-        raise ValueError(Errors.E079.format(value=n_student, n_teacher=n_teacher))
+        raise ValueError(Errors.E063.format(value=n_student, n_teacher=n_teacher))
     return sorted({int(round(i)) for i in np.linspace(0, n_teacher - 1, n_student)})
 
 
@@ -69,7 +69,7 @@ def keep_layers(module: Any, layers: Sequence[int]) -> Any:
     owner, attr = _layer_list(module)
     n = len(getattr(owner, attr))
     if not layers or sorted(set(layers)) != list(layers) or layers[0] < 0 or layers[-1] >= n:
-        raise ValueError(Errors.E080.format(value=list(layers), last=n - 1))
+        raise ValueError(Errors.E064.format(value=list(layers), last=n - 1))
     student = copy.deepcopy(module)
     s_owner, _ = _layer_list(student)
     setattr(s_owner, attr, torch.nn.ModuleList([getattr(s_owner, attr)[i] for i in layers]))
@@ -103,10 +103,10 @@ def make_student(
     _check_distillable(teacher)
     for name, enc in bertprod_encoders(teacher).items():
         if is_torch_quantized(hf_module(enc)) or enc.attrs.get("backend", "torch") != "torch":
-            raise ValueError(Errors.E031.format(component=name))
+            raise ValueError(Errors.E024.format(component=name))
     if encoder is not None:
         if layers is not None or n_layers is not None:
-            raise ValueError(Errors.E081.format(value=encoder))
+            raise ValueError(Errors.E065.format(value=encoder))
         return _student_on_encoder(teacher, encoder, get_examples)
     student = copy_pipeline(teacher)
     for name, encoder_layer in bertprod_encoders(student).items():
@@ -125,7 +125,7 @@ def _student_on_encoder(teacher: Language, name: str, get_examples: Optional[Cal
     block; distillable heads initialised fresh for the teacher's labels,
     other components copied."""
     if get_examples is None:
-        raise ValueError(Errors.E038.format(name=name))
+        raise ValueError(Errors.E034.format(name=name))
     config = teacher.config.copy()
     for component in config["components"].values():
         for block in _encoder_blocks(component):
@@ -147,7 +147,7 @@ def _student_on_encoder(teacher: Language, name: str, get_examples: Optional[Cal
             # QA soft targets are per wordpiece: both must cut text the same way
             vocab = lambda nlp: nlp.get_pipe(comp_name).model.get_ref("encoder").attrs["tokenizer"].tokenizer.get_vocab()
             if vocab(student) != vocab(teacher):
-                raise ValueError(Errors.E039.format(component=comp_name, name=name))
+                raise ValueError(Errors.E035.format(component=comp_name, name=name))
     info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
     info["encoder"] = name
     return student
@@ -158,10 +158,10 @@ def _check_distillable(nlp: Language) -> None:
     for name, pipe in nlp.components:
         if isinstance(pipe, DISTILLABLE):
             if not any(node.name == "bertprod_encoder" for node in pipe.model.walk()):
-                raise ValueError(Errors.E032.format(component=name))
+                raise ValueError(Errors.E025.format(component=name))
             found = True
     if not found:
-        raise ValueError(Errors.E033.format(pipeline=nlp.pipe_names))
+        raise ValueError(Errors.E026.format(pipeline=nlp.pipe_names))
 
 
 # -- soft targets -------------------------------------------------------------
@@ -262,7 +262,7 @@ class HiddenMatch:
     def match(self, flat: Any, valid: np.ndarray, backprop: Callable) -> Callable:
         target = self.targets.pop(0)
         if target.shape != flat.shape:
-            raise ValueError(Errors.E040.format(component=self.component, student=tuple(flat.shape), teacher=tuple(target.shape)))
+            raise ValueError(Errors.E036.format(component=self.component, student=tuple(flat.shape), teacher=tuple(target.shape)))
         xp = get_array_module(flat)
         keep = xp.asarray(valid, dtype="float32")[:, None]
         n = max(float(valid.sum()) * flat.shape[1], 1.0)
@@ -397,11 +397,11 @@ def distill(
         ("steps", steps, is_count(steps, 1), "the number of updates must be a whole number of at least 1"),
     ):
         if not ok:
-            raise ValueError(Errors.E082.format(setting=setting, value=value, why=why))
+            raise ValueError(Errors.E066.format(setting=setting, value=value, why=why))
     if soft_weight == 0 and gold_weight == 0 and hidden_weight == 0:
-        raise ValueError(Errors.E083)
+        raise ValueError(Errors.E067)
     if not train:
-        raise ValueError(Errors.E034)
+        raise ValueError(Errors.E027)
     warmup = max(steps // 10, 1) if warmup is None else warmup
     sgd = Adam(learn_rate=warmup_linear(learn_rate, warmup, steps), L2=0.01, L2_is_weight_decay=True, grad_clip=1.0, use_averages=False)
     rng = random.Random(seed)

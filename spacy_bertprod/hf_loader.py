@@ -128,7 +128,7 @@ _MODEL_FILE_READERS = {
 
 
 def check_model_files(directory: Path, name: str) -> None:
-    """Raise E056 naming the file when a local model folder's config,
+    """Raise E048 naming the file when a local model folder's config,
     tokenizer or safetensors weights are damaged (truncated, emptied,
     edited); safetensors' header check covers a truncated weights file."""
     for filename, read in _MODEL_FILE_READERS.items():
@@ -138,7 +138,7 @@ def check_model_files(directory: Path, name: str) -> None:
         try:
             read(path)
         except Exception as err:  # tokenizers and safetensors raise their own types
-            raise ValueError(Errors.E056.format(path=path, name=name, err=describe(err))) from err
+            raise ValueError(Errors.E048.format(path=path, name=name, err=describe(err))) from err
 
 
 def module_from_config(config: Dict[str, Any]) -> Any:

@@ -92,11 +92,11 @@ class BertprodNER(TrainablePipe):
 
     def add_label(self, label: str) -> int:
         if not isinstance(label, str) or not label or "-" in label or label != label.strip() or " " in label:
-            raise ValueError(Errors.E011.format(label=label))
+            raise ValueError(Errors.E010.format(label=label))
         if label in self.cfg["labels"]:
             return 0
         if self.is_initialized:
-            raise ValueError(Errors.E009.format(label=label, component=self.name, n=len(self.labels)))
+            raise ValueError(Errors.E008.format(label=label, component=self.name, n=len(self.labels)))
         self.cfg["labels"].append(label)
         self._constraints = None
         return 1
@@ -117,7 +117,7 @@ class BertprodNER(TrainablePipe):
             for label in found:
                 self.add_label(label)
         if not self.labels:
-            raise ValueError(Errors.E010.format(component=self.name))
+            raise ValueError(Errors.E009.format(component=self.name))
         output = self.model.get_ref("output")
         if not output.has_dim("nO"):
             output.set_dim("nO", len(self.tag_names))
@@ -173,7 +173,7 @@ class BertprodNER(TrainablePipe):
                     gold.append(None)
                     continue
                 if tag != "O" and tag.split("-", 1)[1] not in label_set:
-                    raise ValueError(Errors.E008.format(label=tag.split("-", 1)[1], component=self.name, labels=list(self.labels)))
+                    raise ValueError(Errors.E007.format(label=tag.split("-", 1)[1], component=self.name, labels=list(self.labels)))
                 gold.append(tag)
             truths.append(gold)
         loss_func = SequenceCategoricalCrossentropy(names=self.tag_names, normalize=False, missing_value=None)

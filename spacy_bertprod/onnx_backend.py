@@ -46,7 +46,7 @@ def require_onnxruntime() -> Any:
     try:
         import onnxruntime
     except ImportError as err:
-        raise ImportError(Errors.E024) from err
+        raise ImportError(Errors.E028) from err
     return onnxruntime
 
 
@@ -55,7 +55,7 @@ def require_onnx() -> Any:
     try:
         import onnx
     except ImportError as err:
-        raise ImportError(Errors.E024) from err
+        raise ImportError(Errors.E028) from err
     return onnx
 
 
@@ -89,7 +89,7 @@ def export_onnx(module: Any, *, opset: int = ONNX_OPSET) -> bytes:
     import torch
 
     if is_torch_quantized(module):
-        raise ValueError(Errors.E026)
+        raise ValueError(Errors.E030)
     require_onnx()  # else torch's exporter fails with its own error
     device = next(iter(module.parameters()), torch.empty(0)).device
     # padding in the example keeps the attention-mask path in the graph

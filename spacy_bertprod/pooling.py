@@ -31,7 +31,7 @@ def is_bertprod_encoder(model: Model) -> bool:
 def doc_pooler(encoder: Model, pooling: str) -> Model[List[Doc], Floats2d]:
     """Docs -> (n_docs, width) from the encoder's windows."""
     if pooling not in DOC_POOLING:
-        raise ValueError(Errors.E013.format(options=DOC_POOLING, value=pooling))
+        raise ValueError(Errors.E012.format(options=DOC_POOLING, value=pooling))
     return Model(
         f"bertprod_doc_pool_{pooling}",
         _doc_pool_forward,

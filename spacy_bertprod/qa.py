@@ -26,7 +26,7 @@ from thinc.api import Config, Model, set_dropout_rate
 
 from . import extensions  # noqa: F401
 from .encoder import default_encoder_config, is_count
-from .errors import Errors
+from .errors import Errors, Warnings
 from .serialization import pipe_from_disk
 from .settings import apply_config, record_config
 from .qa_model import QAScores
@@ -131,7 +131,7 @@ def gold_wordpieces(offsets: np.ndarray, start_char: int, end_char: int) -> Opti
 
 def validate_top_k(top_k: Any) -> None:
     if not is_count(top_k, 1):
-        raise ValueError(Errors.E076.format(value=top_k))
+        raise ValueError(Errors.E060.format(value=top_k))
 
 
 def as_questions(value: Any, source: str) -> List[str]:
@@ -141,10 +141,10 @@ def as_questions(value: Any, source: str) -> List[str]:
     if isinstance(value, str):
         return [value]
     if not isinstance(value, (list, tuple)):
-        raise TypeError(Errors.E065.format(source=source, type=type(value).__name__))
+        raise TypeError(Errors.E049.format(source=source, type=type(value).__name__))
     for question in value:
         if not isinstance(question, str):
-            raise TypeError(Errors.E022.format(type=type(question).__name__))
+            raise TypeError(Errors.E021.format(type=type(question).__name__))
     return list(value)
 
 
@@ -166,12 +166,12 @@ class BertprodQA(TrainablePipe):
         scorer: Optional[Callable] = score_qa,
     ) -> None:
         if not is_count(max_answer_len, 1):
-            raise ValueError(Errors.E075.format(value=max_answer_len))
+            raise ValueError(Errors.E059.format(value=max_answer_len))
         validate_top_k(top_k)
         if not isinstance(handle_impossible, bool):
-            raise ValueError(Errors.E088.format(value=handle_impossible))
+            raise ValueError(Errors.E072.format(value=handle_impossible))
         if isinstance(null_threshold, bool) or not isinstance(null_threshold, (int, float)):
-            raise ValueError(Errors.E089.format(value=null_threshold))
+            raise ValueError(Errors.E073.format(value=null_threshold))
         questions = as_questions(questions, "the `questions` setting")
         self.vocab = vocab
         self.model = model
@@ -296,7 +296,7 @@ class BertprodQA(TrainablePipe):
                 f1_answer.append(max((f1_score(text, t) for t in texts), default=0.0) if ranked else float(not texts))
                 f1_null.append(float(not texts))
         if not diffs:
-            raise ValueError(Errors.E035)
+            raise ValueError(Errors.E031)
         order = np.argsort(diffs)
         d = np.clip(np.asarray(diffs)[order], -1.0, 1.0)  # no candidate (inf): always null
         a, n = np.asarray(f1_answer)[order], np.asarray(f1_null)[order]
@@ -338,7 +338,7 @@ class BertprodQA(TrainablePipe):
     def answer(self, doc: Doc, question: str, top_k: Optional[int] = None) -> List[Span]:
         """The `top_k` best answers to `question` in `doc`, best first."""
         if not isinstance(doc, Doc):
-            raise TypeError(Errors.E012.format(type=type(doc).__name__))
+            raise TypeError(Errors.E011.format(type=type(doc).__name__))
         top_k = self.cfg["top_k"] if top_k is None else top_k
         validate_top_k(top_k)
         (scores,) = self.model.predict([(doc, question)])
@@ -412,5 +412,5 @@ class BertprodQA(TrainablePipe):
             d_scores.append(per_pair)
         if lost:
             self.lost_answers += lost
-            warnings.warn(f"[W002] {lost} training answers of component '{self.name}' were lost by tokenization (no wordpiece overlaps them) and give no gradient ({self.lost_answers} so far).")
+            warnings.warn(Warnings.W002.format(lost=lost, name=self.name, total=self.lost_answers))
         return loss / max(2 * n_windows, 1), d_scores

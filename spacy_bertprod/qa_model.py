@@ -38,11 +38,11 @@ class QAScores:
 
 def build_qa_model(encoder: Model, max_question_len: int, doc_stride: int) -> Model[List[QAPair], List[QAScores]]:
     if not is_count(max_question_len, 1):
-        raise ValueError(Errors.E077.format(value=max_question_len))
+        raise ValueError(Errors.E061.format(value=max_question_len))
     if not is_count(doc_stride, 0):
-        raise ValueError(Errors.E078.format(value=doc_stride))
+        raise ValueError(Errors.E062.format(value=doc_stride))
     if encoder.attrs.get("input_casing"):
-        raise ValueError(Errors.E044)
+        raise ValueError(Errors.E040)
     head = Linear(nO=2)
     return Model(
         "bertprod_qa",
@@ -71,11 +71,11 @@ def plan_pairs(model: Model, pairs: List[QAPair]):
     overlap = model.attrs["doc_stride"]
     for doc, question in pairs:
         if not isinstance(question, str):
-            raise TypeError(Errors.E022.format(type=type(question).__name__))
+            raise TypeError(Errors.E021.format(type=type(question).__name__))
         if not question.strip():
-            raise ValueError(Errors.E019)
+            raise ValueError(Errors.E018)
         if not doc.text.strip():
-            raise ValueError(Errors.E020)
+            raise ValueError(Errors.E019)
     check_input(encoder, [doc for doc, _ in pairs])
     # a context asked several questions is tokenized once
     unique = {}
@@ -89,7 +89,7 @@ def plan_pairs(model: Model, pairs: List[QAPair]):
         q_ids = q_ids[: model.attrs["max_question_len"]]
         content = window - 3 - len(q_ids)
         if content <= overlap:
-            raise ValueError(Errors.E021.format(n_question=len(q_ids), content=content, window=window, stride=overlap))
+            raise ValueError(Errors.E020.format(n_question=len(q_ids), content=content, window=window, stride=overlap))
         head = np.concatenate(([holder.cls_id], q_ids, [holder.sep_id]))
         for s, e in window_bounds(len(ctx_ids), content, content - overlap):
             seqs.append(np.concatenate((head, ctx_ids[s:e], [holder.sep_id])))

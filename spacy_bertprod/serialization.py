@@ -19,7 +19,7 @@ from .errors import Errors, PipelineFileError, describe
 
 def _require(pipe: TrainablePipe, path: Path) -> None:
     if not path.exists():
-        raise ValueError(Errors.E054.format(component=pipe.name, name=path.name, path=path))
+        raise ValueError(Errors.E046.format(component=pipe.name, name=path.name, path=path))
 
 
 def _read_cfg(pipe: TrainablePipe, path: Path) -> None:
@@ -27,9 +27,9 @@ def _read_cfg(pipe: TrainablePipe, path: Path) -> None:
     try:
         cfg = srsly.read_json(path)
     except ValueError as err:
-        raise PipelineFileError(Errors.E050, err=describe(err)).in_file(path) from err
+        raise PipelineFileError(Errors.E042, err=describe(err)).in_file(path) from err
     if not isinstance(cfg, dict):
-        raise PipelineFileError(Errors.E050, err=f"expected a JSON object, found {type(cfg).__name__}").in_file(path)
+        raise PipelineFileError(Errors.E042, err=f"expected a JSON object, found {type(cfg).__name__}").in_file(path)
     pipe.cfg.update(cfg)
 
 
@@ -41,17 +41,17 @@ def _read_model(pipe: TrainablePipe, path: Path) -> None:
         raise err.in_file(path) from err
     except (ValueError, KeyError, TypeError, IndexError, AttributeError) as err:
         # msgpack ("Unpack failed: incomplete input") and thinc's structure checks
-        raise PipelineFileError(Errors.E050, err=describe(err)).in_file(path) from err
+        raise PipelineFileError(Errors.E042, err=describe(err)).in_file(path) from err
 
 
 def check_output_width(pipe: TrainablePipe, expected: int, cfg_path: Any) -> None:
-    """E055 when the labels in the component's cfg need another output width
+    """E047 when the labels in the component's cfg need another output width
     than its loaded weights have (an output layer never sized is left alone)."""
     output = pipe.model.get_ref("output")
     found = output.maybe_get_dim("nO")
     if found is not None and found != expected:
         labels = list(pipe.labels)
-        raise ValueError(Errors.E055.format(n_labels=len(labels), labels=labels, path=cfg_path, expected=expected, component=pipe.name, found=found))
+        raise ValueError(Errors.E047.format(n_labels=len(labels), labels=labels, path=cfg_path, expected=expected, component=pipe.name, found=found))
 
 
 def pipe_from_disk(
@@ -61,9 +61,9 @@ def pipe_from_disk(
     output_width: Optional[Callable[[], int]] = None,
 ) -> TrainablePipe:
     """What `TrainablePipe.from_disk` does, but a missing or damaged `cfg` or
-    `model` raises a coded error naming the file (E050-E054), and with
+    `model` raises a coded error naming the file (E042-E046), and with
     `output_width` (the output units the loaded labels need) labels that no
-    longer match the weights raise E055."""
+    longer match the weights raise E047."""
     path = util.ensure_path(path)
     pipe._validate_serialization_attrs()
     readers = {

@@ -37,7 +37,7 @@ def read_squad(path: Union[str, Path]) -> List[Dict[str, Any]]:
                     })
         return rows
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ValueError(Errors.E023.format(path=path, err=err)) from err
+        raise ValueError(Errors.E022.format(path=path, err=err)) from err
 
 
 def make_examples(nlp: Language, rows: Iterable[Dict[str, Any]], per_context: bool = False) -> Iterator[Example]:

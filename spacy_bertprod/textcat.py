@@ -25,7 +25,7 @@ from thinc.api import Config, Model
 
 from . import extensions  # noqa: F401
 from .encoder import default_encoder_config
-from .errors import Errors
+from .errors import Errors, Warnings
 from .serialization import pipe_from_disk
 from .settings import apply_config, record_config
 
@@ -101,10 +101,10 @@ class BertprodTextCategorizer(TextCategorizer):
         scorer: Optional[Callable] = None,
     ) -> None:
         if not isinstance(exclusive_classes, bool):
-            raise ValueError(Errors.E073.format(value=exclusive_classes, component=name))
+            raise ValueError(Errors.E057.format(value=exclusive_classes, component=name))
         for key, value in [("threshold", threshold)] + [(f"thresholds.{k}", v) for k, v in (thresholds or {}).items()]:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(Errors.E074.format(setting=key, value=value, component=name))
+                raise ValueError(Errors.E058.format(setting=key, value=value, component=name))
         if scorer is None:
             scorer = textcat_score if exclusive_classes else textcat_multilabel_score
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
@@ -129,11 +129,11 @@ class BertprodTextCategorizer(TextCategorizer):
             labels = sorted({cat for eg in get_examples() for cat in eg.y.cats})
         labels = list(labels)
         if len(labels) < self._min_labels():
-            raise ValueError(Errors.E018.format(component=self.name, n=self._min_labels(), labels=labels))
+            raise ValueError(Errors.E017.format(component=self.name, n=self._min_labels(), labels=labels))
         seen = {cat for eg in get_examples() for cat, v in eg.y.cats.items() if v == 1.0}
         missing = [label for label in labels if label not in seen]
         if missing:
-            warnings.warn(f"[W001] Labels {missing} of component '{self.name}' have no positive example in the initialization data; the classifier cannot learn them.")
+            warnings.warn(Warnings.W001.format(missing=missing, name=self.name))
         if self.exclusive:
             super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
         else:
@@ -150,13 +150,13 @@ class BertprodTextCategorizer(TextCategorizer):
             cats = eg.reference.cats
             for label, value in cats.items():
                 if value not in (0.0, 1.0):
-                    raise ValueError(Errors.E017.format(value=value, label=label))
+                    raise ValueError(Errors.E016.format(value=value, label=label))
                 if labels and label not in labels:
-                    raise ValueError(Errors.E016.format(label=label, component=self.name, labels=list(self.labels)))
+                    raise ValueError(Errors.E015.format(label=label, component=self.name, labels=list(self.labels)))
             if self.exclusive and cats:
                 n_pos = list(cats.values()).count(1.0)
                 if n_pos != 1:
-                    raise ValueError(Errors.E015.format(component=self.name, n=n_pos, cats=cats))
+                    raise ValueError(Errors.E014.format(component=self.name, n=n_pos, cats=cats))
 
     def _normalize(self, logits: Any) -> Any:
         xp = self.model.ops.xp
@@ -239,7 +239,7 @@ class BertprodTextCategorizer(TextCategorizer):
         if self.cfg["exclusive_classes"] != exclusive_classes:
             kind = "one label per text (a softmax)" if self.cfg["exclusive_classes"] else "independent labels (sigmoids)"
             stored, value = (str(v).lower() for v in (self.cfg["exclusive_classes"], exclusive_classes))
-            raise ValueError(Errors.E086.format(component=self.name, stored=stored, value=value, kind=kind))
+            raise ValueError(Errors.E070.format(component=self.name, stored=stored, value=value, kind=kind))
         self._restore_floats()
         apply_config(self.cfg, self._settings)
 

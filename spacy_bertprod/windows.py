@@ -62,7 +62,7 @@ def assign_tokens(
     _check_windows(ws, we, n_wordpieces)
     has = wp_end > wp_start
     if np.any(wp_start[has] < 0) or np.any(wp_end[has] > n_wordpieces):
-        raise ValueError(Errors.E045.format(n=n_wordpieces))
+        raise ValueError(Errors.E041.format(n=n_wordpieces))
     tokens = np.flatnonzero(has)
     a, b = wp_start[tokens], wp_end[tokens]
     # The windows overlapping a token are a run: the first ending after its
@@ -101,7 +101,7 @@ def _check_windows(ws: np.ndarray, we: np.ndarray, n_wordpieces: int) -> None:
     ordered = np.all(ws[1:] >= ws[:-1]) and np.all(we[1:] >= we[:-1])
     no_gap = np.all(ws[1:] <= we[:-1])
     if not (ordered and no_gap and np.all(we > ws) and ws[0] == 0 and we[-1] == n_wordpieces):
-        raise ValueError(Errors.E045.format(n=n_wordpieces))
+        raise ValueError(Errors.E041.format(n=n_wordpieces))
 
 
 def _first_argmax(score: np.ndarray, seg_start: np.ndarray, owner: np.ndarray) -> np.ndarray:

@@ -87,7 +87,7 @@ def test_v2_round_trip(tiny_bert, tmp_path):
 
 
 def test_case_scale_must_be_positive(tiny_bert):
-    with pytest.raises(ValueError, match="E041"):
+    with pytest.raises(ValueError, match="E037"):
         _train(tiny_bert, "bertprod.TokenClassifier.v2", case_scale=0)
 
 
@@ -153,7 +153,7 @@ def test_v3_round_trip_and_window_zero(tiny_bert, tmp_path):
     assert model.get_ref("output").get_dim("nI") == model.get_ref("encoder").get_dim("nO") + len(CASE_FEATURES)
 
 
-@pytest.mark.parametrize("window,message", [(-1, "E042"), (1.5, "case_window")])
+@pytest.mark.parametrize("window,message", [(-1, "E038"), (1.5, "case_window")])
 def test_case_window_must_be_whole(tiny_bert, window, message):
     with pytest.raises(ValueError, match=message):
         _train(tiny_bert, "bertprod.TokenClassifier.v3", case_window=window)

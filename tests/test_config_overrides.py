@@ -115,14 +115,14 @@ def test_issue15_settings_the_weights_cannot_follow_raise(ner_path, tmp_path):
     from conftest import build_tiny_bert
 
     other = str(build_tiny_bert(tmp_path / "other", seed=1))
-    with pytest.raises(ValueError, match=r"\[E084\].*config names '" + re.escape(other)):
+    with pytest.raises(ValueError, match=r"\[E068\].*config names '" + re.escape(other)):
         spacy.load(ner_path, config={f"{NER}.encoder.name": other})
-    with pytest.raises(ValueError, match="E085"):
+    with pytest.raises(ValueError, match="E069"):
         spacy.load(ner_path, config={f"{NER}.encoder.input_casing": False})
-    with pytest.raises(ValueError, match=r"\[E087\].*window_size = 1.*sets 2"):
+    with pytest.raises(ValueError, match=r"\[E071\].*window_size = 1.*sets 2"):
         spacy.load(ner_path, config={f"{NER}.case_window": 2})
     # the tiny model has 128 positions
-    with pytest.raises(ValueError, match=r"\[E007\] The window of 256"):
+    with pytest.raises(ValueError, match=r"\[E006\] The window of 256"):
         spacy.load(ner_path, config={f"{NER}.encoder.window": 256, f"{NER}.encoder.stride": 128, f"{NER}.encoder.max_batch_wordpieces": 1024})
 
 
@@ -144,7 +144,7 @@ def test_issue15_textcat_thresholds(textcat_path):
     pos_only = spacy.load(textcat_path, config={f"{TEXTCAT}.threshold": 1.0, f"{TEXTCAT}.thresholds": {"POS": 0.0}})
     assert pos_only(text)._.bertprod_labels == ["POS"]
     assert pos_only(text).cats == probs
-    with pytest.raises(ValueError, match="E086"):
+    with pytest.raises(ValueError, match="E070"):
         spacy.load(textcat_path, config={f"{TEXTCAT}.exclusive_classes": True})
 
 

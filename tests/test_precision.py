@@ -63,13 +63,13 @@ def test_config_override_on_load(tmp_path, tiny_bert):
         assert ents(reloaded) == ents(nlp)
     # int8 torch layers cannot take half-precision input: a clear error
     quantize_pipeline(half)
-    with pytest.raises(ValueError, match="E037.*fp32"):
+    with pytest.raises(ValueError, match="E033.*fp32"):
         half(texts[0])
 
 
 @pytest.mark.parametrize(
     "kwargs,code,why",
-    [({"inference_precision": "int4"}, "E069", "one of"), ({"inference_precision": "bf16", "backend": "onnx"}, "E070", "backend \"torch\"")],
+    [({"inference_precision": "int4"}, "E053", "one of"), ({"inference_precision": "bf16", "backend": "onnx"}, "E054", "backend \"torch\"")],
 )
 def test_bad_precision_settings(tiny_bert, kwargs, code, why):
     with pytest.raises(ValueError, match=f"{code}.*inference_precision") as err:

@@ -49,7 +49,7 @@ def test_read_squad_v11_and_v20(tmp_path):
 def test_bad_file(tmp_path):
     path = tmp_path / "bad.json"
     path.write_text('{"rows": []}')
-    with pytest.raises(ValueError, match="E023"):
+    with pytest.raises(ValueError, match="E022"):
         read_squad(path)
 
 
