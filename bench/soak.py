@@ -13,12 +13,13 @@ largest inputs. RSS is sampled every --every documents; after the warm-up
 (the first 2 samples) every sample must stay within 10% of the last warm-up
 sample.
 
-As a long-running service would, the loop calls
-`spacy_bertprod.memory.release_memory()` every --release-every documents
-(glibc otherwise keeps freed torch buffers mapped: RSS then climbs about
-20 MiB per 1,000 documents with nothing kept, see that module). Each sample
-records RSS just before the release (what the process holds, the figure the
-criterion checks) and just after it; --release-every 0 shows the raw climb.
+As a long-running service would, each process first pins glibc's mmap
+threshold (`spacy_bertprod.memory.pin_mmap_threshold`, --mmap-threshold) and
+calls `release_memory()` every --release-every documents: with glibc's moving
+threshold, torch's freed activation buffers fragment the heap and RSS climbs
+about 20 MiB per 1,000 documents with nothing kept (see that module). Each
+sample records RSS just before the release (the figure the criterion checks)
+and just after it; `--mmap-threshold 0 --release-every 0` shows the raw climb.
 
 --model tiny (default) runs a small random BERT (2 layers, width 64) with the
 embedded MiniLM's real wordpiece vocabulary, so tokenization, alignment,
@@ -169,12 +170,14 @@ def build(pipeline: str, name: str, source: Dict[str, List[str]]):
     return nlp
 
 
-def run_one(pipeline: str, model: str, n_docs: int, every: int, batch_size: int, threads: int, release_every: int) -> Dict:
+def run_one(pipeline: str, model: str, n_docs: int, every: int, batch_size: int, threads: int, release_every: int, mmap_threshold: int) -> Dict:
     """Soak one pipeline in this process; returns its RSS series."""
+    from spacy_bertprod.memory import pin_mmap_threshold, release_memory
+
+    if mmap_threshold:
+        pin_mmap_threshold(mmap_threshold)
     import spacy
     import torch
-
-    from spacy_bertprod.memory import release_memory
 
     torch.set_num_threads(threads)
     source = texts_from_data()
@@ -216,6 +219,7 @@ def run_one(pipeline: str, model: str, n_docs: int, every: int, batch_size: int,
         "pipeline": pipeline,
         "model": model,
         "release_every": release_every,
+        "mmap_threshold": mmap_threshold,
         **counts,
         "seconds": round(seconds, 1),
         "docs_per_second": round(counts["docs"] / seconds, 1),
@@ -233,20 +237,21 @@ def main() -> None:
     parser.add_argument("--model", choices=("tiny", "embedded"), default="tiny")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each soaked process")
     parser.add_argument("--release-every", type=int, default=1_000, help="documents between release_memory() calls (0: never)")
+    parser.add_argument("--mmap-threshold", type=int, default=128 * 1024, help="bytes for pin_mmap_threshold() (0: glibc's moving threshold)")
     parser.add_argument("--pipelines", default=",".join(PIPELINES))
     parser.add_argument("--one", default="", help=argparse.SUPPRESS)  # internal: soak one pipeline in this process
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     parser.add_argument("--note", default="", help="conditions of the run, for the result file")
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.model, args.docs, args.every, args.batch_size, args.threads, args.release_every)))
+        print(json.dumps(run_one(args.one, args.model, args.docs, args.every, args.batch_size, args.threads, args.release_every, args.mmap_threshold)))
         return
     print("machine:", describe(), flush=True)
     results, failed = [], []
     for pipeline in args.pipelines.split(","):
         if pipeline not in PIPELINES:
             parser.error(f"--pipelines: {pipeline!r} is not one of {PIPELINES}")
-        cmd = [sys.executable, __file__, "--one", pipeline, "--docs", str(args.docs), "--every", str(args.every), "--batch-size", str(args.batch_size), "--model", args.model, "--threads", str(args.threads), "--release-every", str(args.release_every)]
+        cmd = [sys.executable, __file__, "--one", pipeline, "--docs", str(args.docs), "--every", str(args.every), "--batch-size", str(args.batch_size), "--model", args.model, "--threads", str(args.threads), "--release-every", str(args.release_every), "--mmap-threshold", str(args.mmap_threshold)]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             failed.append(pipeline)
@@ -262,7 +267,7 @@ def main() -> None:
             flush=True,
         )
     if args.report:
-        figures = {"docs": args.docs, "every": args.every, "model": args.model, "threads": args.threads, "release_every": args.release_every, "results": results, "failed": failed}
+        figures = {"docs": args.docs, "every": args.every, "model": args.model, "threads": args.threads, "release_every": args.release_every, "mmap_threshold": args.mmap_threshold, "results": results, "failed": failed}
         write_report(args.report, figures, note=args.note)
     if failed or not all(r["within_tolerance"] for r in results):
         sys.exit(1)

@@ -112,6 +112,8 @@ def soak(file: str = "soak") -> str:
     f = r["figures"]
     release = f.get("release_every", 0)
     when = f"release_memory() every {release:,} docs" if release else "no release_memory()"
+    if f.get("mmap_threshold"):
+        when += f", mmap threshold pinned at {f['mmap_threshold'] // 1024} KiB"
     rows = [
         f"| pipeline ({f['model']} model, {when}) | docs | docs/s | RSS MiB every {f['every']:,} docs | max drift after warm-up |",
         "| --- | --- | --- | --- | --- |",
