@@ -104,11 +104,19 @@ class Task:
     def accuracy_and_speed(self, nlp) -> Dict[str, Any]:
         raise NotImplementedError
 
+    # tasks on plain texts (NER, textcat) set `texts` and `n_words`
     def warm_up(self, nlp) -> None:
         list(nlp.pipe(self.texts[:64], batch_size=32))
 
+    def speed_only(self, nlp) -> Dict[str, Any]:
+        """Words per second of a pipeline whose head is untrained (spacy-transformers)."""
+        self.warm_up(nlp)
+        _, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
+        return {"accuracy": "n/a (untrained head)", "score": None, "per_s": self.n_words / seconds}
+
     def latency(self, nlp) -> Dict[str, float]:
-        raise NotImplementedError
+        """One text at a time: p50 and p95 milliseconds."""
+        return latency(nlp, self.texts[: self.args.latency_docs])
 
 
 class NERTask(Task):
@@ -133,14 +141,6 @@ class NERTask(Task):
         docs, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
         f = get_ner_prf([Example(p, g) for p, g in zip(docs, self.gold)])["ents_f"]
         return {"accuracy": f"F1 {f * 100:.2f}", "score": f * 100, "per_s": self.n_words / seconds}
-
-    def speed_only(self, nlp):
-        self.warm_up(nlp)
-        _, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
-        return {"accuracy": "n/a (untrained head)", "score": None, "per_s": self.n_words / seconds}
-
-    def latency(self, nlp):
-        return latency(nlp, self.texts[: self.args.latency_docs])
 
     def hf(self, teacher, tmp: Path):
         from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
@@ -185,14 +185,6 @@ class TextcatTask(Task):
         docs, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
         acc = np.mean([max(p.cats, key=p.cats.get) == max(g.cats, key=g.cats.get) for p, g in zip(docs, self.gold)])
         return {"accuracy": f"acc {acc * 100:.2f}", "score": acc * 100, "per_s": self.n_words / seconds}
-
-    def speed_only(self, nlp):
-        self.warm_up(nlp)
-        _, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
-        return {"accuracy": "n/a (untrained head)", "score": None, "per_s": self.n_words / seconds}
-
-    def latency(self, nlp):
-        return latency(nlp, self.texts[: self.args.latency_docs])
 
     def hf(self, teacher, tmp: Path):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
@@ -315,7 +307,10 @@ def student_for(task: Task, teacher, args) -> Path:
     dev = task.dev_examples(student)
     print(f"  distilling {task.name}: {len(train)} train / {len(dev)} dev examples, {settings}", flush=True)
     start = time.perf_counter()
-    distill(teacher, student, train, dev, output=path, steps=settings["steps"], batch_words=settings["batch_words"], learn_rate=settings["lr"], eval_every=max(settings["steps"] // 4, 1), log=lambda line: print("   ", line, flush=True))
+    distill(
+        teacher, student, train, dev, output=path, steps=settings["steps"], batch_words=settings["batch_words"], learn_rate=settings["lr"],
+        eval_every=max(settings["steps"] // 4, 1), log=lambda line: print("   ", line, flush=True),
+    )
     print(f"  distilled in {time.perf_counter() - start:.0f} s", flush=True)
     return best
 
@@ -412,7 +407,8 @@ def main() -> None:
                 print(f"{name} student:", student_for(task, spacy.load(getattr(args, f"{name}_teacher") or task.teacher), args), flush=True)
                 continue
             unit = "questions" if name == "qa" else "words"
-            print(f"\n{name.upper()} ({'CoNLL-2003 test' if name == 'ner' else 'SST-2 test' if name == 'textcat' else f'SQuAD dev-v1.1, first {len(task.rows)} questions'}; {unit}/s with nlp.pipe batch 32; latency over {args.latency_docs} single docs)", flush=True)
+            dataset = "CoNLL-2003 test" if name == "ner" else "SST-2 test" if name == "textcat" else f"SQuAD dev-v1.1, first {len(task.rows)} questions"
+            print(f"\n{name.upper()} ({dataset}; {unit}/s with nlp.pipe batch 32; latency over {args.latency_docs} single docs)", flush=True)
             rows.extend(run_task(task, args, Path(tmp)))
     if args.students_only:
         return

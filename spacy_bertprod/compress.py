@@ -19,8 +19,8 @@ import spacy
 from spacy.language import Language
 from thinc.api import Model
 
-from .encoder import QUANTIZATION_INT8, hf_module, onnx_session, quantize_module, set_backend, uses_onnx
 from .attrs import ConfigSetting
+from .encoder import QUANTIZATION_INT8, hf_module, onnx_session, quantize_module, set_backend, uses_onnx
 from .errors import Errors
 from .onnx_backend import ONNX_OPSET, QUANTIZED_OPS, is_torch_quantized, require_onnxruntime
 
@@ -71,14 +71,14 @@ def quantize_path(input_path: Union[str, Path], output_path: Union[str, Path]) -
     return _convert_path(quantize_pipeline, input_path, output_path)
 
 
-def _encoder_blocks(config: Any) -> List[Dict[str, Any]]:
+def encoder_blocks(config: Any) -> List[Dict[str, Any]]:
     """Every bertprod encoder block (`ENCODER_ARCHITECTURES`) anywhere in a
     (component) config."""
     if not isinstance(config, dict):
         return []
     if config.get("@architectures") in ENCODER_ARCHITECTURES:
         return [config]
-    return [block for value in config.values() for block in _encoder_blocks(value)]
+    return [block for value in config.values() for block in encoder_blocks(value)]
 
 
 def set_config_backend(nlp: Language, backend: str) -> None:
@@ -87,7 +87,7 @@ def set_config_backend(nlp: Language, backend: str) -> None:
     ONNX backends run the exported model as it is, so they reset
     `inference_precision` to "fp32"."""
     for name in nlp.component_names:
-        for block in _encoder_blocks(nlp.get_pipe_config(name)):
+        for block in encoder_blocks(nlp.get_pipe_config(name)):
             block["backend"] = backend
             if backend != "torch" and block.get("inference_precision", "fp32") != "fp32":
                 block["inference_precision"] = "fp32"

@@ -155,8 +155,10 @@ class Errors(metaclass=ErrorsWithCodes):
         "bertprod components; distil a pipeline whose components own their encoders."
     )
     E026 = (
-        "The teacher pipeline {pipeline} has no bertprod_ner, "
-        "bertprod_textcat or bertprod_qa component to distil."
+        "The teacher pipeline {pipeline} has no component to distil: add "
+        "a bertprod_ner, bertprod_textcat or bertprod_qa component, or one "
+        "that implements distillation (`distill` and "
+        "`get_teacher_student_loss`, see spacy_bertprod/distillation.py)."
     )
     E027 = (
         "No training data for distillation. Pass a .spacy corpus, "
@@ -400,6 +402,18 @@ class Errors(metaclass=ErrorsWithCodes):
         "Invalid null_threshold = {value!r} for question answering: "
         "it must be a number (the margin, in probability, by which the "
         "\"no answer\" score must beat the best answer)."
+    )
+    E110 = (
+        "Component '{component}' ({type}) cannot be distilled: it lacks "
+        "{missing} of the distillation protocol. Its student would keep a cut "
+        "or new encoder that nothing trains. Implement `distill` and "
+        "`get_teacher_student_loss` on it (spacy_bertprod/distillation.py), "
+        "or remove the component from the teacher before distilling."
+    )
+    E111 = (
+        "Hidden-state matching needs a bertprod encoder in the model of "
+        "each component it trains, but the model {model!r} has none. Use "
+        "hidden_weight = 0 for this pipeline."
     )
 
 

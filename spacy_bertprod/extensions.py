@@ -14,9 +14,9 @@ overwrite each other's question and score.
 """
 
 from functools import partial
-from typing import Any, Tuple
+from typing import Any, List, Sequence, Tuple
 
-from spacy.tokens import Doc, Span
+from spacy.tokens import Doc, Span, SpanGroup
 
 SPAN_ATTRS = ("bertprod_score", "bertprod_question", "bertprod_answer_chars")
 #: attributes stored as tuples: msgpack (`Doc.to_bytes`, `n_process`) gives
@@ -48,3 +48,12 @@ for _name in SPAN_ATTRS:
 for _name in ("questions", "bertprod_labels", "bertprod_qa_gold", "bertprod_qa_ids"):
     if not Doc.has_extension(_name):
         Doc.set_extension(_name, default=None)
+
+
+def set_scored_spans(doc: Doc, key: str, spans: List[Span], scores: Sequence[float], **attrs: List[Any]) -> None:
+    """Write `spans` as `doc.spans[key]`, each score on `span._.bertprod_score`
+    and all of them in the group's `attrs["scores"]` (with any other
+    per-span `attrs`), the way NER and QA report their confidence."""
+    for span, score in zip(spans, scores):
+        span._.bertprod_score = score
+    doc.spans[key] = SpanGroup(doc, name=key, spans=spans, attrs={"scores": list(scores), **attrs})

@@ -7,12 +7,12 @@ in `doc.spans[spans_key]` (`SpanGroup.attrs["scores"]`).
 """
 
 from itertools import islice
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc, Span, SpanGroup
+from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
 from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
@@ -20,9 +20,10 @@ from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
 from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi
-from . import extensions  # noqa: F401
+from .distillation import TeacherStudentMixin, kl, softmax_t
 from .encoder import default_encoder_config
 from .errors import Errors
+from .extensions import set_scored_spans
 from .serialization import pipe_from_disk
 from .settings import apply_config, record_config
 
@@ -57,7 +58,7 @@ def make_bertprod_ner(
     return BertprodNER(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
 
 
-class BertprodNER(TrainablePipe):
+class BertprodNER(TeacherStudentMixin, TrainablePipe):
     """Named entity recognition with a fine-tuned transformer."""
 
     def __init__(
@@ -152,15 +153,10 @@ class BertprodNER(TrainablePipe):
         return spans, scores
 
     def set_annotations(self, docs: Iterable[Doc], predictions: List[Decoded]) -> None:
-        key = self.cfg["spans_key"]
         for doc, (spans, scores) in zip(docs, predictions):
             ents = [Span(doc, s, e, label=label) for s, e, label in spans]
-            for ent, score in zip(ents, scores):
-                ent._.bertprod_score = score
             doc.ents = ents
-            doc.spans[key] = SpanGroup(
-                doc, name=key, spans=ents, attrs={"scores": scores}
-            )
+            set_scored_spans(doc, self.cfg["spans_key"], ents, scores)
 
     def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
         validate_examples(examples, "BertprodNER.get_loss")
@@ -181,6 +177,35 @@ class BertprodNER(TrainablePipe):
         if self.model.ops.xp.isnan(loss):
             raise ValueError("nan value when computing loss")
         return float(loss), d_scores
+
+    # -- distillation (see distillation.py) -------------------------------------
+    def has_gold_annotation(self, example: Example) -> bool:
+        return example.reference.has_annotation("ENT_IOB")
+
+    def get_teacher_student_loss(
+        self, teacher_scores: List[Floats2d], student_scores: List[Floats2d], *, temperature: float = 1.0, inputs: Optional[Sequence[Doc]] = None
+    ) -> Tuple[float, List[Floats2d]]:
+        """Per-token KL between tag distributions at temperature T, summed
+        over the non-whitespace tokens of `inputs` (every token without).
+
+        The token classifier outputs probabilities and its softmax takes the
+        gradient with respect to its logits; softmax(log p / T) is the
+        distribution at temperature T, so probabilities are enough.
+        """
+        xp = self.model.ops.xp
+        loss, grads = 0.0, []
+        for i, (p_s, p_t) in enumerate(zip(student_scores, teacher_scores)):
+            space = [t.is_space for t in inputs[i]] if inputs is not None else [False] * len(p_s)
+            keep = xp.asarray([not s for s in space], dtype="float32")[:, None]
+            q_s = softmax_t(xp.log(p_s + 1e-12), temperature, xp)
+            q_t = softmax_t(xp.log(p_t + 1e-12), temperature, xp)
+            loss += temperature**2 * kl(q_t * keep, q_s * keep + (1 - keep), xp)
+            grads.append((temperature * (q_s - q_t) * keep).astype("float32"))
+        return loss, grads
+
+    def initialize_from_teacher(self, teacher_pipe: "BertprodNER", get_examples: Callable[[], Iterable[Example]], *, nlp: Language) -> None:
+        """A fresh student head for the teacher's labels."""
+        self.initialize(get_examples, nlp=nlp, labels=list(teacher_pipe.labels))
 
     def from_bytes(self, bytes_data: bytes, *, exclude=SimpleFrozenList()):
         self._constraints = None

@@ -18,18 +18,19 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
-from spacy.tokens import Doc, Span, SpanGroup
+from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples
 from spacy.util import SimpleFrozenList, registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 
-from . import extensions  # noqa: F401
+from .distillation import TeacherStudentMixin, kl, softmax_t
 from .encoder import default_encoder_config, is_count
 from .errors import Errors, Warnings
+from .extensions import set_scored_spans
+from .qa_model import QAScores
 from .serialization import pipe_from_disk
 from .settings import apply_config, record_config
-from .qa_model import QAScores
 from .squad import squad_scores
 
 DEFAULT_QA_MODEL = """
@@ -41,6 +42,15 @@ doc_stride = 128
 """ + default_encoder_config("model.encoder", window=384, stride=256)
 DEFAULT_QA_MODEL_CFG = Config().from_str(DEFAULT_QA_MODEL)["model"]
 ANSWER_LABEL = "ANSWER"
+#: a gold answer: start and end character, text
+Answer = Tuple[int, int, str]
+
+
+def with_gold(questions: Sequence[str], example: Example) -> List[Tuple[str, List[Answer]]]:
+    """Each question paired with its gold answers in `example` (none for
+    every question of an example without gold)."""
+    gold = example.reference._.bertprod_qa_gold or [[] for _ in questions]
+    return list(zip(questions, gold))
 
 
 @registry.scorers("bertprod.qa_scorer.v1")
@@ -56,9 +66,7 @@ def score_qa(examples: Iterable[Example], *, spans_key: str = "bertprod_qa", **k
         best: Dict[str, str] = {}
         for span in group:
             best.setdefault(span._.bertprod_question, span.text)
-        questions = eg.reference._.questions or []
-        gold = eg.reference._.bertprod_qa_gold or [[] for _ in questions]
-        for question, answers in zip(questions, gold):
+        for question, answers in with_gold(eg.reference._.questions or [], eg):
             predictions.append(best.get(question, ""))
             golds.append([a[2] for a in answers])
     em, f1 = squad_scores(predictions, golds)
@@ -129,6 +137,10 @@ def gold_wordpieces(offsets: np.ndarray, start_char: int, end_char: int) -> Opti
     return int(hits[0]), int(hits[-1])
 
 
+def _wordpiece_vocab(pipe: Any) -> Dict[str, int]:
+    return pipe.model.get_ref("encoder").attrs["tokenizer"].tokenizer.get_vocab()
+
+
 def validate_top_k(top_k: Any) -> None:
     if not is_count(top_k, 1):
         raise ValueError(Errors.E060.format(value=top_k))
@@ -148,7 +160,7 @@ def as_questions(value: Any, source: str) -> List[str]:
     return list(value)
 
 
-class BertprodQA(TrainablePipe):
+class BertprodQA(TeacherStudentMixin, TrainablePipe):
     """Extractive question answering with a fine-tuned transformer."""
 
     def __init__(
@@ -285,10 +297,9 @@ class BertprodQA(TrainablePipe):
         for eg in examples:
             doc = eg.predicted
             questions = self._questions(doc)
-            gold = eg.reference._.bertprod_qa_gold or [[] for _ in questions]
             if not questions or not doc.text.strip():
                 continue
-            for scores, answers in zip(self.model.predict([(doc, q) for q in questions]), gold):
+            for scores, (_, answers) in zip(self.model.predict([(doc, q) for q in questions]), with_gold(questions, eg)):
                 ranked, null_score = self._candidates(scores, 1)
                 texts = [a[2] for a in answers]
                 text = doc.char_span(ranked[0][0], ranked[0][1], alignment_mode="expand").text if ranked else ""
@@ -316,7 +327,7 @@ class BertprodQA(TrainablePipe):
             span = doc.char_span(start, end, label=ANSWER_LABEL, alignment_mode="expand", span_id=question)
             if span is None:
                 continue
-            span._.bertprod_score = score
+            span._.bertprod_score = score  # also for `answer`, which writes no span group
             span._.bertprod_question = question
             span._.bertprod_answer_chars = (start, end)
             spans.append(span)
@@ -328,12 +339,9 @@ class BertprodQA(TrainablePipe):
         per_doc: List[List[Span]] = [[] for _ in docs]
         for i, (question, found) in zip(owners, answers):
             per_doc[i].extend(self._spans(docs[i], question, found))
-        key = self.cfg["spans_key"]
         for doc, spans in zip(docs, per_doc):
-            doc.spans[key] = SpanGroup(
-                doc, name=key, spans=spans,
-                attrs={"scores": [s._.bertprod_score for s in spans], "questions": [s._.bertprod_question for s in spans]},
-            )
+            scores = [s._.bertprod_score for s in spans]
+            set_scored_spans(doc, self.cfg["spans_key"], spans, scores, questions=[s._.bertprod_question for s in spans])
 
     def answer(self, doc: Doc, question: str, top_k: Optional[int] = None) -> List[Span]:
         """The `top_k` best answers to `question` in `doc`, best first."""
@@ -381,9 +389,7 @@ class BertprodQA(TrainablePipe):
         first gold answer is the target."""
         targets = []
         for eg in examples:
-            questions = self._questions(eg.predicted)
-            gold = eg.reference._.bertprod_qa_gold or [[] for _ in questions]
-            targets.extend(answers[0] if answers else None for answers in gold[: len(questions)])
+            targets.extend(answers[0] if answers else None for _, answers in with_gold(self._questions(eg.predicted), eg))
         n_windows = sum(len(s.windows) for s in scores)
         loss, d_scores, lost = 0.0, [], 0
         for sc, target in zip(scores, targets):
@@ -414,3 +420,42 @@ class BertprodQA(TrainablePipe):
             self.lost_answers += lost
             warnings.warn(Warnings.W002.format(lost=lost, name=self.name, total=self.lost_answers))
         return loss / max(2 * n_windows, 1), d_scores
+
+    # -- distillation (see distillation.py) -------------------------------------
+    def distillation_inputs(self, examples: Sequence[Example]) -> Tuple[List[Example], List[Tuple[Doc, str]]]:
+        """The examples with text and questions, and their (doc, question)
+        pairs: the model scores pairs."""
+        kept = [eg for eg in examples if eg.predicted.text.strip() and self._pairs([eg.predicted])[0]]
+        return kept, self._pairs([eg.predicted for eg in kept])[0]
+
+    def has_gold_annotation(self, example: Example) -> bool:
+        return bool(example.reference._.bertprod_qa_gold)
+
+    def get_teacher_student_loss(
+        self, teacher_scores: List[QAScores], student_scores: List[QAScores], *, temperature: float = 1.0, inputs: Optional[Sequence[Any]] = None
+    ) -> Tuple[float, List[List[Tuple[np.ndarray, np.ndarray]]]]:
+        """KL between the start and between the end distributions of each
+        window at temperature T, scaled like `get_loss` (mean over windows
+        and the two ends)."""
+        n_windows = sum(len(s.windows) for s in student_scores)
+        scale = 1.0 / max(2 * n_windows, 1)
+        loss, grads = 0.0, []
+        for s_pair, t_pair in zip(student_scores, teacher_scores):
+            per_pair = []
+            for w_s, w_t in zip(s_pair.windows, t_pair.windows):
+                d = []
+                for s_logits, t_logits in ((w_s.start_logits, w_t.start_logits), (w_s.end_logits, w_t.end_logits)):
+                    q_s, q_t = softmax_t(s_logits, temperature), softmax_t(t_logits, temperature)
+                    loss += temperature**2 * kl(q_t, q_s) * scale
+                    d.append((temperature * (q_s - q_t) * scale).astype("float32"))
+                per_pair.append((d[0], d[1]))
+            grads.append(per_pair)
+        return loss, grads
+
+    def initialize_from_teacher(self, teacher_pipe: "BertprodQA", get_examples: Callable[[], Iterable[Example]], *, nlp: Language) -> None:
+        """A fresh span head; refuses a student encoder whose wordpieces
+        differ from the teacher's (E035): the soft targets are per wordpiece."""
+        self.initialize(get_examples, nlp=nlp)
+        if _wordpiece_vocab(self) != _wordpiece_vocab(teacher_pipe):
+            name = str(self.model.get_ref("encoder").attrs["name"])
+            raise ValueError(Errors.E035.format(component=self.name, name=name))

@@ -13,7 +13,7 @@ every label.
 """
 
 import warnings
-from typing import Any, Callable, Dict, Iterable, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from spacy.language import Language
 from spacy.pipeline.textcat import TextCategorizer, textcat_score
@@ -24,6 +24,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
 from . import extensions  # noqa: F401
+from .distillation import TeacherStudentMixin, kl, softmax_t
 from .encoder import default_encoder_config
 from .errors import Errors, Warnings
 from .serialization import pipe_from_disk
@@ -86,7 +87,7 @@ def make_bertprod_textcat(
     )
 
 
-class BertprodTextCategorizer(TextCategorizer):
+class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
     """Text classification with a fine-tuned transformer."""
 
     def __init__(
@@ -182,7 +183,7 @@ class BertprodTextCategorizer(TextCategorizer):
             for label, value in zip(self.labels, row):
                 doc.cats[label] = float(value)
             if not self.exclusive:
-                doc._.bertprod_labels = [l for l, v, t in zip(self.labels, row, thresholds) if v >= t and doc.text.strip()]
+                doc._.bertprod_labels = [label for label, v, t in zip(self.labels, row, thresholds) if v >= t and doc.text.strip()]
 
     def _has_gold(self, eg: Example) -> bool:
         """Whether `eg` gives a value for any of the labels: an example
@@ -232,6 +233,40 @@ class BertprodTextCategorizer(TextCategorizer):
         else:
             loss = -((truths * xp.log(probs + eps) + (1 - truths) * xp.log(1 - probs + eps)) * not_missing).sum()
         return float(loss) / n_gold, d_scores / n_gold
+
+    # -- distillation (see distillation.py) -------------------------------------
+    def has_gold_annotation(self, example: Example) -> bool:
+        return bool(example.reference.cats)
+
+    def get_teacher_student_loss(self, teacher_scores: Any, student_scores: Any, *, temperature: float = 1.0, inputs: Optional[Sequence[Doc]] = None) -> Tuple[float, Any]:
+        """KL between the label distributions (exclusive) or between each
+        label's sigmoid and the teacher's (multi-label) at temperature T, on
+        the logits, averaged over the docs."""
+        xp = self.model.ops.xp
+        student, teacher = student_scores, self.model.ops.asarray(teacher_scores)
+        n = max(len(student), 1)
+        if self.exclusive:
+            q_s, q_t = softmax_t(student, temperature, xp), softmax_t(teacher, temperature, xp)
+            loss = temperature**2 * kl(q_t, q_s, xp)
+        else:
+            q_s = 1.0 / (1.0 + xp.exp(-student / temperature))
+            q_t = 1.0 / (1.0 + xp.exp(-teacher / temperature))
+            # per-label Bernoulli KL (binary cross-entropy less the teacher's entropy)
+            loss = temperature**2 * (kl(q_t, q_s, xp) + kl(1 - q_t, 1 - q_s, xp))
+        return loss / n, (temperature * (q_s - q_t) / n).astype("float32")
+
+    def get_gold_loss(self, examples: List[Example], scores: Any) -> Tuple[float, Any]:
+        """The gold loss of the labelled rows of a mixed batch, its gradient
+        averaged over the whole batch as the soft term's is."""
+        rows = self.model.ops.asarray1i([i for i, eg in enumerate(examples) if eg.reference.cats])
+        loss, d_part = self.get_loss([examples[i] for i in rows], scores[rows])
+        d = self.model.ops.xp.zeros_like(scores)
+        d[rows] = d_part * len(rows) / len(examples)
+        return loss, d
+
+    def initialize_from_teacher(self, teacher_pipe: "BertprodTextCategorizer", get_examples: Callable[[], Iterable[Example]], *, nlp: Language) -> None:
+        """A fresh student classifier for the teacher's labels."""
+        self.initialize(get_examples, nlp=nlp, labels=list(teacher_pipe.labels), positive_label=teacher_pipe.cfg.get("positive_label"))
 
     def _loaded(self, exclusive_classes: bool) -> None:
         """After `cfg` was loaded: the classifier was trained for its saved
