@@ -9,11 +9,11 @@ from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, concatenate, ex
 from thinc.types import Floats2d
 
 from .attrs import TrainedInt
-from .casing import case_features as _case_features
-from .encoder import build_encoder
 from .errors import Errors
 from .hf_loader import DEFAULT_MODEL
-from .pooling import doc_pooler, is_bertprod_encoder, token_mean_pooler
+from .layers.casing import case_features as _case_features
+from .layers.encoder import build_encoder, is_bertprod_encoder
+from .layers.pooling import doc_pooler, token_mean_pooler
 from .qa_model import build_qa_model
 
 
@@ -29,7 +29,7 @@ def encoder_v1(
     inference_precision: str = "fp32",
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Hugging Face encoder giving one vector per spaCy token (see
-    `spacy_bertprod.encoder.build_encoder`)."""
+    `spacy_bertprod.layers.encoder.build_encoder`)."""
     return build_encoder(
         name=name, window=window, stride=stride, pooling=pooling, max_batch_wordpieces=max_batch_wordpieces,
         mixed_precision=mixed_precision, backend=backend, inference_precision=inference_precision,
@@ -59,7 +59,7 @@ def token_classifier_v2(
     case_scale: float = 10.0,
 ) -> Model[List[Doc], List[Floats2d]]:
     """v1, and with `case_features` the softmax also sees each token's casing
-    (`spacy_bertprod.casing.CASE_FEATURES`): uncased encoders such as the
+    (`spacy_bertprod.layers.casing.CASE_FEATURES`): uncased encoders such as the
     embedded MiniLM lowercase their input and lose that cue.
 
     case_scale: the value of an active feature. Adam moves each weight by

@@ -35,10 +35,12 @@ from spacy.util import load_model_from_config
 from thinc.api import Adam, Model, get_array_module, set_dropout_rate, warmup_linear
 
 from .compress import _encoder_blocks, bertprod_encoders
-from .encoder import hf_module, hidden_state_hook, is_count
 from .errors import Errors
+from .layers.batching import hidden_state_hook
+from .layers.encoder import is_bertprod_encoder, is_count
+from .layers.quantization import is_torch_quantized
+from .layers.transformer import hf_module, set_hf_module
 from .ner import BertprodNER
-from .onnx_backend import is_torch_quantized
 from .qa import BertprodQA
 from .textcat import BertprodTextCategorizer
 
@@ -110,11 +112,10 @@ def make_student(
         return _student_on_encoder(teacher, encoder, get_examples)
     student = copy_pipeline(teacher)
     for name, encoder_layer in bertprod_encoders(student).items():
-        shim = encoder_layer.get_ref("transformer").shims[0]
-        module = shim._model
+        module = hf_module(encoder_layer)
         owner, attr = _layer_list(module)
         keep = list(layers) if layers is not None else spread_layers(len(getattr(owner, attr)), n_layers or len(getattr(owner, attr)))
-        shim._model = keep_layers(module, keep)
+        set_hf_module(encoder_layer, keep_layers(module, keep))
         info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
         info.setdefault("layers", {})[name] = keep
     return student
@@ -157,7 +158,7 @@ def _check_distillable(nlp: Language) -> None:
     found = False
     for name, pipe in nlp.components:
         if isinstance(pipe, DISTILLABLE):
-            if not any(node.name == "bertprod_encoder" for node in pipe.model.walk()):
+            if not any(is_bertprod_encoder(node) for node in pipe.model.walk()):
                 raise ValueError(Errors.E025.format(component=name))
             found = True
     if not found:
@@ -277,7 +278,7 @@ class HiddenMatch:
 
 
 def _encoder_of(model: Model) -> Model:
-    return next(node for node in model.walk() if node.name == "bertprod_encoder")
+    return next(node for node in model.walk() if is_bertprod_encoder(node))
 
 
 def _has_gold(pipe: Any, eg: Example) -> bool:

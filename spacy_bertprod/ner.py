@@ -19,10 +19,10 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
-from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi
 from . import extensions  # noqa: F401
-from .encoder import default_encoder_config
+from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi
 from .errors import Errors
+from .layers.encoder import default_encoder_config
 from .serialization import pipe_from_disk
 from .settings import apply_config, record_config
 

@@ -25,11 +25,11 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, set_dropout_rate
 
 from . import extensions  # noqa: F401
-from .encoder import default_encoder_config, is_count
 from .errors import Errors, Warnings
+from .layers.encoder import default_encoder_config, is_count
+from .qa_model import QAScores
 from .serialization import pipe_from_disk
 from .settings import apply_config, record_config
-from .qa_model import QAScores
 from .squad import squad_scores
 
 DEFAULT_QA_MODEL = """

@@ -24,8 +24,8 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 
 from . import extensions  # noqa: F401
-from .encoder import default_encoder_config
 from .errors import Errors, Warnings
+from .layers.encoder import default_encoder_config
 from .serialization import pipe_from_disk
 from .settings import apply_config, record_config
 
@@ -182,7 +182,7 @@ class BertprodTextCategorizer(TextCategorizer):
             for label, value in zip(self.labels, row):
                 doc.cats[label] = float(value)
             if not self.exclusive:
-                doc._.bertprod_labels = [l for l, v, t in zip(self.labels, row, thresholds) if v >= t and doc.text.strip()]
+                doc._.bertprod_labels = [label for label, v, t in zip(self.labels, row, thresholds) if v >= t and doc.text.strip()]
 
     def _has_gold(self, eg: Example) -> bool:
         """Whether `eg` gives a value for any of the labels: an example

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import spacy
+from conftest import make_examples, ner_config, train
 from thinc.api import Config
 
-from conftest import make_examples, ner_config, train
-from spacy_bertprod.casing import CASE_FEATURES, doc_case_features, word_case
+from spacy_bertprod.layers.casing import CASE_FEATURES, doc_case_features, word_case
 from spacy_bertprod.ner import DEFAULT_NER_MODEL_CFG
 
 # Only the casing tells these apart for an uncased encoder.

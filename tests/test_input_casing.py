@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import spacy
 import torch
-
 from conftest import build_tiny_bert, make_examples, train
+
 from spacy_bertprod.architectures import encoder_v1, encoder_v2
-from spacy_bertprod.casing import WORDPIECE_CASES, wordpiece_case_ids
-from spacy_bertprod.encoder import hf_module
+from spacy_bertprod.layers.casing import WORDPIECE_CASES, wordpiece_case_ids
+from spacy_bertprod.layers.transformer import hf_module
 
 SETTINGS = {"window": 16, "stride": 8, "max_batch_wordpieces": 64}
 # Only the casing tells these apart for an uncased encoder.
@@ -94,7 +94,7 @@ def test_ner_without_head_features_learns_case_only_entities(tiny_bert, tmp_path
 def test_onnx_backend_gets_the_casing(nlp, tiny_bert):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from spacy_bertprod.encoder import set_backend
+    from spacy_bertprod.layers.backends import set_backend
 
     model = _encoder(tiny_bert)
     with torch.no_grad():
