@@ -27,7 +27,7 @@ from .layers.onnx_backend import ONNX_OPSET, QUANTIZED_OPS, require_onnxruntime
 from .layers.quantization import QUANTIZATION_INT8, is_torch_quantized, quantize_module
 from .layers.transformer import hf_module, set_hf_module
 
-ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1", "bertprod.Encoder.v2")
+ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1",)
 
 
 def bertprod_encoders(nlp: Language) -> Dict[str, Model]:

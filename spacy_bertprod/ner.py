@@ -28,7 +28,7 @@ from .settings import apply_config, record_config
 
 DEFAULT_NER_MODEL = """
 [model]
-@architectures = "bertprod.TokenClassifier.v3"
+@architectures = "bertprod.TokenClassifier.v1"
 nO = null
 dropout = 0.1
 # casing of each token and of its neighbours beside its vectors (the embedded MiniLM is uncased)

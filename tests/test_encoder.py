@@ -5,7 +5,7 @@ import pytest
 import torch
 from spacy.tokens import Doc
 
-from spacy_bertprod.architectures import encoder_v1, encoder_v2
+from spacy_bertprod.architectures import encoder_v1
 
 
 def _encoder(path, **kwargs):
@@ -152,7 +152,7 @@ def test_bad_window_settings(tiny_bert, kwargs, code):
     settings.update(kwargs)
     setting = next(iter(kwargs)) if code != "E051" else "stride"
     with pytest.raises(ValueError, match=rf"\[{code}\] Invalid encoder {setting} = "):
-        encoder_v2(name=tiny_bert, **settings)
+        encoder_v1(name=tiny_bert, **settings)
 
 
 def test_bad_pooling(tiny_bert):

@@ -105,12 +105,12 @@ def encoders(tiny_bert):
     import torch
     from thinc.api import fix_random_seed
 
-    from spacy_bertprod.architectures import encoder_v2
+    from spacy_bertprod.architectures import encoder_v1
 
     fix_random_seed(0)
     built = {}
     for key, (window, stride, pooling, casing) in ENCODERS.items():
-        model = encoder_v2(name=tiny_bert, window=window, stride=stride, pooling=pooling, max_batch_wordpieces=128, input_casing=casing)
+        model = encoder_v1(name=tiny_bert, window=window, stride=stride, pooling=pooling, max_batch_wordpieces=128, input_casing=casing)
         model.initialize()
         built[key] = model
     # hundreds of tiny transformer calls: one thread spends no time syncing

@@ -5,7 +5,7 @@ so "Apple" and "apple" reach the head as the same vectors. Two ways to give
 that cue back: a fixed 0/1 vector per spaCy token beside the encoder's output
 (`case_features`, no weights), and a casing class per wordpiece that the
 encoder feeds into the transformer as its token type (`wordpiece_case_ids`,
-see `bertprod.Encoder.v2`'s `input_casing`).
+see `bertprod.Encoder.v1`'s `input_casing`).
 """
 
 from functools import lru_cache

