@@ -22,7 +22,7 @@ from spacy.tokens import Doc, Span, SpanGroup
 from spacy.training import Example, validate_examples
 from spacy.util import SimpleFrozenList, registry
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, set_dropout_rate
+from thinc.api import Config, Model, NumpyOps, set_dropout_rate
 
 from . import extensions  # noqa: F401
 from .errors import Errors, Warnings
@@ -41,6 +41,8 @@ doc_stride = 128
 """ + default_encoder_config("model.encoder", window=384, stride=256)
 DEFAULT_QA_MODEL_CFG = Config().from_str(DEFAULT_QA_MODEL)["model"]
 ANSWER_LABEL = "ANSWER"
+#: QA logits are numpy arrays (`qa_model.QAWindow`) whatever the device
+_NUMPY_OPS = NumpyOps()
 
 
 @registry.scorers("bertprod.qa_scorer.v1")
@@ -99,11 +101,6 @@ def make_bertprod_qa(
         max_answer_len=max_answer_len, top_k=top_k, handle_impossible=handle_impossible,
         null_threshold=null_threshold, questions=questions, spans_key=spans_key, scorer=scorer,
     )
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max())
-    return e / e.sum()
 
 
 def _distinct_spans(doc: Doc, ranked: List[Tuple[int, int, float]]) -> List[Tuple[int, int, float]]:
@@ -254,7 +251,7 @@ class BertprodQA(TrainablePipe):
         best: Dict[Tuple[int, int], float] = {}
         null_score = 1.0
         for win in scores.windows:
-            p_start, p_end = _softmax(win.start_logits), _softmax(win.end_logits)
+            p_start, p_end = _NUMPY_OPS.softmax(win.start_logits), _NUMPY_OPS.softmax(win.end_logits)
             null_score = min(null_score, float(p_start[0] * p_end[0]))
             outer = np.triu(np.outer(p_start[1:], p_end[1:]))
             outer = np.tril(outer, max_len - 1)
@@ -403,7 +400,7 @@ class BertprodQA(TrainablePipe):
                     ts = te = 0
                 grads = []
                 for logits, t in ((win.start_logits, ts), (win.end_logits, te)):
-                    p = _softmax(logits)
+                    p = _NUMPY_OPS.softmax(logits)
                     loss -= float(np.log(max(p[t], 1e-12)))
                     d = p.astype("float32")
                     d[t] -= 1.0

@@ -161,9 +161,7 @@ class BertprodTextCategorizer(TextCategorizer):
     def _normalize(self, logits: Any) -> Any:
         xp = self.model.ops.xp
         if self.exclusive:
-            shifted = logits - logits.max(axis=1, keepdims=True)
-            exp = xp.exp(shifted)
-            return exp / exp.sum(axis=1, keepdims=True)
+            return self.model.ops.softmax(logits, axis=1)
         return 1.0 / (1.0 + xp.exp(-logits))
 
     def predict(self, docs: Iterable[Doc]) -> Any:
