@@ -32,7 +32,7 @@ from spacy.language import Language
 from spacy.training import Example
 from spacy.training.batchers import minibatch_by_words
 from spacy.util import load_model_from_config
-from thinc.api import Adam, Model, get_array_module, set_dropout_rate, warmup_linear
+from thinc.api import Adam, Model, get_array_module, get_ops, set_dropout_rate, warmup_linear
 
 from .compress import _encoder_blocks, bertprod_encoders
 from .errors import Errors
@@ -167,10 +167,7 @@ def _check_distillable(nlp: Language) -> None:
 
 # -- soft targets -------------------------------------------------------------
 def _softmax_t(x: Any, temperature: float, xp: Any = np) -> Any:
-    z = x / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    e = xp.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    return get_ops("cupy" if xp is not np else "numpy").softmax(x, temperature=temperature)
 
 
 def _kl(p_teacher: Any, p_student: Any, xp: Any = np) -> float:
