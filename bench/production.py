@@ -46,8 +46,8 @@ from common import describe, read_sst2_test, spacy_transformers_pipeline, write_
 from spacy_bertprod.compress import onnx_pipeline, quantize_pipeline  # noqa: E402
 from spacy_bertprod.convert import conll_to_docs, sst2_to_docs  # noqa: E402
 from spacy_bertprod.distill import copy_pipeline, distill, make_student  # noqa: E402
-from spacy_bertprod.encoder import hf_module  # noqa: E402
 from spacy_bertprod.export import qa_to_hf, save_hf_tokenizer  # noqa: E402
+from spacy_bertprod.layers.transformer import hf_module  # noqa: E402
 from spacy_bertprod.squad import make_examples, read_squad, squad_scores  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,5 +1,6 @@
-"""Registered architectures. Names are versioned: a published `vN` never
-changes; a changed architecture is added beside it as `vN+1`."""
+"""Registered architectures: thin wrappers over the builders in `layers/`
+and `qa_model.py`. Names are versioned: a published `vN` never changes; a
+changed architecture is added beside it as `vN+1`."""
 
 from typing import List, Optional
 
@@ -9,12 +10,16 @@ from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, concatenate, ex
 from thinc.types import Floats2d
 
 from .attrs import TrainedInt
-from .casing import case_features as _case_features
-from .encoder import build_encoder
 from .errors import Errors
 from .hf_loader import DEFAULT_MODEL
-from .pooling import doc_pooler, is_bertprod_encoder, token_mean_pooler
+from .layers.casing import case_features as _case_features
+from .layers.encoder import build_encoder, is_bertprod_encoder
+from .layers.pooling import doc_pooler, token_mean_pooler
 from .qa_model import build_qa_model
+
+# Registered names are frozen from the first release on: each function below
+# is a thin wrapper whose name, arguments and defaults never change once
+# published; a changed architecture is registered beside it as vN+1.
 
 
 @registry.architectures("bertprod.Encoder.v1")
@@ -27,17 +32,15 @@ def encoder_v1(
     mixed_precision: bool = False,
     backend: str = "torch",
     inference_precision: str = "fp32",
+    input_casing: bool = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Hugging Face encoder giving one vector per spaCy token (see
-    `spacy_bertprod.encoder.build_encoder`)."""
+    `spacy_bertprod.layers.encoder.build_encoder`); `input_casing` feeds
+    each wordpiece's casing class to the transformer as its token type."""
     return build_encoder(
         name=name, window=window, stride=stride, pooling=pooling, max_batch_wordpieces=max_batch_wordpieces,
-        mixed_precision=mixed_precision, backend=backend, inference_precision=inference_precision,
+        mixed_precision=mixed_precision, backend=backend, inference_precision=inference_precision, input_casing=input_casing,
     )
-
-
-#: v1 with `input_casing`: each wordpiece's casing class as its token type.
-encoder_v2 = registry.architectures("bertprod.Encoder.v2")(build_encoder)
 
 
 @registry.architectures("bertprod.TokenClassifier.v1")
@@ -45,48 +48,25 @@ def token_classifier_v1(
     encoder: Model[List[Doc], List[Floats2d]],
     nO: Optional[int] = None,
     dropout: float = 0.1,
-) -> Model[List[Doc], List[Floats2d]]:
-    """Encoder + dropout + softmax over tags, per spaCy token."""
-    return _token_softmax(encoder, encoder, nO, dropout)
-
-
-@registry.architectures("bertprod.TokenClassifier.v2")
-def token_classifier_v2(
-    encoder: Model[List[Doc], List[Floats2d]],
-    nO: Optional[int] = None,
-    dropout: float = 0.1,
     case_features: bool = True,
-    case_scale: float = 10.0,
-) -> Model[List[Doc], List[Floats2d]]:
-    """v1, and with `case_features` the softmax also sees each token's casing
-    (`spacy_bertprod.casing.CASE_FEATURES`): uncased encoders such as the
-    embedded MiniLM lowercase their input and lose that cue.
-
-    case_scale: the value of an active feature. Adam moves each weight by
-    about the learning rate per step, so at fine-tuning rates (1e-4) a 0/1
-    input could shift a logit by only ~0.1 over a whole run.
-    """
-    case = _casing(case_scale, 0)
-    features = concatenate(encoder, case) if case_features else encoder
-    return _token_softmax(features, encoder, nO, dropout)
-
-
-@registry.architectures("bertprod.TokenClassifier.v3")
-def token_classifier_v3(
-    encoder: Model[List[Doc], List[Floats2d]],
-    nO: Optional[int] = None,
-    dropout: float = 0.1,
     case_scale: float = 10.0,
     case_window: int = 1,
 ) -> Model[List[Doc], List[Floats2d]]:
-    """v2 with casing, where the softmax also sees the casing of the
-    `case_window` tokens on each side of a token (zeros past the doc's ends).
-    An uncased encoder cannot tell a token its neighbours are capitalised,
-    which is what separates "Bank of England" (B I L) from "bank of England".
+    """Encoder + dropout + softmax over tags, per spaCy token.
 
-    case_window: neighbours on each side (0: the token's own casing, as v2).
+    case_features: the softmax also sees the casing of each token and of the
+    `case_window` tokens on each side (`spacy_bertprod.layers.casing.CASE_FEATURES`,
+    zeros past the doc's ends). Uncased encoders such as the embedded MiniLM
+    lowercase their input and lose that cue, and cannot tell a token its
+    neighbours are capitalised, which is what separates "Bank of England"
+    (B I L) from "bank of England".
+    case_scale: the value of an active feature. Adam moves each weight by
+    about the learning rate per step, so at fine-tuning rates (1e-4) a 0/1
+    input could shift a logit by only ~0.1 over a whole run.
+    case_window: neighbours on each side (0: the token's own casing only).
     """
-    return _token_softmax(concatenate(encoder, _casing(case_scale, case_window)), encoder, nO, dropout)
+    features = concatenate(encoder, _casing(case_scale, case_window)) if case_features else encoder
+    return _token_softmax(features, encoder, nO, dropout)
 
 
 def _casing(case_scale: float, case_window: int) -> Model[List[Doc], List[Floats2d]]:

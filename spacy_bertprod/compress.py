@@ -20,11 +20,14 @@ from spacy.language import Language
 from thinc.api import Model
 
 from .attrs import ConfigSetting
-from .encoder import QUANTIZATION_INT8, hf_module, onnx_session, quantize_module, set_backend, uses_onnx
 from .errors import Errors
-from .onnx_backend import ONNX_OPSET, QUANTIZED_OPS, is_torch_quantized, require_onnxruntime
+from .layers.backends import onnx_session, set_backend, uses_onnx
+from .layers.encoder import is_bertprod_encoder
+from .layers.onnx_backend import ONNX_OPSET, QUANTIZED_OPS, require_onnxruntime
+from .layers.quantization import QUANTIZATION_INT8, is_torch_quantized, quantize_module
+from .layers.transformer import hf_module, set_hf_module
 
-ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1", "bertprod.Encoder.v2")
+ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1",)
 
 
 def bertprod_encoders(nlp: Language) -> Dict[str, Model]:
@@ -36,7 +39,7 @@ def bertprod_encoders(nlp: Language) -> Dict[str, Model]:
         if not isinstance(model, Model):
             continue
         for node in model.walk():
-            if node.name == "bertprod_encoder" and all(node is not seen for seen in found.values()):
+            if is_bertprod_encoder(node) and all(node is not seen for seen in found.values()):
                 found[name] = node
     return found
 
@@ -50,10 +53,10 @@ def quantize_pipeline(nlp: Language) -> List[str]:
             raise ValueError(Errors.E032.format(component=name, backend=str(encoder.attrs["backend"])))
     done = []
     for name, encoder in encoders.items():
-        shim = encoder.get_ref("transformer").shims[0]
-        if is_torch_quantized(shim._model):
+        module = hf_module(encoder)
+        if is_torch_quantized(module):
             continue
-        shim._model = quantize_module(shim._model.to("cpu"))
+        set_hf_module(encoder, quantize_module(module.to("cpu")))
         done.append(name)
     meta = nlp.meta.setdefault("bertprod", {})
     meta["compression"] = {"quantization": QUANTIZATION_INT8, "components": sorted(set(meta.get("compression", {}).get("components", [])) | set(done)), "layers": "torch.nn.Linear", "backend": "torch"}

@@ -32,8 +32,8 @@ from spacy.training.batchers import minibatch_by_words
 from thinc.api import Adam, warmup_linear
 
 from .distillation import Distillable, DistillSettings
-from .encoder import is_count
 from .errors import Errors
+from .layers.encoder import is_count
 from .student import check_distillable, copy_pipeline, keep_layers, make_student, spread_layers
 
 # the student builders, where callers of this module have always found them

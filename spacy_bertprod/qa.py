@@ -22,12 +22,12 @@ from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples
 from spacy.util import SimpleFrozenList, registry
 from spacy.vocab import Vocab
-from thinc.api import Config, Model, set_dropout_rate
+from thinc.api import Config, Model, NumpyOps, set_dropout_rate
 
 from .distillation import TeacherStudentMixin, kl, softmax_t
-from .encoder import default_encoder_config, is_count
 from .errors import Errors, Warnings
 from .extensions import set_scored_spans
+from .layers.encoder import default_encoder_config, is_count
 from .qa_model import QAScores
 from .serialization import pipe_from_disk
 from .settings import apply_config, record_config
@@ -51,6 +51,10 @@ def with_gold(questions: Sequence[str], example: Example) -> List[Tuple[str, Lis
     every question of an example without gold)."""
     gold = example.reference._.bertprod_qa_gold or [[] for _ in questions]
     return list(zip(questions, gold))
+
+
+#: QA logits are numpy arrays (`qa_model.QAWindow`) whatever the device
+_NUMPY_OPS = NumpyOps()
 
 
 @registry.scorers("bertprod.qa_scorer.v1")
@@ -107,11 +111,6 @@ def make_bertprod_qa(
         max_answer_len=max_answer_len, top_k=top_k, handle_impossible=handle_impossible,
         null_threshold=null_threshold, questions=questions, spans_key=spans_key, scorer=scorer,
     )
-
-
-def _softmax(x: np.ndarray) -> np.ndarray:
-    e = np.exp(x - x.max())
-    return e / e.sum()
 
 
 def _distinct_spans(doc: Doc, ranked: List[Tuple[int, int, float]]) -> List[Tuple[int, int, float]]:
@@ -266,7 +265,7 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
         best: Dict[Tuple[int, int], float] = {}
         null_score = 1.0
         for win in scores.windows:
-            p_start, p_end = _softmax(win.start_logits), _softmax(win.end_logits)
+            p_start, p_end = _NUMPY_OPS.softmax(win.start_logits), _NUMPY_OPS.softmax(win.end_logits)
             null_score = min(null_score, float(p_start[0] * p_end[0]))
             outer = np.triu(np.outer(p_start[1:], p_end[1:]))
             outer = np.tril(outer, max_len - 1)
@@ -409,7 +408,7 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
                     ts = te = 0
                 grads = []
                 for logits, t in ((win.start_logits, ts), (win.end_logits, te)):
-                    p = _softmax(logits)
+                    p = _NUMPY_OPS.softmax(logits)
                     loss -= float(np.log(max(p[t], 1e-12)))
                     d = p.astype("float32")
                     d[t] -= 1.0

@@ -15,9 +15,10 @@ from spacy.tokens import Doc
 from thinc.api import Linear, Model
 
 from .attrs import ConfigInt
-from .encoder import check_input, encode_sequences, is_count
 from .errors import Errors
-from .windows import window_bounds
+from .layers.batching import encode_sequences
+from .layers.encoder import check_input, is_count
+from .layers.windows import window_bounds
 
 QAPair = Tuple[Doc, str]
 

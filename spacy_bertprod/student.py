@@ -23,9 +23,10 @@ from thinc.api import Model
 
 from .compress import bertprod_encoders, encoder_blocks
 from .distillation import Distillable, InitializesFromTeacher, encoder_of, require_distillable
-from .encoder import hf_module, is_count
 from .errors import Errors
-from .onnx_backend import is_torch_quantized
+from .layers.encoder import is_count
+from .layers.quantization import is_torch_quantized
+from .layers.transformer import hf_module, set_hf_module
 
 
 def _layer_list(module: Any) -> Tuple[Any, str]:
@@ -92,11 +93,6 @@ def check_distillable(nlp: Language) -> None:
         raise ValueError(Errors.E026.format(pipeline=nlp.pipe_names))
 
 
-def _set_module(encoder: Model, module: Any) -> None:
-    """Put HF `module` into bertprod encoder layer `encoder`."""
-    encoder.get_ref("transformer").shims[0]._model = module
-
-
 def make_student(
     teacher: Language,
     *,
@@ -125,7 +121,7 @@ def make_student(
         owner, attr = _layer_list(module)
         n_teacher = len(getattr(owner, attr))
         keep = list(layers) if layers is not None else spread_layers(n_teacher, n_layers or n_teacher)
-        _set_module(encoder_layer, keep_layers(module, keep))
+        set_hf_module(encoder_layer, keep_layers(module, keep))
         info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
         info.setdefault("layers", {})[name] = keep
     return student

@@ -25,8 +25,8 @@ from thinc.api import Config, Model
 
 from . import extensions  # noqa: F401
 from .distillation import TeacherStudentMixin, kl, softmax_t
-from .encoder import default_encoder_config
 from .errors import Errors, Warnings
+from .layers.encoder import default_encoder_config
 from .serialization import pipe_from_disk
 from .settings import apply_config, record_config
 
@@ -162,9 +162,7 @@ class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
     def _normalize(self, logits: Any) -> Any:
         xp = self.model.ops.xp
         if self.exclusive:
-            shifted = logits - logits.max(axis=1, keepdims=True)
-            exp = xp.exp(shifted)
-            return exp / exp.sum(axis=1, keepdims=True)
+            return self.model.ops.softmax(logits, axis=1)
         return 1.0 / (1.0 + xp.exp(-logits))
 
     def predict(self, docs: Iterable[Doc]) -> Any:

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from spacy.tokens import Doc
 
-from spacy_bertprod.alignment import align_wordpieces
+from spacy_bertprod.layers.alignment import align_wordpieces
 
 
 @pytest.fixture(scope="module")

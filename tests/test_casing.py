@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import spacy
+from conftest import make_examples, ner_config, train
 from thinc.api import Config
 
-from conftest import make_examples, ner_config, train
-from spacy_bertprod.casing import CASE_FEATURES, doc_case_features, word_case
+from spacy_bertprod.layers.casing import CASE_FEATURES, doc_case_features, word_case
 from spacy_bertprod.ner import DEFAULT_NER_MODEL_CFG
 
 # Only the casing tells these apart for an uncased encoder.
@@ -50,22 +50,22 @@ def test_doc_features_mark_sentence_openings():
     assert doc_case_features(spacy.blank("en")("")).shape == (0, len(CASE_FEATURES))
 
 
-def _train(tiny_bert, architecture, data=CASED_DATA, **arch):
+def _train(tiny_bert, data=CASED_DATA, **arch):
     nlp = spacy.blank("en")
     encoder = Config(DEFAULT_NER_MODEL_CFG["encoder"]).copy()
     encoder.update(ner_config(tiny_bert)["model"]["encoder"])
     encoder["input_casing"] = False  # casing reaches the head only (see test_input_casing.py)
-    model = {"@architectures": architecture, "nO": None, "dropout": 0.1, **arch, "encoder": encoder}
+    model = {"@architectures": "bertprod.TokenClassifier.v1", "nO": None, "dropout": 0.1, **arch, "encoder": encoder}
     nlp.add_pipe("bertprod_ner", config={"model": model})
     return train(nlp, make_examples(nlp, data), lr=2e-3)
 
 
-def test_v1_cannot_see_case_v2_can(tiny_bert):
-    v1 = _train(tiny_bert, "bertprod.TokenClassifier.v1")
+def test_case_features_let_the_head_see_case(tiny_bert):
+    v1 = _train(tiny_bert, case_features=False)
     upper, lower = v1.get_pipe("bertprod_ner").model.predict([v1.make_doc(t) for t, _ in CASED_DATA[:2]])
     np.testing.assert_allclose(upper, lower)  # the uncased tokenizer makes them one input
 
-    v2 = _train(tiny_bert, "bertprod.TokenClassifier.v2")
+    v2 = _train(tiny_bert, case_window=0)
     output = v2.get_pipe("bertprod_ner").model.get_ref("output")
     encoder_width = v2.get_pipe("bertprod_ner").model.get_ref("encoder").get_dim("nO")
     assert output.get_dim("nI") == encoder_width + len(CASE_FEATURES)
@@ -74,8 +74,8 @@ def test_v1_cannot_see_case_v2_can(tiny_bert):
     ]
 
 
-def test_v2_round_trip(tiny_bert, tmp_path):
-    nlp = _train(tiny_bert, "bertprod.TokenClassifier.v2")
+def test_own_casing_round_trip(tiny_bert, tmp_path):
+    nlp = _train(tiny_bert, case_window=0)
     nlp.to_disk(tmp_path / "pipeline")
     loaded = spacy.load(tmp_path / "pipeline")
     docs = [t for t, _ in CASED_DATA]
@@ -88,11 +88,11 @@ def test_v2_round_trip(tiny_bert, tmp_path):
 
 def test_case_scale_must_be_positive(tiny_bert):
     with pytest.raises(ValueError, match="E037"):
-        _train(tiny_bert, "bertprod.TokenClassifier.v2", case_scale=0)
+        _train(tiny_bert, case_window=0, case_scale=0)
 
 
-def test_v2_without_case_features_is_v1(tiny_bert):
-    nlp = _train(tiny_bert, "bertprod.TokenClassifier.v2", case_features=False)
+def test_without_case_features_the_head_sees_the_encoder_only(tiny_bert):
+    nlp = _train(tiny_bert, case_window=0, case_features=False)
     model = nlp.get_pipe("bertprod_ner").model
     assert model.get_ref("output").get_dim("nI") == model.get_ref("encoder").get_dim("nO")
 
@@ -109,15 +109,15 @@ def _rows(nlp, texts, index):
     return [p[index] for p in probs]
 
 
-def test_v3_sees_neighbours_casing(tiny_bert):
+def test_case_window_sees_neighbours_casing(tiny_bert):
     texts = [t for t, _ in NEIGHBOUR_DATA]
     of = 3
-    v2 = _train(tiny_bert, "bertprod.TokenClassifier.v2", data=NEIGHBOUR_DATA)
+    v2 = _train(tiny_bert, case_window=0, data=NEIGHBOUR_DATA)
     assert v2.make_doc(texts[0])[of].text == "of"
     a, b = _rows(v2, texts, of)
     np.testing.assert_allclose(a, b)  # same wordpieces, same own casing: one input
 
-    v3 = _train(tiny_bert, "bertprod.TokenClassifier.v3", data=NEIGHBOUR_DATA)
+    v3 = _train(tiny_bert, data=NEIGHBOUR_DATA)
     model = v3.get_pipe("bertprod_ner").model
     encoder_width = model.get_ref("encoder").get_dim("nO")
     assert model.get_ref("output").get_dim("nI") == encoder_width + 3 * len(CASE_FEATURES)
@@ -128,8 +128,8 @@ def test_v3_sees_neighbours_casing(tiny_bert):
     ]
 
 
-def test_v3_window_stays_inside_each_doc(tiny_bert):
-    nlp = _train(tiny_bert, "bertprod.TokenClassifier.v3", data=NEIGHBOUR_DATA)
+def test_case_window_stays_inside_each_doc(tiny_bert):
+    nlp = _train(tiny_bert, data=NEIGHBOUR_DATA)
     model = nlp.get_pipe("bertprod_ner").model
     alone = model.predict([nlp.make_doc("Paris is big.")])[0]
     # an upper-case doc before it in the batch must not leak into its first token
@@ -138,8 +138,8 @@ def test_v3_window_stays_inside_each_doc(tiny_bert):
     np.testing.assert_allclose(batched[2], alone, rtol=1e-5, atol=1e-6)
 
 
-def test_v3_round_trip_and_window_zero(tiny_bert, tmp_path):
-    nlp = _train(tiny_bert, "bertprod.TokenClassifier.v3", data=NEIGHBOUR_DATA, case_window=2)
+def test_case_window_round_trip_and_zero(tiny_bert, tmp_path):
+    nlp = _train(tiny_bert, data=NEIGHBOUR_DATA, case_window=2)
     model = nlp.get_pipe("bertprod_ner").model
     assert model.get_ref("output").get_dim("nI") == model.get_ref("encoder").get_dim("nO") + 5 * len(CASE_FEATURES)
     nlp.to_disk(tmp_path / "pipeline")
@@ -148,7 +148,7 @@ def test_v3_round_trip_and_window_zero(tiny_bert, tmp_path):
     for a, b in zip(_rows(nlp, texts, slice(None)), _rows(loaded, texts, slice(None))):
         np.testing.assert_array_equal(a, b)
 
-    alone = _train(tiny_bert, "bertprod.TokenClassifier.v3", data=NEIGHBOUR_DATA, case_window=0)
+    alone = _train(tiny_bert, data=NEIGHBOUR_DATA, case_window=0)
     model = alone.get_pipe("bertprod_ner").model
     assert model.get_ref("output").get_dim("nI") == model.get_ref("encoder").get_dim("nO") + len(CASE_FEATURES)
 
@@ -156,4 +156,4 @@ def test_v3_round_trip_and_window_zero(tiny_bert, tmp_path):
 @pytest.mark.parametrize("window,message", [(-1, "E038"), (1.5, "case_window")])
 def test_case_window_must_be_whole(tiny_bert, window, message):
     with pytest.raises(ValueError, match=message):
-        _train(tiny_bert, "bertprod.TokenClassifier.v3", case_window=window)
+        _train(tiny_bert, case_window=window)

@@ -9,11 +9,12 @@ import re
 import numpy as np
 import pytest
 import spacy
+from conftest import TRAIN_DATA, make_examples, ner_config, random_text, train
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
-import spacy_bertprod.encoder as encoder_module
-from conftest import TRAIN_DATA, make_examples, ner_config, random_text, train
+import spacy_bertprod.layers.batching as batching_module
+import spacy_bertprod.layers.encoder as encoder_module
 from spacy_bertprod.squad import make_examples as qa_examples
 
 NER = "components.bertprod_ner.model"
@@ -46,7 +47,8 @@ def textcat_path(tiny_bert, tmp_path_factory):
     encoder = {"name": tiny_bert, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
 
     def examples(nlp):
-        cats = lambda i: {"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)}
+        def cats(i):
+            return {"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)}
         return [Example.from_dict(nlp.make_doc(text), {"cats": cats(i)}) for i, (text, _) in enumerate(TRAIN_DATA)]
 
     config = {"exclusive_classes": False, "model": {"encoder": encoder}}
@@ -68,7 +70,7 @@ def _ner_probs(nlp, text=LONG_TEXT):
 def _encoder_calls(nlp, monkeypatch, text=LONG_TEXT):
     """(windows, transformer calls) of the NER encoder on `text`."""
     seen = {"windows": 0, "calls": 0}
-    encode, run = encoder_module.encode_sequences, encoder_module._run_transformer
+    encode, run = encoder_module.encode_sequences, batching_module.run_transformer
 
     def count_windows(model, seqs, *args, **kwargs):
         seen["windows"] += len(seqs)
@@ -80,7 +82,7 @@ def _encoder_calls(nlp, monkeypatch, text=LONG_TEXT):
 
     with monkeypatch.context() as patch:
         patch.setattr(encoder_module, "encode_sequences", count_windows)
-        patch.setattr(encoder_module, "_run_transformer", count_calls)
+        patch.setattr(batching_module, "run_transformer", count_calls)
         nlp(text)
     return seen["windows"], seen["calls"]
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from spacy.tokens import Doc
 
-from spacy_bertprod.architectures import encoder_v1, encoder_v2
+from spacy_bertprod.architectures import encoder_v1
 
 
 def _encoder(path, **kwargs):
@@ -68,7 +68,8 @@ def test_prediction_keeps_no_window_states_alive(nlp, tiny_bert, pooling):
 
     from conftest import random_text
 
-    from spacy_bertprod.encoder import hf_module, hidden_state_hook
+    from spacy_bertprod.layers.batching import hidden_state_hook
+    from spacy_bertprod.layers.transformer import hf_module
 
     model = _encoder(tiny_bert, pooling=pooling)
     states = []
@@ -91,11 +92,11 @@ def test_prediction_keeps_no_window_states_alive(nlp, tiny_bert, pooling):
 
 @pytest.mark.parametrize("pooling", ["first", "mean"])
 def test_pooling_in_slices_gives_the_same_vectors(nlp, tiny_bert, monkeypatch, pooling):
-    import spacy_bertprod.encoder as encoder_module
-    import spacy_bertprod.pooling as pooling_module
     from conftest import random_text
 
-    from spacy_bertprod.pooling import doc_pooler
+    import spacy_bertprod.layers.encoder as encoder_module
+    import spacy_bertprod.layers.pooling as pooling_module
+    from spacy_bertprod.layers.pooling import doc_pooler
 
     docs = [nlp.make_doc(random_text(n, seed=n)) for n in (50, 0, 7, 120)]
     model = _encoder(tiny_bert, pooling=pooling)
@@ -137,14 +138,21 @@ def test_empty_batch(tiny_bert):
 
 @pytest.mark.parametrize(
     "kwargs,code",
-    [({"window": 2}, "E050"), ({"stride": 0}, "E051"), ({"window": 16, "stride": 15}, "E051"), ({"max_batch_wordpieces": 4}, "E055"), ({"max_batch_wordpieces": True}, "E055"), ({"input_casing": 1}, "E056")],
+    [
+        ({"window": 2}, "E050"),
+        ({"stride": 0}, "E051"),
+        ({"window": 16, "stride": 15}, "E051"),
+        ({"max_batch_wordpieces": 4}, "E055"),
+        ({"max_batch_wordpieces": True}, "E055"),
+        ({"input_casing": 1}, "E056"),
+    ],
 )
 def test_bad_window_settings(tiny_bert, kwargs, code):
     settings = {"window": 16, "stride": 8}
     settings.update(kwargs)
     setting = next(iter(kwargs)) if code != "E051" else "stride"
     with pytest.raises(ValueError, match=rf"\[{code}\] Invalid encoder {setting} = "):
-        encoder_v2(name=tiny_bert, **settings)
+        encoder_v1(name=tiny_bert, **settings)
 
 
 def test_bad_pooling(tiny_bert):

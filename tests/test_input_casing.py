@@ -1,15 +1,15 @@
-"""`bertprod.Encoder.v2` with `input_casing`: each wordpiece's casing class is
+"""`bertprod.Encoder.v1` with `input_casing`: each wordpiece's casing class is
 fed to the transformer as its token type."""
 
 import numpy as np
 import pytest
 import spacy
 import torch
-
 from conftest import build_tiny_bert, make_examples, train
-from spacy_bertprod.architectures import encoder_v1, encoder_v2
-from spacy_bertprod.casing import WORDPIECE_CASES, wordpiece_case_ids
-from spacy_bertprod.encoder import hf_module
+
+from spacy_bertprod.architectures import encoder_v1
+from spacy_bertprod.layers.casing import WORDPIECE_CASES, wordpiece_case_ids
+from spacy_bertprod.layers.transformer import hf_module
 
 SETTINGS = {"window": 16, "stride": 8, "max_batch_wordpieces": 64}
 # Only the casing tells these apart for an uncased encoder.
@@ -22,7 +22,7 @@ CASED_DATA = [
 
 
 def _encoder(path, **kwargs):
-    model = encoder_v2(name=path, input_casing=True, **{**SETTINGS, **kwargs})
+    model = encoder_v1(name=path, input_casing=True, **{**SETTINGS, **kwargs})
     model.initialize()
     return model
 
@@ -65,8 +65,8 @@ def test_casing_reaches_the_transformer(nlp, tiny_bert):
 
 def _train_ner(tiny_bert, input_casing):
     nlp = spacy.blank("en")
-    encoder = {"@architectures": "bertprod.Encoder.v2", "name": tiny_bert, "input_casing": input_casing, **SETTINGS}
-    model = {"@architectures": "bertprod.TokenClassifier.v1", "nO": None, "dropout": 0.1, "encoder": encoder}
+    encoder = {"@architectures": "bertprod.Encoder.v1", "name": tiny_bert, "input_casing": input_casing, **SETTINGS}
+    model = {"@architectures": "bertprod.TokenClassifier.v1", "nO": None, "dropout": 0.1, "case_features": False, "encoder": encoder}
     nlp.add_pipe("bertprod_ner", config={"model": model})
     return train(nlp, make_examples(nlp, CASED_DATA), lr=2e-3)
 
@@ -94,7 +94,7 @@ def test_ner_without_head_features_learns_case_only_entities(tiny_bert, tmp_path
 def test_onnx_backend_gets_the_casing(nlp, tiny_bert):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from spacy_bertprod.encoder import set_backend
+    from spacy_bertprod.layers.backends import set_backend
 
     model = _encoder(tiny_bert)
     with torch.no_grad():
@@ -110,7 +110,7 @@ def test_clear_errors(tiny_bert, tmp_path):
     from transformers import DistilBertConfig, DistilBertModel
 
     with pytest.raises(ValueError, match="input_casing"):
-        encoder_v2(name=tiny_bert, input_casing="yes")
+        encoder_v1(name=tiny_bert, input_casing="yes")
     # a model without token type embeddings
     path = build_tiny_bert(tmp_path / "distil")
     DistilBertModel(DistilBertConfig(vocab_size=200, dim=32, n_layers=1, n_heads=2, hidden_dim=64)).save_pretrained(str(path))
@@ -118,7 +118,7 @@ def test_clear_errors(tiny_bert, tmp_path):
         _encoder(str(path))
     # question answering needs the token types for question / context
     nlp = spacy.blank("en")
-    encoder = {"@architectures": "bertprod.Encoder.v2", "name": tiny_bert, "input_casing": True, "window": 64, "stride": 32}
+    encoder = {"@architectures": "bertprod.Encoder.v1", "name": tiny_bert, "input_casing": True, "window": 64, "stride": 32}
     with pytest.raises(ValueError, match="E040"):
         nlp.add_pipe("bertprod_qa", config={"model": {"encoder": encoder}})
 

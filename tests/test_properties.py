@@ -11,8 +11,8 @@ import spacy
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from spacy_bertprod.alignment import align_wordpieces, token_char_spans
-from spacy_bertprod.windows import assign_tokens, window_bounds
+from spacy_bertprod.layers.alignment import align_wordpieces, token_char_spans
+from spacy_bertprod.layers.windows import assign_tokens, window_bounds
 
 NLP = spacy.blank("en")
 WHITESPACE = " \t\n\r\x0b\x0c\xa0\u2028\u3000"
@@ -105,12 +105,12 @@ def encoders(tiny_bert):
     import torch
     from thinc.api import fix_random_seed
 
-    from spacy_bertprod.architectures import encoder_v2
+    from spacy_bertprod.architectures import encoder_v1
 
     fix_random_seed(0)
     built = {}
     for key, (window, stride, pooling, casing) in ENCODERS.items():
-        model = encoder_v2(name=tiny_bert, window=window, stride=stride, pooling=pooling, max_batch_wordpieces=128, input_casing=casing)
+        model = encoder_v1(name=tiny_bert, window=window, stride=stride, pooling=pooling, max_batch_wordpieces=128, input_casing=casing)
         model.initialize()
         built[key] = model
     # hundreds of tiny transformer calls: one thread spends no time syncing
@@ -123,7 +123,7 @@ def encoders(tiny_bert):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=short_texts, others=st.lists(short_texts, max_size=4), position=st.integers(0, 4), key=st.sampled_from(sorted(ENCODERS)))
 def test_token_and_doc_vectors_do_not_depend_on_the_batch(encoders, text, others, position, key):
-    from spacy_bertprod.pooling import doc_pooler
+    from spacy_bertprod.layers.pooling import doc_pooler
 
     encoder = encoders[key]
     doc = NLP.make_doc(text)

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 import spacy
 import srsly
+from conftest import TRAIN_DATA, build_tiny_bert, make_examples, ner_config, train
 from spacy.training import Example
 from thinc.api import fix_random_seed
-
-from conftest import TRAIN_DATA, build_tiny_bert, make_examples, ner_config, train
 
 TEXTS = [text for text, _ in TRAIN_DATA]
 PACKAGE = Path(__file__).parent.parent / "spacy_bertprod"
@@ -38,7 +37,7 @@ def damaged(ner_path, tmp_path) -> Path:
 
 def _rewrite_transformer_state(model_file: Path, edit) -> None:
     """Apply `edit` to the serialized transformer (the dict that
-    `encoder.serialize_module` wrote) inside a component's `model` file."""
+    `layers.transformer.serialize_module` wrote) inside a component's `model` file."""
     msg = srsly.msgpack_loads(model_file.read_bytes())
     for shims in msg["shims"]:
         for i, shim_bytes in enumerate(shims):
@@ -237,8 +236,8 @@ def test_issue15_onnx_pipeline_without_onnxruntime_fails_at_load(ner_path, monke
 
 
 def test_issue15_missing_onnx_at_export_is_e024(ner_path, monkeypatch):
-    from spacy_bertprod.encoder import hf_module
-    from spacy_bertprod.onnx_backend import export_onnx
+    from spacy_bertprod.layers.onnx_backend import export_onnx
+    from spacy_bertprod.layers.transformer import hf_module
 
     module = hf_module(spacy.load(ner_path).get_pipe("bertprod_ner").model.get_ref("encoder"))
     monkeypatch.setitem(sys.modules, "onnx", None)

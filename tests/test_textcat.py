@@ -3,10 +3,9 @@ import warnings
 import numpy as np
 import pytest
 import spacy
+from conftest import TRAIN_DATA, random_text, train
 from spacy.training import Example
 from thinc.api import Adam
-
-from conftest import TRAIN_DATA, random_text, train
 
 CATS = [
     ("the film was a delight", "POS"),
@@ -21,7 +20,7 @@ def _encoder(path):
 
 
 def _examples(nlp, data=CATS):
-    return [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(l == "POS"), "NEG": float(l == "NEG")}}) for t, l in data]
+    return [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in data]
 
 
 def _train(tiny_bert, exclusive=True, pooling="cls", steps=30, **cfg):
@@ -76,9 +75,9 @@ def test_long_document_pools_all_windows(tiny_bert, pooling):
     encoder = nlp.get_pipe("bertprod_textcat").model.get_ref("encoder")
     words = random_text(800).split()
     text = " ".join(words)
-    from spacy_bertprod.encoder import _Plan
+    from spacy_bertprod.layers.encoder import window_plan
 
-    assert _Plan(encoder, [nlp.make_doc(text)]).doc_windows[0][1] > 10
+    assert window_plan(encoder, [nlp.make_doc(text)]).doc_windows[0][1] > 10
     # only text far beyond the first window differs: the prediction must see it
     other = " ".join(words[:-100] + random_text(100, seed=7).split())
     a, b, again = nlp(text).cats, nlp(other).cats, nlp(text).cats
@@ -123,8 +122,9 @@ def test_label_without_positive_example_warns(tiny_bert):
 
 
 def test_cls_pooling_needs_own_encoder():
-    from spacy_bertprod.architectures import text_classifier_v1
     from spacy.util import registry
+
+    from spacy_bertprod.architectures import text_classifier_v1
 
     listener = registry.architectures.get("spacy.Tok2VecListener.v1")(width=32, upstream="*")
     with pytest.raises(ValueError, match="E013"):

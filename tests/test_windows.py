@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacy_bertprod.windows import assign_tokens, window_bounds
+from spacy_bertprod.layers.windows import assign_tokens, window_bounds
 
 
 def assign_tokens_oracle(wp_start, wp_end, bounds, n_wordpieces):
@@ -159,14 +159,16 @@ def test_doc_just_over_one_window_is_not_encoded_twice():
 
 
 def test_length_buckets_limit_padding(nlp, tiny_bert):
-    from spacy_bertprod.architectures import encoder_v1
-    from spacy_bertprod.encoder import MIN_GROUP, PAD_RATIO, _Plan, length_groups
     from conftest import random_text
+
+    from spacy_bertprod.architectures import encoder_v1
+    from spacy_bertprod.layers.batching import MIN_GROUP, PAD_RATIO, length_groups
+    from spacy_bertprod.layers.encoder import window_plan
 
     model = encoder_v1(name=tiny_bert, window=64, stride=32, max_batch_wordpieces=4096)
     model.initialize()
     docs = [nlp.make_doc(random_text(n, seed=n)) for n in range(1, 40)]
-    plan = _Plan(model, docs)
+    plan = window_plan(model, docs)
     lengths = np.array([len(w) + 2 for w in plan.windows])
     groups = length_groups(lengths, 4096)
     assert sorted(i for g in groups for i in g) == list(range(len(plan.windows)))

@@ -5,7 +5,7 @@ so "Apple" and "apple" reach the head as the same vectors. Two ways to give
 that cue back: a fixed 0/1 vector per spaCy token beside the encoder's output
 (`case_features`, no weights), and a casing class per wordpiece that the
 encoder feeds into the transformer as its token type (`wordpiece_case_ids`,
-see `bertprod.Encoder.v2`'s `input_casing`).
+see `bertprod.Encoder.v1`'s `input_casing`).
 """
 
 from functools import lru_cache
@@ -16,7 +16,7 @@ from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from .attrs import ConfigFloat
+from ..attrs import ConfigFloat
 
 CASE_FEATURES = (
     "lower",  # cased letters, all lowercase

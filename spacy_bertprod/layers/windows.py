@@ -6,11 +6,16 @@ which it has the most context on both sides, so nothing is truncated and no
 prediction is averaged across windows.
 """
 
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
+from spacy.tokens import Doc
 
-from .errors import Errors
+from ..data_classes import WindowPlan
+from ..errors import Errors
+from .alignment import align_wordpieces
+from .casing import wordpiece_case_ids
+from .tokenizer import TokenizerHolder
 
 
 def window_bounds(n_wordpieces: int, content: int, stride: int) -> List[Tuple[int, int]]:
@@ -112,3 +117,51 @@ def _first_argmax(score: np.ndarray, seg_start: np.ndarray, owner: np.ndarray) -
     seg_max = np.maximum.reduceat(score, seg_start)
     at_max = np.flatnonzero(score == seg_max[owner])
     return at_max[np.searchsorted(owner[at_max], np.arange(len(seg_start)), side="left")]
+
+
+def plan_windows(
+    tokenizer: TokenizerHolder,
+    docs: List[Doc],
+    *,
+    window: int,
+    stride: int,
+    first_only: bool,
+    input_casing: bool,
+) -> WindowPlan:
+    """Tokenize `docs` and cut them into windows of `window` wordpieces
+    ([CLS] and [SEP] included) `stride` apart; each token is read from one
+    window, by its first wordpiece (`first_only`) or all of them."""
+    content = window - 2
+    encoded = tokenizer.offsets_and_ids([doc.text for doc in docs])
+    windows: List[np.ndarray] = []
+    # token type (casing class) of each window's wordpieces, with input_casing
+    window_types: Optional[List[np.ndarray]] = [] if input_casing else None
+    token_window, token_pos, token_len, doc_lengths = [], [], [], []
+    doc_windows: List[Tuple[int, int]] = []
+    for doc, (ids, offsets) in zip(docs, encoded):
+        wp_start, wp_end = align_wordpieces(doc, offsets)
+        bounds = window_bounds(len(ids), content, stride)
+        win, start, end = assign_tokens(wp_start, wp_end, bounds, len(ids))
+        base = len(windows)
+        doc_windows.append((base, len(bounds)))
+        starts_of = np.array([b[0] for b in bounds] or [0], dtype="int64")
+        has = win >= 0
+        token_window.append(np.where(has, win + base, -1))
+        token_pos.append(np.where(has, start - starts_of[np.clip(win, 0, None)], 0))
+        token_len.append(np.where(has, 1 if first_only else end - start, 0))
+        windows.extend(ids[s:e] for s, e in bounds)
+        if window_types is not None:
+            cases = wordpiece_case_ids(doc.text, offsets)
+            window_types.extend(cases[s:e] for s, e in bounds)
+        doc_lengths.append(len(doc))
+    def cat(arrs):
+        return np.concatenate(arrs) if arrs else np.zeros(0, dtype="int64")
+    return WindowPlan(
+        windows=windows,
+        window_types=window_types,
+        doc_windows=doc_windows,
+        doc_lengths=doc_lengths,
+        token_window=cat(token_window),
+        token_pos=cat(token_pos),
+        token_len=cat(token_len),
+    )

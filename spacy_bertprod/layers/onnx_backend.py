@@ -21,8 +21,9 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import srsly
 
-from .attrs import ConfigSetting, bytes_attr
-from .errors import Errors
+from ..attrs import ConfigSetting, bytes_attr
+from ..errors import Errors
+from .quantization import is_torch_quantized
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 ONNX_OPSET = 17
@@ -57,10 +58,6 @@ def require_onnx() -> Any:
     except ImportError as err:
         raise ImportError(Errors.E028) from err
     return onnx
-
-
-def is_torch_quantized(module: Any) -> bool:
-    return bool(getattr(module, "bertprod_quantization", None))
 
 
 def _hidden_states(module: Any) -> Any:

@@ -17,15 +17,11 @@ from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from .attrs import ConfigSetting
+from ..attrs import ConfigSetting
+from ..errors import Errors
 from .encoder import POOL_CHUNK, run_windows
-from .errors import Errors
 
 DOC_POOLING = ("cls", "mean")
-
-
-def is_bertprod_encoder(model: Model) -> bool:
-    return model.name == "bertprod_encoder"
 
 
 def doc_pooler(encoder: Model, pooling: str) -> Model[List[Doc], Floats2d]:
