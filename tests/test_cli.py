@@ -104,6 +104,19 @@ def test_python_m_spacy_bertprod_help(tmp_path):
     assert "int8 dynamic quantization" in out.stdout
 
 
+def test_project_makefile_and_readme_call_registered_commands():
+    """project.yml, the Makefile (`make demo`) and the README name commands
+    that exist: bertprod's, or spaCy's own."""
+    ours = {c.name for c in bertprod_cli.registered_commands}
+    spacys = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name or g.typer_instance.info.name for g in app.registered_groups}
+    for name in ("project.yml", "Makefile", "README.md"):
+        text = (ROOT / name).read_text(encoding="utf8")
+        assert "-m spacy_bertprod" not in text, name
+        called = re.findall(r"-m spacy bertprod ([\w-]+)", text)
+        assert called and set(called) <= ours, (name, set(called) - ours)
+        assert set(re.findall(r"-m spacy (\w[\w-]*)", text)) <= spacys, name
+
+
 def test_convert_all(tmp_path):
     data = tmp_path / "data"
     shutil.copytree(ROOT / "assets", data)
