@@ -18,7 +18,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 demo: setup
-	$(PY) -m spacy_bertprod demo
+	$(PY) -m spacy bertprod demo
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -147,7 +147,7 @@ class Errors(metaclass=ErrorsWithCodes):
     E024 = (
         "Component '{component}' of the teacher is int8-quantized or runs "
         "on ONNX Runtime. Distil from the fp32 torch pipeline and quantize the "
-        "student afterwards (`python -m spacy_bertprod quantize`)."
+        "student afterwards (`python -m spacy bertprod quantize`)."
     )
     E025 = (
         "Component '{component}' has no bertprod encoder of its own (it "
@@ -190,7 +190,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "Component '{component}' runs its encoder on ONNX Runtime "
         "(backend {backend!r}), so torch int8 quantization would not change "
         "what it computes. Quantize the torch pipeline before converting it, "
-        "or convert the fp32 pipeline with `python -m spacy_bertprod onnx IN "
+        "or convert the fp32 pipeline with `python -m spacy bertprod onnx IN "
         "OUT --int8` for an int8 ONNX model."
     )
     E033 = (
@@ -265,7 +265,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "{file} holds int8 weights in the old torch.save (pickle) "
         "format, which spacy-bertprod no longer loads: unpickling a file can "
         "run any code it contains. Quantize the fp32 pipeline again with this "
-        "version (`python -m spacy_bertprod quantize FP32_DIR INT8_DIR`); it "
+        "version (`python -m spacy bertprod quantize FP32_DIR INT8_DIR`); it "
         "stores int8 weights as plain tensors (safetensors)."
     )
     E046 = (
@@ -402,6 +402,25 @@ class Errors(metaclass=ErrorsWithCodes):
         "Invalid null_threshold = {value!r} for question answering: "
         "it must be a number (the margin, in probability, by which the "
         "\"no answer\" score must beat the best answer)."
+    )
+    E100 = (
+        "Found none of the datasets under '{path}' (looked for {sources}). "
+        "Point `python -m spacy bertprod convert-all` at a folder laid out "
+        "like the shipped assets/ (conll2003/, sst2/glue/, squad/)."
+    )
+    E101 = (
+        "--layers {value!r} is not a list of teacher layers: give the layer "
+        "numbers the student keeps, separated by commas (e.g. --layers 0,2,5)."
+    )
+    E102 = (
+        "The pipeline '{path}' has no bertprod encoder to {action} (its "
+        "components: {pipes}). Give a pipeline trained with bertprod_ner, "
+        "bertprod_textcat or bertprod_qa."
+    )
+    E103 = (
+        "The pipeline '{model}' has no bertprod_qa component to answer "
+        "SQuAD questions (its components: {pipes}). Score other pipelines "
+        "on .spacy corpora with `python -m spacy evaluate`."
     )
     E110 = (
         "Component '{component}' ({type}) cannot be distilled: it lacks "

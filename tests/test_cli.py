@@ -1,7 +1,10 @@
-"""`spacy train` / `spacy evaluate` on configs/ner.cfg, and our own CLI, run as
-a user would (subprocesses), on a tiny model and the shipped sample."""
+"""`python -m spacy bertprod ...`: the commands registered on spaCy's CLI,
+run through spaCy's typer app (typer's CliRunner) on tiny pipelines and the
+shipped samples; and `spacy train` / `spacy evaluate` on the shipped configs,
+which project.yml calls directly."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -10,17 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import spacy
+from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, make_examples
+from spacy.cli import app
 from spacy.tokens import DocBin
 from spacy.training import Corpus
 from spacy.util import load_config
+from typer.testing import CliRunner
 
-from conftest import TRAIN_DATA, assert_varies
-from spacy_bertprod.cli import DEMO_TEXTS
-from spacy_bertprod.convert import conll_to_docs, sst2_to_docs
+from spacy_bertprod.cli import bertprod_cli
+from spacy_bertprod.cli.demo import DEMO_TEXTS
+from spacy_bertprod.compress import QUANTIZATION_INT8
+from spacy_bertprod.convert import conll_to_docs, sst2_to_docs, write_docbin
 from spacy_bertprod.squad import exact_match
 
 ROOT = Path(__file__).parent.parent
-
+COMMANDS = ("convert-all", "evaluate-squad", "distill", "quantize", "onnx", "demo")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # the configs warm up over 100 steps: a few steps at that rate barely move a
 # head that starts at zero
@@ -31,22 +39,119 @@ _FAST_LR = (
 )
 
 
-def _run(*args, cwd=ROOT):
-    out = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True)
+def bertprod(*args, exit_code: int = 0) -> str:
+    """Run `spacy bertprod ARGS` in this process; its output without colours
+    and with runs of whitespace as one space (wasabi wraps long messages)."""
+    result = CliRunner().invoke(app, ["bertprod", *map(str, args)])
+    output = " ".join(ANSI.sub("", result.output).split())
+    assert result.exit_code == exit_code, output[-3000:] + (repr(result.exception) if exit_code == 0 else "")
+    return output
+
+
+def _run(*args, cwd=ROOT, env=None):
+    out = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, env=env)
     assert out.returncode == 0, out.stderr[-3000:]
     return out
 
 
-def test_convert_sample(tmp_path):
-    out = _run("-m", "spacy_bertprod", "convert", "assets/conll2003/train.txt", str(tmp_path / "train.spacy"))
-    assert "docs" in out.stdout
-    docs = list(DocBin().from_disk(tmp_path / "train.spacy").get_docs(spacy.blank("en").vocab))
-    assert len(docs) == 16 and all(d.ents for d in docs)
+def declared_cli_entry_point() -> str:
+    """pyproject.toml's `bertprod` entry in [project.entry-points.spacy_cli]
+    (read without tomllib, which Python 3.9 and 3.10 lack)."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf8")
+    section = text.split("[project.entry-points.spacy_cli]\n", 1)[1].split("\n[", 1)[0]
+    return re.search(r'^bertprod = "([^"]+)"$', section, flags=re.M).group(1)
+
+
+def entry_point_path(tmp_path: Path) -> Path:
+    """A folder to put on PYTHONPATH holding a distribution whose only entry
+    point is pyproject's `spacy_cli` one: `python -m spacy` then finds the
+    sub-app through the entry point as an installed package does, whether or
+    not the editable install's metadata has been regenerated since."""
+    dist = tmp_path / "site" / "spacy_bertprod_cli_check-0.0.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: spacy-bertprod-cli-check\nVersion: 0.0.0\n")
+    (dist / "entry_points.txt").write_text(f"[spacy_cli]\nbertprod = {declared_cli_entry_point()}\n")
+    return dist.parent
+
+
+def test_the_entry_point_is_the_registered_sub_app():
+    module, name = declared_cli_entry_point().split(":")
+    assert (module, name) == ("spacy_bertprod.cli", "bertprod_cli")
+    assert getattr(sys.modules[module], name) is bertprod_cli
+    assert [g.typer_instance for g in app.registered_groups].count(bertprod_cli) == 1
+    assert bertprod_cli.info.name == "bertprod"
+
+
+def test_help_lists_the_commands():
+    result = CliRunner().invoke(app, ["bertprod", "--help"])
+    assert result.exit_code == 0
+    out = result.output
+    listed = re.findall(r"^  (\S+)\s", out.split("Commands:")[1], flags=re.M)
+    assert sorted(listed) == sorted(COMMANDS)
+    # spaCy's own wrappers are not repeated
+    assert not {"train", "evaluate", "convert"} & set(listed)
+
+
+def test_python_m_spacy_bertprod_help(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{entry_point_path(tmp_path)}:{ROOT}"}
+    out = _run("-m", "spacy", "--help", env=env)
+    assert re.search(r"^\s+bertprod\s", out.stdout, flags=re.M)
+    out = _run("-m", "spacy", "bertprod", "--help", env=env)
+    assert out.stdout.startswith("Usage: python -m spacy bertprod")
+    for command in COMMANDS:
+        assert re.search(rf"^\s+{command}\s", out.stdout, flags=re.M), command
+    out = _run("-m", "spacy", "bertprod", "quantize", "--help", env=env)
+    assert "int8 dynamic quantization" in out.stdout
+
+
+def test_project_makefile_and_readme_call_registered_commands():
+    """project.yml, the Makefile (`make demo`) and the README name commands
+    that exist: bertprod's, or spaCy's own."""
+    ours = {c.name for c in bertprod_cli.registered_commands}
+    spacys = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name or g.typer_instance.info.name for g in app.registered_groups}
+    for name in ("project.yml", "Makefile", "README.md"):
+        text = (ROOT / name).read_text(encoding="utf8")
+        assert "-m spacy_bertprod" not in text, name
+        called = re.findall(r"-m spacy bertprod ([\w-]+)", text)
+        assert called and set(called) <= ours, (name, set(called) - ours)
+        assert set(re.findall(r"-m spacy (\w[\w-]*)", text)) <= spacys, name
+
+
+def test_convert_all(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "assets", data)
+    (data / "squad" / "dev-v1.1.json").unlink()
+    out = bertprod("convert-all", data, tmp_path / "corpus", "--limit", "5")
+    corpus, vocab = tmp_path / "corpus", spacy.blank("en").vocab
+
+    def read(path):
+        return list(DocBin().from_disk(path).get_docs(vocab))
+
+    for split in ("train", "dev", "test"):
+        expected = conll_to_docs(data / "conll2003" / f"{split}.txt")[:5]
+        docs = read(corpus / "ner" / f"{split}.spacy")
+        assert [(d.text, [(e.start, e.end, e.label_) for e in d.ents]) for d in docs] == [
+            (d.text, [(e.start, e.end, e.label_) for e in d.ents]) for d in expected]
+    for split in ("train", "dev"):
+        expected = sst2_to_docs(data / "sst2" / "glue" / f"{split}.tsv", spacy.blank("en"), limit=5)
+        docs = read(corpus / "textcat" / f"{split}.spacy")
+        assert len(docs) == 5 and [(d.text, d.cats) for d in docs] == [(d.text, d.cats) for d in expected]
+    train_qa = data / "squad" / "train-subset-v1.1.json"
+    assert (corpus / "qa" / "train.json").read_bytes() == train_qa.read_bytes()
+    assert not (corpus / "qa" / "dev.json").exists()
+    assert f"skip {data / 'squad' / 'dev-v1.1.json'} (not there)" in out
+    assert f"✔ {data / 'conll2003' / 'train.txt'} -> {corpus / 'ner' / 'train.spacy'} (5 docs)" in out
+
+
+def test_convert_all_of_a_folder_without_datasets(tmp_path):
+    out = bertprod("convert-all", tmp_path, tmp_path / "corpus", exit_code=1)
+    assert "✘ [E100] Found none of the datasets under" in out
+    assert not (tmp_path / "corpus").exists()
 
 
 def test_spacy_train_and_evaluate(tmp_path, tiny_bert):
     for split in ("train", "dev"):
-        _run("-m", "spacy_bertprod", "convert", f"assets/conll2003/{split}.txt", str(tmp_path / f"{split}.spacy"))
+        write_docbin(conll_to_docs(ROOT / "assets" / "conll2003" / f"{split}.txt"), tmp_path / f"{split}.spacy")
     _run(
         "-m", "spacy", "train", "configs/ner.cfg",
         "--output", str(tmp_path / "out"),
@@ -73,7 +178,7 @@ def test_spacy_train_and_evaluate(tmp_path, tiny_bert):
     assert_varies(nlp.get_pipe("bertprod_ner").model.predict([eg.predicted for eg in dev[:3]]))
 
 
-def test_spacy_train_qa(tmp_path, tiny_bert):
+def test_spacy_train_qa_and_evaluate_squad(tmp_path, tiny_bert, trained_ner_path):
     from test_squad import SQUAD
 
     data = tmp_path / "squad.json"
@@ -93,77 +198,129 @@ def test_spacy_train_qa(tmp_path, tiny_bert):
         "--training.dropout", "0.0",
         *_FAST_LR,
     )
-    nlp = spacy.load(tmp_path / "out" / "model-last")
+    model = tmp_path / "out" / "model-last"
+    nlp = spacy.load(model)
     qa = nlp.get_pipe("bertprod_qa")
     context = SQUAD["data"][0]["paragraphs"][0]["context"]
     # it learnt the training questions' answers (SQuAD's exact match)
-    for row in SQUAD["data"][0]["paragraphs"][0]["qas"]:
+    rows = SQUAD["data"][0]["paragraphs"][0]["qas"]
+    for row in rows:
         answer = qa.answer(nlp.make_doc(context), row["question"])[0]
         assert max(exact_match(answer.text, a["text"]) for a in row["answers"]) == 1.0, (row["question"], answer.text)
-
-
-def _ner_lines(stdout, text):
-    """The entities `demo` printed for `text` (the line after it)."""
-    lines = stdout.splitlines()
-    return lines[lines.index(text) + 1].strip()
+    out = bertprod("evaluate-squad", model, data, "--output", tmp_path / "metrics" / "qa.json")
+    scores = json.loads((tmp_path / "metrics" / "qa.json").read_text())
+    assert scores == {"qa_exact": 1.0, "qa_f1": 1.0, "n_questions": len(rows)}
+    assert re.search(r"EXACT\s+100\.00", out) and re.search(r"F1\s+100\.00", out)
+    # the first question only
+    bertprod("evaluate-squad", model, data, "--limit", "1", "--output", tmp_path / "one.json")
+    assert json.loads((tmp_path / "one.json").read_text())["n_questions"] == 1
+    # a pipeline without a QA component: a coded failure, no traceback
+    out = bertprod("evaluate-squad", trained_ner_path, data, exit_code=1)
+    assert "✘ [E103] The pipeline" in out and "['bertprod_ner']" in out
 
 
 def test_demo_on_a_tiny_model(tmp_path, tiny_bert):
     config = load_config(ROOT / "configs" / "ner.cfg", interpolate=False)
     config["components"]["bertprod_ner"]["model"]["encoder"].update(name=tiny_bert, window=64, stride=32)
     config.to_disk(tmp_path / "ner.cfg")
-    out = _run(
-        "-m", "spacy_bertprod", "demo", "--config", str(tmp_path / "ner.cfg"), "--corpus", str(tmp_path / "corpus"),
-        "--output", str(tmp_path / "out"), "--steps", "6",
+    out = bertprod(
+        "demo", "--config", tmp_path / "ner.cfg", "--assets", ROOT / "assets" / "conll2003", "--corpus", tmp_path / "corpus",
+        "--output", tmp_path / "out", "--steps", "6", "--training.optimizer.learn_rate.initial_rate", "1e-3",
     )
     nlp = spacy.load(tmp_path / "out" / "model-best")
     for split in ("train", "dev"):  # the shipped sample, converted
         docs = list(DocBin().from_disk(tmp_path / "corpus" / f"{split}.spacy").get_docs(nlp.vocab))
         assert [d.text for d in docs] == [d.text for d in conll_to_docs(ROOT / "assets" / "conll2003" / f"{split}.txt")]
-    assert "trained in" in out.stdout
+    assert "✔ trained in" in out
+    training = nlp.config["training"]
+    assert training["max_steps"] == 6 and training["optimizer"]["learn_rate"]["total_steps"] == 6
+    assert training["optimizer"]["learn_rate"]["initial_rate"] == 1e-3  # the config override wins over the demo's 2e-4
     # it prints what the trained pipeline finds in each demo text
     for doc in nlp.pipe(DEMO_TEXTS):
-        printed = _ner_lines(out.stdout, doc.text)
-        if doc.ents:
-            assert printed == "-> " + ", ".join(f"{e.text} [{e.label_} {e._.bertprod_score:.2f}]" for e in doc.ents)
-        else:
-            assert printed == "-> (no entities)"
+        ents = ", ".join(f"{e.text} [{e.label_} {e._.bertprod_score:.2f}]" for e in doc.ents)
+        assert f"{doc.text} -> {ents or '(no entities)'} " in out + " "
     assert_varies(nlp.get_pipe("bertprod_ner").model.predict([nlp.make_doc(t) for t in DEMO_TEXTS]))
 
 
-def test_convert_all(tmp_path):
-    data = tmp_path / "data"
-    shutil.copytree(ROOT / "assets", data)
-    (data / "squad" / "dev-v1.1.json").unlink()
-    out = _run("-m", "spacy_bertprod", "convert-all", str(data), str(tmp_path / "corpus"), "--limit", "5")
-    corpus, vocab = tmp_path / "corpus", spacy.blank("en").vocab
-    read = lambda path: list(DocBin().from_disk(path).get_docs(vocab))
-    for split in ("train", "dev", "test"):
-        expected = conll_to_docs(data / "conll2003" / f"{split}.txt")[:5]
-        docs = read(corpus / "ner" / f"{split}.spacy")
-        assert [(d.text, [(e.start, e.end, e.label_) for e in d.ents]) for d in docs] == [
-            (d.text, [(e.start, e.end, e.label_) for e in d.ents]) for d in expected]
-    for split in ("train", "dev"):
-        expected = sst2_to_docs(data / "sst2" / "glue" / f"{split}.tsv", spacy.blank("en"), limit=5)
-        docs = read(corpus / "textcat" / f"{split}.spacy")
-        assert len(docs) == 5 and [(d.text, d.cats) for d in docs] == [(d.text, d.cats) for d in expected]
-    train_qa = data / "squad" / "train-subset-v1.1.json"
-    assert (corpus / "qa" / "train.json").read_bytes() == train_qa.read_bytes()
-    assert not (corpus / "qa" / "dev.json").exists()
-    assert f"skip {data / 'squad' / 'dev-v1.1.json'} (not there)" in out.stdout
+def test_demo_with_an_invalid_encoder_setting(tmp_path, tiny_bert):
+    out = bertprod(
+        "demo", "--config", ROOT / "configs" / "ner.cfg", "--assets", ROOT / "assets" / "conll2003", "--corpus", tmp_path / "corpus",
+        "--output", tmp_path / "out", "--steps", "2", "--components.bertprod_ner.model.encoder.name", tiny_bert,
+        "--components.bertprod_ner.model.encoder.stride", "0", exit_code=1,
+    )
+    assert re.search(r"✘ \[E\d{3}\] .*stride", out)
+
+
+def test_distill(trained_ner_path, tmp_path):
+    teacher = spacy.load(trained_ner_path)
+    DocBin(docs=[eg.reference for eg in make_examples(teacher)]).to_disk(tmp_path / "train.spacy")
+    (tmp_path / "plain.txt").write_text("\n".join(t for t, _ in TRAIN_DATA) + "\n\n", encoding="utf8")
+    out = bertprod(
+        "distill", trained_ner_path, tmp_path / "student", "--train", tmp_path / "train.spacy", "--dev", tmp_path / "train.spacy",
+        "--unlabelled", tmp_path / "plain.txt", "--n-layers", "1", "--steps", "10", "--eval-every", "5", "--lr", "1e-3",
+    )
+    assert "12 training examples (6 unlabelled)" in out
+    student = spacy.load(tmp_path / "student" / "model-last")
+    assert student.meta["bertprod"]["distillation"]["layers"] == {"bertprod_ner": [0]}
+    # a student on another encoder
+    narrow = str(build_tiny_bert(tmp_path / "narrow", layers=1, width=16, seed=1))
+    out = bertprod("distill", trained_ner_path, tmp_path / "narrow-student", "--train", tmp_path / "train.spacy", "--encoder", narrow, "--steps", "5", "--eval-every", "5")
+    assert f"student on encoder {narrow}" in out
+    assert spacy.load(tmp_path / "narrow-student" / "model-last").get_pipe("bertprod_ner").model.get_ref("encoder").get_dim("nO") == 16
+    # --corpus: train.spacy and dev.spacy found in a folder
+    (tmp_path / "corpus").mkdir()
+    shutil.copyfile(tmp_path / "train.spacy", tmp_path / "corpus" / "train.spacy")
+    DocBin(docs=[eg.reference for eg in make_examples(teacher)[:2]]).to_disk(tmp_path / "corpus" / "dev.spacy")
+    out = bertprod("distill", trained_ner_path, tmp_path / "corpus-student", "--corpus", tmp_path / "corpus", "--layers", "1", "--steps", "4", "--eval-every", "2")
+    assert "6 training examples (0 unlabelled), 2 dev examples" in out
+    best = spacy.load(tmp_path / "corpus-student" / "model-best")
+    assert best.meta["bertprod"]["distillation"]["layers"] == {"bertprod_ner": [1]}
+    assert "ents_f" in best.meta["performance"]  # scored on the corpus's dev set
+
+
+def test_distill_mistakes_are_coded_failures(trained_ner_path, tmp_path):
+    (tmp_path / "empty.txt").write_text("\n", encoding="utf8")
+    out = bertprod("distill", trained_ner_path, tmp_path / "student", "--unlabelled", tmp_path / "empty.txt", "--n-layers", "1", exit_code=1)
+    assert "✘ [E027] No training data for distillation" in out
+    out = bertprod("distill", trained_ner_path, tmp_path / "student", "--unlabelled", tmp_path / "empty.txt", "--layers", "0,two", exit_code=1)
+    assert "✘ [E101] --layers '0,two' is not a list of teacher layers" in out
+    assert not (tmp_path / "student").exists()
+
+
+def _ents(nlp):
+    return [[(e.start, e.end, e.label_) for e in d.ents] for d in nlp.pipe(t for t, _ in TRAIN_DATA)]
+
+
+def _max_diff(nlp, reference):
+    probe = [nlp.make_doc(t) for t, _ in TRAIN_DATA]
+    pairs = zip(nlp.get_pipe("bertprod_ner").model.predict(probe), reference.get_pipe("bertprod_ner").model.predict(probe))
+    return max(float(np.abs(a - b).max()) for a, b in pairs)
+
+
+def test_quantize_command(tmp_path, trained_ner_path):
+    out = bertprod("quantize", trained_ner_path, tmp_path / "int8")
+    assert f"✔ int8-quantized the encoders of ['bertprod_ner']: saved to {tmp_path / 'int8'}" in out
+    nlp, fp32 = spacy.load(tmp_path / "int8"), spacy.load(trained_ner_path)
+    assert nlp.meta["bertprod"]["compression"]["quantization"] == QUANTIZATION_INT8
+    assert nlp.meta["bertprod"]["compression"]["components"] == ["bertprod_ner"]
+    assert 0 < _max_diff(nlp, fp32) < 0.1  # int8, not the fp32 model
+
+
+def test_quantize_and_onnx_need_a_bertprod_encoder(tmp_path):
+    spacy.blank("en").to_disk(tmp_path / "blank")
+    for command, action in (("quantize", "quantize"), ("onnx", "export to ONNX")):
+        out = bertprod(command, tmp_path / "blank", tmp_path / "out", exit_code=1)
+        assert f"✘ [E102] The pipeline '{tmp_path / 'blank'}' has no bertprod encoder to {action}" in out
+    assert not (tmp_path / "out").exists()
 
 
 def test_onnx_command(tmp_path, trained_ner_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    out = _run("-m", "spacy_bertprod", "onnx", str(trained_ner_path), str(tmp_path / "int8"), "--int8")
-    assert "exported the encoders of ['bertprod_ner'] to int8 ONNX" in out.stdout
+    out = bertprod("onnx", trained_ner_path, tmp_path / "int8", "--int8")
+    assert "✔ exported the encoders of ['bertprod_ner'] to int8 ONNX" in out
     nlp, torch_nlp = spacy.load(tmp_path / "int8"), spacy.load(trained_ner_path)
     assert nlp.config["components"]["bertprod_ner"]["model"]["encoder"]["backend"] == "onnx-int8"
-    texts = [t for t, _ in TRAIN_DATA]
-    ents = lambda pipeline: [[(e.start, e.end, e.label_) for e in d.ents] for d in pipeline.pipe(texts)]
-    expected = ents(torch_nlp)
-    assert all(expected) and ents(nlp) == expected
-    probe = [nlp.make_doc(t) for t in texts]
-    diff = max(float(np.abs(a - b).max()) for a, b in zip(nlp.get_pipe("bertprod_ner").model.predict(probe), torch_nlp.get_pipe("bertprod_ner").model.predict(probe)))
-    assert 0 < diff < 0.1  # int8, not the fp32 model
+    expected = _ents(torch_nlp)
+    assert all(expected) and _ents(nlp) == expected
+    assert 0 < _max_diff(nlp, torch_nlp) < 0.1  # int8, not the fp32 model

@@ -1,14 +1,9 @@
-import shutil
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import spacy
-from spacy.tokens import DocBin
+from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, make_examples, ner_config, train
 from spacy.training import Example
 
-from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, make_examples, ner_config, train
 from spacy_bertprod.compress import quantize_pipeline
 from spacy_bertprod.distill import (
     distill,
@@ -222,45 +217,3 @@ def test_bad_teachers_and_settings(ner_teacher):
             distill(ner_teacher, student, examples, [], steps=1, log=lambda _: None, **setting)
     with pytest.raises(ValueError, match="No training data"):
         distill(ner_teacher, student, [], [], steps=1, log=lambda _: None)
-
-
-def test_distill_cli(ner_teacher, tmp_path):
-    ner_teacher.to_disk(tmp_path / "teacher")
-    db = DocBin()
-    for eg in make_examples(ner_teacher):
-        db.add(eg.reference)
-    db.to_disk(tmp_path / "train.spacy")
-    (tmp_path / "plain.txt").write_text("\n".join(t for t, _ in TRAIN_DATA) + "\n\n", encoding="utf8")
-    out = subprocess.run(
-        [sys.executable, "-m", "spacy_bertprod", "distill", str(tmp_path / "teacher"), str(tmp_path / "student"),
-         "--train", str(tmp_path / "train.spacy"), "--dev", str(tmp_path / "train.spacy"), "--unlabelled", str(tmp_path / "plain.txt"),
-         "--n-layers", "1", "--steps", "10", "--eval-every", "5", "--lr", "1e-3"],
-        capture_output=True, text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "12 training examples (6 unlabelled)" in out.stdout
-    student = spacy.load(tmp_path / "student" / "model-last")
-    assert student.meta["bertprod"]["distillation"]["layers"] == {"bertprod_ner": [0]}
-    # a student on another encoder, from the command line
-    narrow = str(build_tiny_bert(tmp_path / "narrow", layers=1, width=16, seed=1))
-    out = subprocess.run(
-        [sys.executable, "-m", "spacy_bertprod", "distill", str(tmp_path / "teacher"), str(tmp_path / "narrow-student"),
-         "--train", str(tmp_path / "train.spacy"), "--encoder", narrow, "--steps", "5", "--eval-every", "5"],
-        capture_output=True, text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    assert f"student on encoder {narrow}" in out.stdout
-    assert spacy.load(tmp_path / "narrow-student" / "model-last").get_pipe("bertprod_ner").model.get_ref("encoder").get_dim("nO") == 16
-    # --corpus: train.spacy and dev.spacy found in a folder
-    (tmp_path / "corpus").mkdir()
-    shutil.copyfile(tmp_path / "train.spacy", tmp_path / "corpus" / "train.spacy")
-    DocBin(docs=[eg.reference for eg in make_examples(ner_teacher)[:2]]).to_disk(tmp_path / "corpus" / "dev.spacy")
-    out = subprocess.run(
-        [sys.executable, "-m", "spacy_bertprod", "distill", str(tmp_path / "teacher"), str(tmp_path / "corpus-student"),
-         "--corpus", str(tmp_path / "corpus"), "--n-layers", "1", "--steps", "4", "--eval-every", "2"],
-        capture_output=True, text=True,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "6 training examples (0 unlabelled), 2 dev examples" in out.stdout
-    best = spacy.load(tmp_path / "corpus-student" / "model-best")
-    assert "ents_f" in best.meta["performance"]  # scored on the corpus's dev set

@@ -217,7 +217,7 @@ def test_issue15_int8_folder_of_the_old_pickle_format_is_refused(ner_path, tmp_p
         state["state"] = buffer.getvalue()
 
     _rewrite_transformer_state(tmp_path / "bertprod_ner" / "model", old_format)
-    with pytest.raises(ValueError, match=r"\[E045\].*python -m spacy_bertprod quantize"):
+    with pytest.raises(ValueError, match=r"\[E045\].*python -m spacy bertprod quantize"):
         spacy.load(tmp_path)
 
 

@@ -1,0 +1,25 @@
+"""`python -m spacy bertprod COMMAND`: what spaCy's own CLI cannot do for
+bertprod pipelines, plugged into spaCy's `spacy` command.
+
+convert-all     a dataset folder laid out like assets/ -> corpus/ner,
+                corpus/textcat (.spacy) and corpus/qa (SQuAD JSON)
+evaluate-squad  SQuAD exact match and F1 of a bertprod_qa pipeline
+distill         train a smaller student against a trained teacher pipeline
+quantize        int8-quantize the encoders of a trained pipeline
+onnx            run a trained pipeline's encoders on ONNX Runtime
+demo            train bertprod_ner on the shipped sample and tag a few sentences
+
+Training, single-file conversion and evaluation of .spacy corpora are spaCy's
+own commands (`python -m spacy train|convert|evaluate`). spaCy finds this
+sub-app through the `spacy_cli` entry point: `registry.cli.get_all()` imports
+this module, whose import adds the sub-app to spaCy's `app`.
+"""
+
+from spacy.cli._util import app
+
+from . import compress, convert, demo, evaluate  # noqa: F401  (each registers its commands)
+from ._util import bertprod_cli
+
+app.add_typer(bertprod_cli)
+
+__all__ = ["bertprod_cli"]
