@@ -88,10 +88,10 @@ def missing_protocol(pipe: Any) -> List[str]:
 
 
 def require_distillable(name: str, pipe: Any) -> Distillable:
-    """`pipe`, checked to implement the protocol (E110 names what is missing)."""
+    """`pipe`, checked to implement the protocol (E078 names what is missing)."""
     missing = missing_protocol(pipe)
     if missing or not isinstance(pipe, Distillable):
-        raise ValueError(Errors.E110.format(component=name, type=type(pipe).__name__, missing=", ".join(missing) or "name, model"))
+        raise ValueError(Errors.E078.format(component=name, type=type(pipe).__name__, missing=", ".join(missing) or "name, model"))
     return pipe
 
 
@@ -177,7 +177,7 @@ def teacher_student_scores(teacher: Model, student: Model, inputs: Any, hidden: 
 def _hooked(model: Model, hook: Callable) -> Iterator[None]:
     encoder = encoder_of(model)
     if encoder is None:
-        raise ValueError(Errors.E111.format(model=model.name))
+        raise ValueError(Errors.E079.format(model=model.name))
     with hidden_state_hook(encoder, hook):
         yield
 

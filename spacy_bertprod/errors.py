@@ -403,33 +403,33 @@ class Errors(metaclass=ErrorsWithCodes):
         "it must be a number (the margin, in probability, by which the "
         "\"no answer\" score must beat the best answer)."
     )
-    E100 = (
+    E074 = (
         "Found none of the datasets under '{path}' (looked for {sources}). "
         "Point `python -m spacy bertprod convert-all` at a folder laid out "
         "like the shipped assets/ (conll2003/, sst2/glue/, squad/)."
     )
-    E101 = (
+    E075 = (
         "--layers {value!r} is not a list of teacher layers: give the layer "
         "numbers the student keeps, separated by commas (e.g. --layers 0,2,5)."
     )
-    E102 = (
+    E076 = (
         "The pipeline '{path}' has no bertprod encoder to {action} (its "
         "components: {pipes}). Give a pipeline trained with bertprod_ner, "
         "bertprod_textcat or bertprod_qa."
     )
-    E103 = (
+    E077 = (
         "The pipeline '{model}' has no bertprod_qa component to answer "
         "SQuAD questions (its components: {pipes}). Score other pipelines "
         "on .spacy corpora with `python -m spacy evaluate`."
     )
-    E110 = (
+    E078 = (
         "Component '{component}' ({type}) cannot be distilled: it lacks "
         "{missing} of the distillation protocol. Its student would keep a cut "
         "or new encoder that nothing trains. Implement `distill` and "
         "`get_teacher_student_loss` on it (spacy_bertprod/distillation.py), "
         "or remove the component from the teacher before distilling."
     )
-    E111 = (
+    E079 = (
         "Hidden-state matching needs a bertprod encoder in the model of "
         "each component it trains, but the model {model!r} has none. Use "
         "hidden_weight = 0 for this pipeline."

@@ -77,7 +77,7 @@ def _listens(model: Model) -> bool:
 def check_distillable(nlp: Language) -> None:
     """Refuse a pipeline distillation cannot train: a distillable component
     that listens to a shared encoder (E025: its encoder is not its own to
-    cut), a component on a bertprod encoder without the protocol (E110),
+    cut), a component on a bertprod encoder without the protocol (E078),
     nothing to distil (E026)."""
     found = False
     for name, pipe in nlp.components:

@@ -145,7 +145,7 @@ def test_convert_all(tmp_path):
 
 def test_convert_all_of_a_folder_without_datasets(tmp_path):
     out = bertprod("convert-all", tmp_path, tmp_path / "corpus", exit_code=1)
-    assert "✘ [E100] Found none of the datasets under" in out
+    assert "✘ [E074] Found none of the datasets under" in out
     assert not (tmp_path / "corpus").exists()
 
 
@@ -216,7 +216,7 @@ def test_spacy_train_qa_and_evaluate_squad(tmp_path, tiny_bert, trained_ner_path
     assert json.loads((tmp_path / "one.json").read_text())["n_questions"] == 1
     # a pipeline without a QA component: a coded failure, no traceback
     out = bertprod("evaluate-squad", trained_ner_path, data, exit_code=1)
-    assert "✘ [E103] The pipeline" in out and "['bertprod_ner']" in out
+    assert "✘ [E077] The pipeline" in out and "['bertprod_ner']" in out
 
 
 def test_demo_on_a_tiny_model(tmp_path, tiny_bert):
@@ -283,7 +283,7 @@ def test_distill_mistakes_are_coded_failures(trained_ner_path, tmp_path):
     out = bertprod("distill", trained_ner_path, tmp_path / "student", "--unlabelled", tmp_path / "empty.txt", "--n-layers", "1", exit_code=1)
     assert "✘ [E027] No training data for distillation" in out
     out = bertprod("distill", trained_ner_path, tmp_path / "student", "--unlabelled", tmp_path / "empty.txt", "--layers", "0,two", exit_code=1)
-    assert "✘ [E101] --layers '0,two' is not a list of teacher layers" in out
+    assert "✘ [E075] --layers '0,two' is not a list of teacher layers" in out
     assert not (tmp_path / "student").exists()
 
 
@@ -310,7 +310,7 @@ def test_quantize_and_onnx_need_a_bertprod_encoder(tmp_path):
     spacy.blank("en").to_disk(tmp_path / "blank")
     for command, action in (("quantize", "quantize"), ("onnx", "export to ONNX")):
         out = bertprod(command, tmp_path / "blank", tmp_path / "out", exit_code=1)
-        assert f"✘ [E102] The pipeline '{tmp_path / 'blank'}' has no bertprod encoder to {action}" in out
+        assert f"✘ [E076] The pipeline '{tmp_path / 'blank'}' has no bertprod encoder to {action}" in out
     assert not (tmp_path / "out").exists()
 
 

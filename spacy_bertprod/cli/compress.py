@@ -39,7 +39,7 @@ def parse_layers(value: Optional[str]) -> Optional[List[int]]:
     try:
         return [int(x) for x in value.split(",")]
     except ValueError:
-        raise ValueError(Errors.E101.format(value=value)) from None
+        raise ValueError(Errors.E075.format(value=value)) from None
 
 
 def _in_corpus(corpus: Optional[Path], split: str) -> Optional[Path]:
@@ -105,7 +105,7 @@ def distill_cli(
 def _load_with_encoders(input_path: Path, action: str) -> Language:
     nlp = spacy.load(input_path)
     if not bertprod_encoders(nlp):
-        raise ValueError(Errors.E102.format(path=input_path, action=action, pipes=nlp.pipe_names))
+        raise ValueError(Errors.E076.format(path=input_path, action=action, pipes=nlp.pipe_names))
     return nlp
 
 

@@ -56,5 +56,5 @@ def convert_all(data_dir: Path, corpus_dir: Path, *, limit: int = 0) -> int:
             write_docbin(docs, dest)
             msg.good(f"{src} -> {dest} ({len(docs)} docs)")
     if not written:
-        raise ValueError(Errors.E100.format(path=data_dir, sources=", ".join(s for files in TASK_FILES.values() for s, _ in files)))
+        raise ValueError(Errors.E074.format(path=data_dir, sources=", ".join(s for files in TASK_FILES.values() for s, _ in files)))
     return written

@@ -38,7 +38,7 @@ def evaluate_squad(model: str, data_path: Path, *, limit: int = 0) -> dict:
     """qa_exact and qa_f1 (0-1) and the number of questions scored."""
     nlp = spacy.load(model)
     if not any(nlp.get_pipe_meta(name).factory == "bertprod_qa" for name in nlp.pipe_names):
-        raise ValueError(Errors.E103.format(model=model, pipes=nlp.pipe_names))
+        raise ValueError(Errors.E077.format(model=model, pipes=nlp.pipe_names))
     examples = list(squad_corpus(str(data_path), limit=limit)(nlp))
     scores = nlp.evaluate(examples)
     return {"qa_exact": scores["qa_exact"], "qa_f1": scores["qa_f1"], "n_questions": sum(len(eg.reference._.bertprod_qa_gold or []) for eg in examples)}
