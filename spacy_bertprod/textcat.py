@@ -13,7 +13,7 @@ every label.
 """
 
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 from spacy.language import Language
 from spacy.pipeline.textcat import TextCategorizer, textcat_score
@@ -22,6 +22,7 @@ from spacy.tokens import Doc
 from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
+from thinc.types import Floats2d
 
 from . import extensions  # noqa: F401
 from .distillation import TeacherStudentMixin, kl, softmax_t
@@ -218,13 +219,14 @@ class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
         examples = list(examples)
         validate_examples(examples, "BertprodTextCategorizer.get_loss")
         self._validate_categories(examples)
-        truths, not_missing = self._examples_to_truth(examples)
+        truths, gold_mask = self._examples_to_truth(examples)
         for i, eg in enumerate(examples):
             if not self._has_gold(eg):
-                not_missing[i] = 0.0
-        n_gold = max(int((not_missing.sum(axis=1) > 0).sum()), 1)
+                gold_mask[i] = 0.0
+        n_gold = max(int((gold_mask.sum(axis=1) > 0).sum()), 1)
         xp = self.model.ops.xp
-        not_missing = self.model.ops.asarray(not_missing)
+        # spaCy's `_examples_to_truth` is typed as numpy arrays; the mask is a float32 2d array
+        not_missing = self.model.ops.asarray(cast(Floats2d, gold_mask))
         probs = self._normalize(scores)
         d_scores = (probs - truths) * not_missing
         eps = 1e-8
