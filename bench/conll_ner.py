@@ -67,7 +67,6 @@ def main() -> None:
     model_dir = out / "model"
     if not args.skip_train:
         from spacy.cli.train import train
-
         from spacy.training.batchers import minibatch_by_padded_size
 
         # size the learning-rate schedule to the batches the batcher really makes

@@ -109,7 +109,7 @@ def main() -> None:
     answered = list(nlp.pipe(docs_from(groups), batch_size=max(args.batch_size // 5, 1)))
     ours_s = time.perf_counter() - start
     ours = {}
-    for doc, (context, group) in zip(answered, contexts.items()):
+    for doc, group in zip(answered, contexts.values()):
         best = {}
         for span in doc.spans["bertprod_qa"]:
             best.setdefault(span._.bertprod_question, span)
@@ -129,7 +129,8 @@ def main() -> None:
         enc_cfg = nlp.get_pipe("bertprod_qa").model.get_ref("encoder").attrs
         model_cfg = nlp.get_pipe("bertprod_qa").model.attrs
         hf = pipeline("question-answering", model=str(hf_dir), tokenizer=str(hf_dir), device=-1)
-        kwargs = dict(top_k=1, max_answer_len=args.max_answer_len, max_seq_len=enc_cfg["window"], doc_stride=model_cfg["doc_stride"], max_question_len=model_cfg["max_question_len"], batch_size=args.batch_size)
+        kwargs = dict(top_k=1, max_answer_len=args.max_answer_len, max_seq_len=enc_cfg["window"], doc_stride=model_cfg["doc_stride"])
+        kwargs.update(max_question_len=model_cfg["max_question_len"], batch_size=args.batch_size)
         warm_rows = [r for _, group in warm for r in group]
         hf(question=[r["question"] for r in warm_rows], context=[r["context"] for r in warm_rows], **kwargs)
         start = time.perf_counter()

@@ -85,7 +85,6 @@ def main() -> None:
     model_dir = out / "model"
     if not args.skip_train:
         from spacy.cli.train import train
-
         from spacy.training.batchers import minibatch_by_padded_size
 
         # size the learning-rate schedule to the batches the batcher really makes
@@ -144,8 +143,14 @@ def main() -> None:
 
     # Shared encoder: timing only (heads initialized, not trained).
     conll = conll_to_docs(data / "conll2003/test.txt")
-    both = [Example.from_dict(blank.make_doc(d.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in d.ents], "cats": {"POSITIVE": float(i % 2), "NEGATIVE": float(1 - i % 2)}}) for i, d in enumerate(conll[:20])]
-    remake = lambda n: [Example(n.make_doc(eg.reference.text), eg.reference) for eg in both]
+    both = []
+    for i, d in enumerate(conll[:20]):
+        gold = {"entities": [(e.start_char, e.end_char, e.label_) for e in d.ents], "cats": {"POSITIVE": float(i % 2), "NEGATIVE": float(1 - i % 2)}}
+        both.append(Example.from_dict(blank.make_doc(d.text), gold))
+
+    def remake(n):
+        return [Example(n.make_doc(eg.reference.text), eg.reference) for eg in both]
+
     ner_alone = pipeline_from_config(ROOT / "configs/ner.cfg", remake)
     shared = pipeline_from_config(ROOT / "configs/ner_textcat.cfg", remake)
     separate = pipeline_from_config(ROOT / "configs/ner.cfg", remake)

@@ -427,7 +427,7 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
             d_scores.append(per_pair)
         if lost:
             self.lost_answers += lost
-            warnings.warn(Warnings.W002.format(lost=lost, name=self.name, total=self.lost_answers))
+            warnings.warn(Warnings.W002.format(lost=lost, name=self.name, total=self.lost_answers), stacklevel=1)
         return loss / max(2 * n_windows, 1), d_scores
 
     # -- distillation (see distillation.py) -------------------------------------

@@ -17,7 +17,6 @@ from . import extensions  # noqa: F401
 from .errors import Errors
 
 
-
 def read_squad(path: Union[str, Path]) -> List[Dict[str, Any]]:
     """Flatten a SQuAD v1.1 / v2.0 file into one dict per question:
     id, question, context, answers [(start_char, end_char, text)], impossible."""

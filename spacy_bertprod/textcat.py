@@ -135,7 +135,7 @@ class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
         seen = {cat for eg in get_examples() for cat, v in eg.y.cats.items() if v == 1.0}
         missing = [label for label in labels if label not in seen]
         if missing:
-            warnings.warn(Warnings.W001.format(missing=missing, name=self.name))
+            warnings.warn(Warnings.W001.format(missing=missing, name=self.name), stacklevel=1)
         if self.exclusive:
             super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
         else:

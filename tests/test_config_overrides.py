@@ -46,7 +46,8 @@ def textcat_path(tiny_bert, tmp_path_factory):
     encoder = {"name": tiny_bert, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
 
     def examples(nlp):
-        cats = lambda i: {"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)}
+        def cats(i):
+            return {"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)}
         return [Example.from_dict(nlp.make_doc(text), {"cats": cats(i)}) for i, (text, _) in enumerate(TRAIN_DATA)]
 
     config = {"exclusive_classes": False, "model": {"encoder": encoder}}

@@ -114,7 +114,7 @@ def test_textcat_and_qa_on_gpu(gpu, tiny_bert):
     encoder = {"name": tiny_bert, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
     nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": encoder}})
     data = [("the film was a delight", "POS"), ("she worked in a bank", "NEG")]
-    examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(l == "POS"), "NEG": float(l == "NEG")}}) for t, l in data]
+    examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in data]
     train(nlp, examples, steps=30)
     assert _module_device(nlp, "bertprod_textcat") == "cuda"
     assert nlp.evaluate(examples)["cats_macro_f"] == 1.0

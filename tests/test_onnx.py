@@ -65,7 +65,8 @@ def shared_path(tiny_bert, tmp_path_factory):
     listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 32, "upstream": "*"}
     nlp.add_pipe("bertprod_ner", config={"model": {"encoder": listener}})
     nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": listener, "pooling": "mean"}})
-    cats = lambda i: {"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)}
+    def cats(i):
+        return {"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)}
     data = [Example.from_dict(nlp.make_doc(t), {"entities": e, "cats": cats(i)}) for i, (t, e) in enumerate(TRAIN_DATA)]
     path = tmp_path_factory.mktemp("shared-fp32")
     train(nlp, data, 30).to_disk(path)
@@ -153,7 +154,8 @@ def test_onnx_int8(ner_path, tmp_path, monkeypatch):
     onnx_pipeline(int8, int8=True)
     assert int8.meta["bertprod"]["compression"]["quantization"] == "int8-dynamic-per-channel"
     assert int8.config["components"]["bertprod_ner"]["model"]["encoder"]["backend"] == "onnx-int8"
-    size = lambda nlp: len(_encoder_of(nlp, "bertprod_ner").attrs["onnx"].data)
+    def size(nlp):
+        return len(_encoder_of(nlp, "bertprod_ner").attrs["onnx"].data)
     assert size(int8) < size(fp32)
     assert _gather_table_types(int8) == {onnx.TensorProto.FLOAT}  # embedding lookups stay fp32
     probe = [fp32.make_doc(t) for t in TEXTS]
@@ -190,7 +192,7 @@ def textcat_path(tiny_bert, tmp_path_factory):
     nlp = spacy.blank("en")
     encoder = {"name": tiny_bert, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
     nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": encoder, "pooling": "cls"}})
-    data = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(l == "POS"), "NEG": float(l == "NEG")}}) for t, l in CATS]
+    data = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in CATS]
     path = tmp_path_factory.mktemp("textcat-cls")
     train(nlp, data, 30).to_disk(path)
     return path
@@ -201,7 +203,7 @@ def test_textcat_cls_pooling_and_int8(textcat_path, tmp_path):
     torch_nlp = spacy.load(textcat_path)
     expected = [d.cats for d in torch_nlp.pipe(texts)]
     assert_varies([[c["POS"]] for c in expected])
-    assert [max(c, key=c.get) for c in expected[:4]] == [l for _, l in CATS]
+    assert [max(c, key=c.get) for c in expected[:4]] == [label for _, label in CATS]
     nlp = spacy.load(textcat_path)
     assert onnx_pipeline(nlp) == ["bertprod_textcat"]
     for doc, ref in zip(nlp.pipe(texts), expected):
@@ -272,8 +274,10 @@ def test_qa_same_answers(qa_trained):
 def test_qa_int8_answers_and_round_trip(qa_trained, tmp_path):
     qa = qa_trained.get_pipe("bertprod_qa")
     pairs = _qa_pairs(qa_trained)
-    spans = lambda pipe: [[(a.start_char, a.end_char) for a in pipe.answer(doc, q, top_k=1)] for doc, q in pairs]
-    logits = lambda pipe: np.concatenate([w.start_logits for s in pipe.model.predict(pairs) for w in s.windows])
+    def spans(pipe):
+        return [[(a.start_char, a.end_char) for a in pipe.answer(doc, q, top_k=1)] for doc, q in pairs]
+    def logits(pipe):
+        return np.concatenate([w.start_logits for s in pipe.model.predict(pairs) for w in s.windows])
     expected, reference = spans(qa), logits(qa)
     assert_varies(reference)
     qa_trained.to_disk(tmp_path / "fp32")

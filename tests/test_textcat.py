@@ -21,7 +21,7 @@ def _encoder(path):
 
 
 def _examples(nlp, data=CATS):
-    return [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(l == "POS"), "NEG": float(l == "NEG")}}) for t, l in data]
+    return [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in data]
 
 
 def _train(tiny_bert, exclusive=True, pooling="cls", steps=30, **cfg):
@@ -123,8 +123,9 @@ def test_label_without_positive_example_warns(tiny_bert):
 
 
 def test_cls_pooling_needs_own_encoder():
-    from spacy_bertprod.architectures import text_classifier_v1
     from spacy.util import registry
+
+    from spacy_bertprod.architectures import text_classifier_v1
 
     listener = registry.architectures.get("spacy.Tok2VecListener.v1")(width=32, upstream="*")
     with pytest.raises(ValueError, match="E013"):
