@@ -1,12 +1,13 @@
 # The two commands of the README:
 #   make demo   set up .venv, train bertprod_ner on the shipped sample with the
 #               embedded MiniLM, and print the entities of example sentences
-#   make test   set up .venv and run the test suite (what .ci/run calls)
+#   make test   set up .venv, run the linters and the type checker (make lint),
+#               then the test suite (what .ci/run calls)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test bench-ner
+.PHONY: setup demo lint test bench-ner
 
 setup: $(VENV)/.installed
 
@@ -20,7 +21,12 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 demo: setup
 	$(PY) -m spacy bertprod demo
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy spacy_bertprod
+
+test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench-ner: setup

@@ -27,10 +27,7 @@ def describe() -> str:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{platform.node()} | {cpu} | {os.cpu_count()} cores | torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads) | {gpu} | Python {platform.python_version()}"
-    )
+    return f"{platform.node()} | {cpu} | {os.cpu_count()} cores | torch {torch.__version__} ({torch.get_num_threads()} threads) | {gpu} | Python {platform.python_version()}"
 
 
 #: Committed result files: one small JSON per reported run, the source of
@@ -149,7 +146,8 @@ use_upper = false
 nO = null
 
 [components.ner.model.tok2vec]
-""" + LISTENER,
+"""
+    + LISTENER,
     "textcat": """
 [components.textcat]
 factory = "textcat"
@@ -164,7 +162,8 @@ use_reduce_mean = true
 nO = null
 
 [components.textcat.model.tok2vec]
-""" + LISTENER,
+"""
+    + LISTENER,
 }
 
 

@@ -27,6 +27,7 @@ from spacy_bertprod.hf_loader import embedded_model_path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/conll2003"))
@@ -67,7 +68,6 @@ def main() -> None:
     model_dir = out / "model"
     if not args.skip_train:
         from spacy.cli.train import train
-
         from spacy.training.batchers import minibatch_by_padded_size
 
         # size the learning-rate schedule to the batches the batcher really makes
@@ -97,12 +97,12 @@ def main() -> None:
     examples = [Example(nlp.make_doc(d.text), d) for d in test_docs]
     scores = nlp.evaluate(examples, batch_size=args.batch_size)
     print(f"\nTEST (CoNLL-2003 testb, {len(test_docs)} documents) entity scores, spaCy scorer:")
-    print(f"  overall  P {scores['ents_p']*100:.2f}  R {scores['ents_r']*100:.2f}  F {scores['ents_f']*100:.2f}")
+    print(f"  overall  P {scores['ents_p'] * 100:.2f}  R {scores['ents_r'] * 100:.2f}  F {scores['ents_f'] * 100:.2f}")
     for label, prf in sorted(scores["ents_per_type"].items()):
-        print(f"  {label:<8} P {prf['p']*100:.2f}  R {prf['r']*100:.2f}  F {prf['f']*100:.2f}")
+        print(f"  {label:<8} P {prf['p'] * 100:.2f}  R {prf['r'] * 100:.2f}  F {prf['f'] * 100:.2f}")
 
     dev_scores = nlp.evaluate([Example(nlp.make_doc(d.text), d) for d in splits["dev"]], batch_size=args.batch_size)
-    print(f"DEV (CoNLL-2003 testa, used for model selection): F {dev_scores['ents_f']*100:.2f}")
+    print(f"DEV (CoNLL-2003 testa, used for model selection): F {dev_scores['ents_f'] * 100:.2f}")
     result = {
         "machine": describe(),
         "seed": args.seed,
@@ -118,7 +118,8 @@ def main() -> None:
     ours = time_pipe(nlp, texts, args.batch_size, args.repeats)
 
     st_nlp = spacy_transformers_pipeline(
-        str(embedded_model_path()), ["ner"],
+        str(embedded_model_path()),
+        ["ner"],
         lambda nlp: [Example(nlp.make_doc(d.text), d) for d in splits["train"][:50]],
     )
     theirs = time_pipe(st_nlp, texts, args.batch_size, args.repeats)

@@ -308,8 +308,16 @@ def student_for(task: Task, teacher, args) -> Path:
     print(f"  distilling {task.name}: {len(train)} train / {len(dev)} dev examples, {settings}", flush=True)
     start = time.perf_counter()
     distill(
-        teacher, student, train, dev, output=path, steps=settings["steps"], batch_words=settings["batch_words"], learn_rate=settings["lr"],
-        eval_every=max(settings["steps"] // 4, 1), log=lambda line: print("   ", line, flush=True),
+        teacher,
+        student,
+        train,
+        dev,
+        output=path,
+        steps=settings["steps"],
+        batch_words=settings["batch_words"],
+        learn_rate=settings["lr"],
+        eval_every=max(settings["steps"] // 4, 1),
+        log=lambda line: print("   ", line, flush=True),
     )
     print(f"  distilled in {time.perf_counter() - start:.0f} s", flush=True)
     return best

@@ -251,7 +251,8 @@ def main() -> None:
     for pipeline in args.pipelines.split(","):
         if pipeline not in PIPELINES:
             parser.error(f"--pipelines: {pipeline!r} is not one of {PIPELINES}")
-        cmd = [sys.executable, __file__, "--one", pipeline, "--docs", str(args.docs), "--every", str(args.every), "--batch-size", str(args.batch_size), "--model", args.model, "--threads", str(args.threads), "--release-every", str(args.release_every), "--mmap-threshold", str(args.mmap_threshold)]
+        cmd = [sys.executable, __file__, "--one", pipeline, "--docs", str(args.docs), "--every", str(args.every), "--batch-size", str(args.batch_size), "--model", args.model]
+        cmd += ["--threads", str(args.threads), "--release-every", str(args.release_every), "--mmap-threshold", str(args.mmap_threshold)]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             failed.append(pipeline)
@@ -267,7 +268,8 @@ def main() -> None:
             flush=True,
         )
     if args.report:
-        figures = {"docs": args.docs, "every": args.every, "model": args.model, "threads": args.threads, "release_every": args.release_every, "mmap_threshold": args.mmap_threshold, "results": results, "failed": failed}
+        figures = {"docs": args.docs, "every": args.every, "model": args.model, "threads": args.threads, "release_every": args.release_every, "mmap_threshold": args.mmap_threshold}
+        figures.update({"results": results, "failed": failed})
         write_report(args.report, figures, note=args.note)
     if failed or not all(r["within_tolerance"] for r in results):
         sys.exit(1)

@@ -109,7 +109,7 @@ def main() -> None:
     answered = list(nlp.pipe(docs_from(groups), batch_size=max(args.batch_size // 5, 1)))
     ours_s = time.perf_counter() - start
     ours = {}
-    for doc, (context, group) in zip(answered, contexts.items()):
+    for doc, group in zip(answered, contexts.values()):
         best = {}
         for span in doc.spans["bertprod_qa"]:
             best.setdefault(span._.bertprod_question, span)
@@ -119,7 +119,7 @@ def main() -> None:
     golds = [[a[2] for a in r["answers"]] for r in dev]
     em, f1 = squad_scores([ours[r["id"]][0] for r in dev], golds)
     print(f"\nDEV ({dev_path.name}, {len(dev)} questions, {len(contexts)} contexts):")
-    print(f"  bertprod_qa           EM {em*100:.2f}  F1 {f1*100:.2f}   {len(dev)/ours_s:7.1f} questions/s ({ours_s:.0f} s)")
+    print(f"  bertprod_qa           EM {em * 100:.2f}  F1 {f1 * 100:.2f}   {len(dev) / ours_s:7.1f} questions/s ({ours_s:.0f} s)")
     result = {"machine": describe(), "questions": len(dev), "bertprod": {"em": em, "f1": f1, "questions_per_second": len(dev) / ours_s}}
 
     if not args.skip_hf:
@@ -129,7 +129,8 @@ def main() -> None:
         enc_cfg = nlp.get_pipe("bertprod_qa").model.get_ref("encoder").attrs
         model_cfg = nlp.get_pipe("bertprod_qa").model.attrs
         hf = pipeline("question-answering", model=str(hf_dir), tokenizer=str(hf_dir), device=-1)
-        kwargs = dict(top_k=1, max_answer_len=args.max_answer_len, max_seq_len=enc_cfg["window"], doc_stride=model_cfg["doc_stride"], max_question_len=model_cfg["max_question_len"], batch_size=args.batch_size)
+        kwargs = dict(top_k=1, max_answer_len=args.max_answer_len, max_seq_len=enc_cfg["window"], doc_stride=model_cfg["doc_stride"])
+        kwargs.update(max_question_len=model_cfg["max_question_len"], batch_size=args.batch_size)
         warm_rows = [r for _, group in warm for r in group]
         hf(question=[r["question"] for r in warm_rows], context=[r["context"] for r in warm_rows], **kwargs)
         start = time.perf_counter()
@@ -139,9 +140,9 @@ def main() -> None:
         hf_em, hf_f1 = squad_scores([o["answer"] for o in hf_out], golds)
         same = sum(ours[r["id"]][1] == (o["start"], o["end"]) for r, o in zip(dev, hf_out)) / len(dev)
         same_text = sum(ours[r["id"]][0].strip() == o["answer"].strip() for r, o in zip(dev, hf_out)) / len(dev)
-        print(f"  HF QA pipeline        EM {hf_em*100:.2f}  F1 {hf_f1*100:.2f}   {len(dev)/hf_s:7.1f} questions/s ({hf_s:.0f} s)  [same weights, batch_size {args.batch_size}]")
-        print(f"  same answer offsets as HF: {same*100:.2f}%  (same text after snapping to spaCy tokens: {same_text*100:.2f}%)")
-        print(f"  speed ratio bertprod / HF: {hf_s/ours_s:.2f}x")
+        print(f"  HF QA pipeline        EM {hf_em * 100:.2f}  F1 {hf_f1 * 100:.2f}   {len(dev) / hf_s:7.1f} questions/s ({hf_s:.0f} s)  [same weights, batch_size {args.batch_size}]")
+        print(f"  same answer offsets as HF: {same * 100:.2f}%  (same text after snapping to spaCy tokens: {same_text * 100:.2f}%)")
+        print(f"  speed ratio bertprod / HF: {hf_s / ours_s:.2f}x")
         result["hf_pipeline"] = {"em": hf_em, "f1": hf_f1, "questions_per_second": len(dev) / hf_s, "same_offsets": same, "same_text": same_text}
     save_result(out, result, args.report)
 

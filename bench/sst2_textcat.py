@@ -85,7 +85,6 @@ def main() -> None:
     model_dir = out / "model"
     if not args.skip_train:
         from spacy.cli.train import train
-
         from spacy.training.batchers import minibatch_by_padded_size
 
         # size the learning-rate schedule to the batches the batcher really makes
@@ -113,10 +112,10 @@ def main() -> None:
     acc, scores = scores_of(nlp, test_docs, args.batch_size)
     dev_acc, dev_scores = scores_of(nlp, dev_docs, args.batch_size)
     print(f"\nTEST (SST-2 test split, {len(test_docs)} sentences; model-best picked on dev), spaCy scorer:")
-    print(f"  accuracy {acc*100:.2f}  macro F1 {scores['cats_macro_f']*100:.2f}  macro AUC {scores['cats_macro_auc']*100:.2f}")
+    print(f"  accuracy {acc * 100:.2f}  macro F1 {scores['cats_macro_f'] * 100:.2f}  macro AUC {scores['cats_macro_auc'] * 100:.2f}")
     for label, prf in sorted(scores["cats_f_per_type"].items()):
-        print(f"  {label:<9} P {prf['p']*100:.2f}  R {prf['r']*100:.2f}  F {prf['f']*100:.2f}")
-    print(f"DEV (GLUE SST-2 dev, {len(dev_docs)} sentences, used for model selection): accuracy {dev_acc*100:.2f}  macro F1 {dev_scores['cats_macro_f']*100:.2f}")
+        print(f"  {label:<9} P {prf['p'] * 100:.2f}  R {prf['r'] * 100:.2f}  F {prf['f'] * 100:.2f}")
+    print(f"DEV (GLUE SST-2 dev, {len(dev_docs)} sentences, used for model selection): accuracy {dev_acc * 100:.2f}  macro F1 {dev_scores['cats_macro_f'] * 100:.2f}")
     result = {
         "machine": describe(),
         "train_sentences": len(train_docs),
@@ -138,14 +137,20 @@ def main() -> None:
     st = spacy_transformers_pipeline(name, ["textcat"], lambda n: [Example(n.make_doc(d.text), d) for d in train_docs[:50]])
     theirs = time_pipe(st, texts, args.batch_size, args.repeats)
     print(f"\nTHROUGHPUT on SST-2 test ({len(texts)} docs, {n_words} words, nlp.pipe batch {args.batch_size}, CPU, {torch.get_num_threads()} threads, best of {args.repeats}):")
-    print(f"  bertprod_textcat                       {len(texts)/ours:8.1f} docs/s {n_words/ours:9.0f} words/s")
-    print(f"  spacy-transformers transformer+textcat {len(texts)/theirs:8.1f} docs/s {n_words/theirs:9.0f} words/s")
-    print(f"  ratio bertprod / spacy-transformers: {theirs/ours:.2f}x")
+    print(f"  bertprod_textcat                       {len(texts) / ours:8.1f} docs/s {n_words / ours:9.0f} words/s")
+    print(f"  spacy-transformers transformer+textcat {len(texts) / theirs:8.1f} docs/s {n_words / theirs:9.0f} words/s")
+    print(f"  ratio bertprod / spacy-transformers: {theirs / ours:.2f}x")
 
     # Shared encoder: timing only (heads initialized, not trained).
     conll = conll_to_docs(data / "conll2003/test.txt")
-    both = [Example.from_dict(blank.make_doc(d.text), {"entities": [(e.start_char, e.end_char, e.label_) for e in d.ents], "cats": {"POSITIVE": float(i % 2), "NEGATIVE": float(1 - i % 2)}}) for i, d in enumerate(conll[:20])]
-    remake = lambda n: [Example(n.make_doc(eg.reference.text), eg.reference) for eg in both]
+    both = []
+    for i, d in enumerate(conll[:20]):
+        gold = {"entities": [(e.start_char, e.end_char, e.label_) for e in d.ents], "cats": {"POSITIVE": float(i % 2), "NEGATIVE": float(1 - i % 2)}}
+        both.append(Example.from_dict(blank.make_doc(d.text), gold))
+
+    def remake(n):
+        return [Example(n.make_doc(eg.reference.text), eg.reference) for eg in both]
+
     ner_alone = pipeline_from_config(ROOT / "configs/ner.cfg", remake)
     shared = pipeline_from_config(ROOT / "configs/ner_textcat.cfg", remake)
     separate = pipeline_from_config(ROOT / "configs/ner.cfg", remake)
@@ -159,13 +164,15 @@ def main() -> None:
         timings[label] = (time_pipe(pipe, conll_texts, args.batch_size, args.repeats), time_pipe(pipe, texts, args.batch_size, args.repeats))
     base = timings["NER alone"]
     for label, (t_conll, t_sst) in timings.items():
-        print(f"  {label:<32} CoNLL {t_conll:6.2f} s ({t_conll/base[0]:.2f}x)   SST-2 {t_sst:6.2f} s ({t_sst/base[1]:.2f}x)")
-    result.update({
-        "docs_per_second": {"bertprod_textcat": len(texts) / ours, "spacy_transformers": len(texts) / theirs},
-        "words_per_second": {"bertprod_textcat": n_words / ours, "spacy_transformers": n_words / theirs},
-        "ratio": theirs / ours,
-        "shared_encoder_seconds": {label: {"conll_test": t_conll, "sst2_test": t_sst} for label, (t_conll, t_sst) in timings.items()},
-    })
+        print(f"  {label:<32} CoNLL {t_conll:6.2f} s ({t_conll / base[0]:.2f}x)   SST-2 {t_sst:6.2f} s ({t_sst / base[1]:.2f}x)")
+    result.update(
+        {
+            "docs_per_second": {"bertprod_textcat": len(texts) / ours, "spacy_transformers": len(texts) / theirs},
+            "words_per_second": {"bertprod_textcat": n_words / ours, "spacy_transformers": n_words / theirs},
+            "ratio": theirs / ours,
+            "shared_encoder_seconds": {label: {"conll_test": t_conll, "sst2_test": t_sst} for label, (t_conll, t_sst) in timings.items()},
+        }
+    )
     save_result(out, result, args.report)
 
 

@@ -55,7 +55,14 @@ def write(path: Path, n_docs: int, seed: int) -> None:
     path.write_text("\n".join(lines), encoding="utf8")
 
 
-POSITIVE = ["a charming and often affecting journey", "the best film of the year", "a delight from start to finish", "funny , smart and moving", "beautifully acted and shot", "a warm , generous picture"]
+POSITIVE = [
+    "a charming and often affecting journey",
+    "the best film of the year",
+    "a delight from start to finish",
+    "funny , smart and moving",
+    "beautifully acted and shot",
+    "a warm , generous picture",
+]
 NEGATIVE = ["a dull , lifeless mess", "the plot makes no sense", "too long and never funny", "a waste of a fine cast", "flat , tired and predictable", "painful to sit through"]
 OPENERS = ["", "frankly , ", "in the end , ", "all told , ", "for most viewers , "]
 

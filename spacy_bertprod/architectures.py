@@ -38,8 +38,15 @@ def encoder_v1(
     `spacy_bertprod.layers.encoder.build_encoder`); `input_casing` feeds
     each wordpiece's casing class to the transformer as its token type."""
     return build_encoder(
-        name=name, window=window, stride=stride, pooling=pooling, max_batch_wordpieces=max_batch_wordpieces,
-        mixed_precision=mixed_precision, backend=backend, inference_precision=inference_precision, input_casing=input_casing,
+        name=name,
+        window=window,
+        stride=stride,
+        pooling=pooling,
+        max_batch_wordpieces=max_batch_wordpieces,
+        mixed_precision=mixed_precision,
+        backend=backend,
+        inference_precision=inference_precision,
+        input_casing=input_casing,
     )
 
 
@@ -87,7 +94,8 @@ def _casing(case_scale: float, case_window: int) -> Model[List[Doc], List[Floats
 def _token_softmax(features: Model, encoder: Model, nO: Optional[int], dropout: float) -> Model:
     """features + dropout + softmax over tags, with refs "encoder" and "output"."""
     output = Softmax_v2(nO=nO, normalize_outputs=True)
-    model = chain(features, with_array(chain(Dropout(dropout), output)))
+    dropout_layer: Model[Floats2d, Floats2d] = Dropout(dropout)
+    model: Model[List[Doc], List[Floats2d]] = chain(features, with_array(chain(dropout_layer, output)))
     model.set_ref("encoder", encoder)
     model.set_ref("output", output)
     return model
@@ -113,7 +121,7 @@ def text_classifier_v1(
     else:
         raise ValueError(Errors.E013.format(pooling=pooling))
     output = Linear(nO=nO)
-    model = chain(pooled, Dropout(dropout), output)
+    model: Model[List[Doc], Floats2d] = chain(pooled, Dropout(dropout), output)
     model.set_ref("encoder", encoder)
     model.set_ref("output", output)
     return model

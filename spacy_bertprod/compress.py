@@ -33,7 +33,7 @@ ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1",)
 def bertprod_encoders(nlp: Language) -> Dict[str, Model]:
     """Every bertprod encoder layer in the pipeline, by component name
     (an encoder shared through listeners is found once, on its owner)."""
-    found = {}
+    found: Dict[str, Model] = {}
     for name, pipe in nlp.components:
         model = getattr(pipe, "model", None)
         if not isinstance(model, Model):

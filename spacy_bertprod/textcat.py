@@ -13,7 +13,7 @@ every label.
 """
 
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 from spacy.language import Language
 from spacy.pipeline.textcat import TextCategorizer, textcat_score
@@ -22,6 +22,7 @@ from spacy.tokens import Doc
 from spacy.training import Example, validate_examples
 from spacy.vocab import Vocab
 from thinc.api import Config, Model
+from thinc.types import Floats2d
 
 from . import extensions  # noqa: F401
 from .distillation import TeacherStudentMixin, kl, softmax_t
@@ -39,7 +40,6 @@ dropout = 0.1
 
 """ + default_encoder_config("model.encoder")
 DEFAULT_TEXTCAT_MODEL_CFG = Config().from_str(DEFAULT_TEXTCAT_MODEL)["model"]
-
 
 
 @Language.factory(
@@ -134,7 +134,7 @@ class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
         seen = {cat for eg in get_examples() for cat, v in eg.y.cats.items() if v == 1.0}
         missing = [label for label in labels if label not in seen]
         if missing:
-            warnings.warn(Warnings.W001.format(missing=missing, name=self.name))
+            warnings.warn(Warnings.W001.format(missing=missing, name=self.name), stacklevel=1)
         if self.exclusive:
             super().initialize(get_examples, nlp=nlp, labels=labels, positive_label=positive_label)
         else:
@@ -216,13 +216,14 @@ class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
         examples = list(examples)
         validate_examples(examples, "BertprodTextCategorizer.get_loss")
         self._validate_categories(examples)
-        truths, not_missing = self._examples_to_truth(examples)
+        truths, gold_mask = self._examples_to_truth(examples)
         for i, eg in enumerate(examples):
             if not self._has_gold(eg):
-                not_missing[i] = 0.0
-        n_gold = max(int((not_missing.sum(axis=1) > 0).sum()), 1)
+                gold_mask[i] = 0.0
+        n_gold = max(int((gold_mask.sum(axis=1) > 0).sum()), 1)
         xp = self.model.ops.xp
-        not_missing = self.model.ops.asarray(not_missing)
+        # spaCy's `_examples_to_truth` is typed as numpy arrays; the mask is a float32 2d array
+        not_missing = self.model.ops.asarray(cast(Floats2d, gold_mask))
         probs = self._normalize(scores)
         d_scores = (probs - truths) * not_missing
         eps = 1e-8

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import spacy
-from conftest import make_examples, ner_config, train
 from thinc.api import Config
 
+from conftest import make_examples, ner_config, train
 from spacy_bertprod.layers.casing import CASE_FEATURES, doc_case_features, word_case
 from spacy_bertprod.ner import DEFAULT_NER_MODEL_CFG
 
@@ -70,7 +70,10 @@ def test_case_features_let_the_head_see_case(tiny_bert):
     encoder_width = v2.get_pipe("bertprod_ner").model.get_ref("encoder").get_dim("nO")
     assert output.get_dim("nI") == encoder_width + len(CASE_FEATURES)
     assert [[(e.text, e.label_) for e in v2(t).ents] for t, _ in CASED_DATA] == [
-        [("Bank", "ORG")], [], [("Paris", "LOC")], [],
+        [("Bank", "ORG")],
+        [],
+        [("Paris", "LOC")],
+        [],
     ]
 
 
@@ -124,7 +127,8 @@ def test_case_window_sees_neighbours_casing(tiny_bert):
     a, b = _rows(v3, texts, of)
     assert not np.allclose(a, b)
     assert [[(e.text, e.label_) for e in v3(t).ents] for t in texts] == [
-        [("Bank of England", "ORG")], [("England", "LOC")],
+        [("Bank of England", "ORG")],
+        [("England", "LOC")],
     ]
 
 

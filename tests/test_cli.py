@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import spacy
-from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, make_examples
 from spacy.cli import app
 from spacy.tokens import DocBin
 from spacy.training import Corpus
 from spacy.util import load_config
 from typer.testing import CliRunner
 
+from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, make_examples
 from spacy_bertprod.cli import bertprod_cli
 from spacy_bertprod.cli.demo import DEMO_TEXTS
 from spacy_bertprod.compress import QUANTIZATION_INT8
@@ -33,9 +33,12 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # the configs warm up over 100 steps: a few steps at that rate barely move a
 # head that starts at zero
 _FAST_LR = (
-    "--training.optimizer.learn_rate.initial_rate", "1e-3",
-    "--training.optimizer.learn_rate.warmup_steps", "1",
-    "--training.optimizer.learn_rate.total_steps", "1000",
+    "--training.optimizer.learn_rate.initial_rate",
+    "1e-3",
+    "--training.optimizer.learn_rate.warmup_steps",
+    "1",
+    "--training.optimizer.learn_rate.total_steps",
+    "1000",
 )
 
 
@@ -130,8 +133,7 @@ def test_convert_all(tmp_path):
     for split in ("train", "dev", "test"):
         expected = conll_to_docs(data / "conll2003" / f"{split}.txt")[:5]
         docs = read(corpus / "ner" / f"{split}.spacy")
-        assert [(d.text, [(e.start, e.end, e.label_) for e in d.ents]) for d in docs] == [
-            (d.text, [(e.start, e.end, e.label_) for e in d.ents]) for d in expected]
+        assert [(d.text, [(e.start, e.end, e.label_) for e in d.ents]) for d in docs] == [(d.text, [(e.start, e.end, e.label_) for e in d.ents]) for d in expected]
     for split in ("train", "dev"):
         expected = sst2_to_docs(data / "sst2" / "glue" / f"{split}.tsv", spacy.blank("en"), limit=5)
         docs = read(corpus / "textcat" / f"{split}.spacy")
@@ -153,16 +155,28 @@ def test_spacy_train_and_evaluate(tmp_path, tiny_bert):
     for split in ("train", "dev"):
         write_docbin(conll_to_docs(ROOT / "assets" / "conll2003" / f"{split}.txt"), tmp_path / f"{split}.spacy")
     _run(
-        "-m", "spacy", "train", "configs/ner.cfg",
-        "--output", str(tmp_path / "out"),
-        "--paths.train", str(tmp_path / "train.spacy"),
-        "--paths.dev", str(tmp_path / "dev.spacy"),
-        "--components.bertprod_ner.model.encoder.name", tiny_bert,
-        "--components.bertprod_ner.model.encoder.window", "64",
-        "--components.bertprod_ner.model.encoder.stride", "32",
-        "--training.max_steps", "6",
-        "--training.eval_frequency", "3",
-        "--training.max_epochs", "0",
+        "-m",
+        "spacy",
+        "train",
+        "configs/ner.cfg",
+        "--output",
+        str(tmp_path / "out"),
+        "--paths.train",
+        str(tmp_path / "train.spacy"),
+        "--paths.dev",
+        str(tmp_path / "dev.spacy"),
+        "--components.bertprod_ner.model.encoder.name",
+        tiny_bert,
+        "--components.bertprod_ner.model.encoder.window",
+        "64",
+        "--components.bertprod_ner.model.encoder.stride",
+        "32",
+        "--training.max_steps",
+        "6",
+        "--training.eval_frequency",
+        "3",
+        "--training.max_epochs",
+        "0",
         *_FAST_LR,
     )
     assert (tmp_path / "out" / "model-best" / "bertprod_ner" / "model").exists()
@@ -184,18 +198,32 @@ def test_spacy_train_qa_and_evaluate_squad(tmp_path, tiny_bert, trained_ner_path
     data = tmp_path / "squad.json"
     data.write_text(json.dumps(SQUAD))
     _run(
-        "-m", "spacy", "train", "configs/qa.cfg",
-        "--output", str(tmp_path / "out"),
-        "--paths.train", str(data),
-        "--paths.dev", str(data),
-        "--components.bertprod_qa.model.encoder.name", tiny_bert,
-        "--components.bertprod_qa.model.encoder.window", "64",
-        "--components.bertprod_qa.model.encoder.stride", "32",
-        "--components.bertprod_qa.model.doc_stride", "16",
-        "--training.max_steps", "30",
-        "--training.eval_frequency", "30",
-        "--training.max_epochs", "0",
-        "--training.dropout", "0.0",
+        "-m",
+        "spacy",
+        "train",
+        "configs/qa.cfg",
+        "--output",
+        str(tmp_path / "out"),
+        "--paths.train",
+        str(data),
+        "--paths.dev",
+        str(data),
+        "--components.bertprod_qa.model.encoder.name",
+        tiny_bert,
+        "--components.bertprod_qa.model.encoder.window",
+        "64",
+        "--components.bertprod_qa.model.encoder.stride",
+        "32",
+        "--components.bertprod_qa.model.doc_stride",
+        "16",
+        "--training.max_steps",
+        "30",
+        "--training.eval_frequency",
+        "30",
+        "--training.max_epochs",
+        "0",
+        "--training.dropout",
+        "0.0",
         *_FAST_LR,
     )
     model = tmp_path / "out" / "model-last"
@@ -224,8 +252,19 @@ def test_demo_on_a_tiny_model(tmp_path, tiny_bert):
     config["components"]["bertprod_ner"]["model"]["encoder"].update(name=tiny_bert, window=64, stride=32)
     config.to_disk(tmp_path / "ner.cfg")
     out = bertprod(
-        "demo", "--config", tmp_path / "ner.cfg", "--assets", ROOT / "assets" / "conll2003", "--corpus", tmp_path / "corpus",
-        "--output", tmp_path / "out", "--steps", "6", "--training.optimizer.learn_rate.initial_rate", "1e-3",
+        "demo",
+        "--config",
+        tmp_path / "ner.cfg",
+        "--assets",
+        ROOT / "assets" / "conll2003",
+        "--corpus",
+        tmp_path / "corpus",
+        "--output",
+        tmp_path / "out",
+        "--steps",
+        "6",
+        "--training.optimizer.learn_rate.initial_rate",
+        "1e-3",
     )
     nlp = spacy.load(tmp_path / "out" / "model-best")
     for split in ("train", "dev"):  # the shipped sample, converted
@@ -244,9 +283,22 @@ def test_demo_on_a_tiny_model(tmp_path, tiny_bert):
 
 def test_demo_with_an_invalid_encoder_setting(tmp_path, tiny_bert):
     out = bertprod(
-        "demo", "--config", ROOT / "configs" / "ner.cfg", "--assets", ROOT / "assets" / "conll2003", "--corpus", tmp_path / "corpus",
-        "--output", tmp_path / "out", "--steps", "2", "--components.bertprod_ner.model.encoder.name", tiny_bert,
-        "--components.bertprod_ner.model.encoder.stride", "0", exit_code=1,
+        "demo",
+        "--config",
+        ROOT / "configs" / "ner.cfg",
+        "--assets",
+        ROOT / "assets" / "conll2003",
+        "--corpus",
+        tmp_path / "corpus",
+        "--output",
+        tmp_path / "out",
+        "--steps",
+        "2",
+        "--components.bertprod_ner.model.encoder.name",
+        tiny_bert,
+        "--components.bertprod_ner.model.encoder.stride",
+        "0",
+        exit_code=1,
     )
     assert re.search(r"✘ \[E\d{3}\] .*stride", out)
 
@@ -256,8 +308,23 @@ def test_distill(trained_ner_path, tmp_path):
     DocBin(docs=[eg.reference for eg in make_examples(teacher)]).to_disk(tmp_path / "train.spacy")
     (tmp_path / "plain.txt").write_text("\n".join(t for t, _ in TRAIN_DATA) + "\n\n", encoding="utf8")
     out = bertprod(
-        "distill", trained_ner_path, tmp_path / "student", "--train", tmp_path / "train.spacy", "--dev", tmp_path / "train.spacy",
-        "--unlabelled", tmp_path / "plain.txt", "--n-layers", "1", "--steps", "10", "--eval-every", "5", "--lr", "1e-3",
+        "distill",
+        trained_ner_path,
+        tmp_path / "student",
+        "--train",
+        tmp_path / "train.spacy",
+        "--dev",
+        tmp_path / "train.spacy",
+        "--unlabelled",
+        tmp_path / "plain.txt",
+        "--n-layers",
+        "1",
+        "--steps",
+        "10",
+        "--eval-every",
+        "5",
+        "--lr",
+        "1e-3",
     )
     assert "12 training examples (6 unlabelled)" in out
     student = spacy.load(tmp_path / "student" / "model-last")

@@ -1,7 +1,7 @@
 import numpy as np
 import spacy
-from conftest import TRAIN_DATA, assert_varies, make_examples
 
+from conftest import TRAIN_DATA, assert_varies, make_examples
 from spacy_bertprod.compress import quantize_path
 
 
@@ -24,9 +24,11 @@ def test_quantize_round_trip(tmp_path, trained_ner_path):
     import torch
 
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear) for m in module.modules())
+
     # smaller on disk, close in output, same entities on the training data
     def size(p):
         return (p / "bertprod_ner" / "model").stat().st_size
+
     assert size(tmp_path / "int8") < size(tmp_path / "fp32")
     docs = _probe(nlp)
     a, b = _predict(nlp, docs), _predict(int8, docs)
@@ -51,13 +53,17 @@ def test_per_channel_by_default_and_per_tensor_pipelines_still_load(tmp_path, tr
     nlp = spacy.load(trained_ner_path)
     encoder = nlp.get_pipe("bertprod_ner").model.get_ref("encoder")
     fp32 = hf_module(encoder)
+
     def linear(module):
         return next(m for m in module.modules() if isinstance(m, torch.ao.nn.quantized.dynamic.Linear))
+
     per_tensor = quantize_module(fp32, QUANTIZATION_INT8_PER_TENSOR)
     assert linear(per_tensor).weight().qscheme() == torch.per_tensor_affine
     docs = _probe(nlp)
+
     def outputs():
         return (encoder.predict(docs), _predict(nlp, docs))
+
     reference = outputs()
     assert_varies(reference[1])  # a trained head: the errors below are not 0 <= 0
     # a pipeline quantized per tensor (as before per-channel existed) loads as it was saved
@@ -70,11 +76,13 @@ def test_per_channel_by_default_and_per_tensor_pipelines_still_load(tmp_path, tr
     per_tensor_out = outputs()
     for x, y in zip(per_tensor_out[1], _predict(loaded, docs)):
         np.testing.assert_array_equal(x, y)
+
     # the default is per channel, and closer to fp32 than per tensor on
     # average, in hidden states and tag probabilities (not in the single
     # largest difference: on this tiny model per channel's is a little larger)
     def errors(got):
         return [np.mean([np.abs(x - y).mean() for x, y in zip(g, r)]) for g, r in zip(got, reference)]
+
     err_tensor = errors(per_tensor_out)
     set_hf_module(encoder, fp32)
     quantize_pipeline(nlp)

@@ -9,12 +9,12 @@ import re
 import numpy as np
 import pytest
 import spacy
-from conftest import TRAIN_DATA, make_examples, ner_config, random_text, train
 from spacy.training import Example
 from thinc.api import fix_random_seed
 
 import spacy_bertprod.layers.batching as batching_module
 import spacy_bertprod.layers.encoder as encoder_module
+from conftest import TRAIN_DATA, make_examples, ner_config, random_text, train
 from spacy_bertprod.squad import make_examples as qa_examples
 
 NER = "components.bertprod_ner.model"
@@ -49,6 +49,7 @@ def textcat_path(tiny_bert, tmp_path_factory):
     def examples(nlp):
         def cats(i):
             return {"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)}
+
         return [Example.from_dict(nlp.make_doc(text), {"cats": cats(i)}) for i, (text, _) in enumerate(TRAIN_DATA)]
 
     config = {"exclusive_classes": False, "model": {"encoder": encoder}}

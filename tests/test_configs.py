@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 import spacy
-from conftest import TRAIN_DATA, assert_varies
 from spacy.schemas import ConfigSchemaTraining
 from spacy.training import Example
 from spacy.util import load_config, load_model_from_config, registry
 from thinc.api import Adam, fix_random_seed
+
+from conftest import TRAIN_DATA, assert_varies
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.cfg"))
 
@@ -55,10 +56,7 @@ def test_config_trains_and_round_trips(name, tiny_bert, tmp_path):
     with_ner = "bertprod_ner" in nlp.pipe_names
     if with_ner:  # the shared encoder feeds each wordpiece's casing to the transformer
         assert nlp.get_pipe("tok2vec").model.attrs["input_casing"] is True
-    examples = [
-        Example.from_dict(nlp.make_doc(text), {"cats": _cats(i, multilabel), **({"entities": ents} if with_ner else {})})
-        for i, (text, ents) in enumerate(TRAIN_DATA)
-    ]
+    examples = [Example.from_dict(nlp.make_doc(text), {"cats": _cats(i, multilabel), **({"entities": ents} if with_ner else {})}) for i, (text, ents) in enumerate(TRAIN_DATA)]
     fix_random_seed(0)
     nlp.initialize(lambda: examples)
     optimizer = Adam(1e-3)

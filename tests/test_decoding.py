@@ -1,6 +1,6 @@
 import numpy as np
-from spacy.training import biluo_tags_to_spans
 from spacy.tokens import Doc
+from spacy.training import biluo_tags_to_spans
 from spacy.vocab import Vocab
 
 from spacy_bertprod.decoding import biluo_tag_names, path_to_spans, transition_constraints, viterbi

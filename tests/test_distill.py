@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 import spacy
-from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, make_examples, ner_config, train
 from spacy.training import Example
 
+from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, make_examples, ner_config, train
 from spacy_bertprod.compress import quantize_pipeline
 from spacy_bertprod.distill import (
     distill,
@@ -94,7 +94,10 @@ def _assert_same_ner(expected, got):
     assert_varies(a)
     for x, y in zip(a, b):
         np.testing.assert_array_equal(x, y)
-    ents = lambda nlp: [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
+
+    def ents(nlp):
+        return [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
+
     assert any(ents(expected)) and ents(got) == ents(expected)
 
 
@@ -139,7 +142,7 @@ def test_textcat_students(tiny_bert):
     for exclusive in (True, False):
         nlp = spacy.blank("en")
         nlp.add_pipe("bertprod_textcat", config={"exclusive_classes": exclusive, "model": {"encoder": {"name": tiny_bert, "window": 16, "stride": 8}}})
-        examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(l == "POS"), "NEG": float(l == "NEG")}}) for t, l in cats]
+        examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in cats]
         teacher = train(nlp, examples, steps=30)
         student = make_student(teacher, layers=[0])
         start = _soft_loss(teacher, student, examples)

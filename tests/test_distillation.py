@@ -7,13 +7,13 @@ from typing import Any, Dict, Iterable, List, Optional
 import numpy as np
 import pytest
 import spacy
-from conftest import make_examples, ner_config, train
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc
 from spacy.training import Example
 from thinc.api import Model, set_dropout_rate
 
+from conftest import make_examples, ner_config, train
 from spacy_bertprod.distill import distill, distill_step, make_student
 from spacy_bertprod.distillation import Distillable, DistillSettings, kl
 

@@ -67,7 +67,6 @@ def test_prediction_keeps_no_window_states_alive(nlp, tiny_bert, pooling):
     import weakref
 
     from conftest import random_text
-
     from spacy_bertprod.layers.batching import hidden_state_hook
     from spacy_bertprod.layers.transformer import hf_module
 
@@ -92,10 +91,9 @@ def test_prediction_keeps_no_window_states_alive(nlp, tiny_bert, pooling):
 
 @pytest.mark.parametrize("pooling", ["first", "mean"])
 def test_pooling_in_slices_gives_the_same_vectors(nlp, tiny_bert, monkeypatch, pooling):
-    from conftest import random_text
-
     import spacy_bertprod.layers.encoder as encoder_module
     import spacy_bertprod.layers.pooling as pooling_module
+    from conftest import random_text
     from spacy_bertprod.layers.pooling import doc_pooler
 
     docs = [nlp.make_doc(random_text(n, seed=n)) for n in (50, 0, 7, 120)]

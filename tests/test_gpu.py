@@ -76,11 +76,7 @@ def test_trains_on_gpu_and_loads_on_cpu(trained_on_gpu):
     assert nlp.evaluate(make_examples(nlp))["ents_f"] == 1.0
     on_gpu = _ents(nlp)
     # a fresh process that sees no GPU gives the same entities
-    script = (
-        "import json, sys, spacy\n"
-        "nlp = spacy.load(sys.argv[1])\n"
-        "print(json.dumps([[[e.start_char, e.end_char, e.label_] for e in d.ents] for d in nlp.pipe(json.loads(sys.argv[2]))]))\n"
-    )
+    script = "import json, sys, spacy\nnlp = spacy.load(sys.argv[1])\nprint(json.dumps([[[e.start_char, e.end_char, e.label_] for e in d.ents] for d in nlp.pipe(json.loads(sys.argv[2]))]))\n"
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     out = subprocess.run([sys.executable, "-c", script, str(path), json.dumps(TEXTS)], capture_output=True, text=True, env=env, check=True)
     on_cpu = [[tuple(e) for e in doc] for doc in json.loads(out.stdout.strip().splitlines()[-1])]
@@ -114,7 +110,7 @@ def test_textcat_and_qa_on_gpu(gpu, tiny_bert):
     encoder = {"name": tiny_bert, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
     nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": encoder}})
     data = [("the film was a delight", "POS"), ("she worked in a bank", "NEG")]
-    examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(l == "POS"), "NEG": float(l == "NEG")}}) for t, l in data]
+    examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in data]
     train(nlp, examples, steps=30)
     assert _module_device(nlp, "bertprod_textcat") == "cuda"
     assert nlp.evaluate(examples)["cats_macro_f"] == 1.0

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import spacy
 import torch
-from conftest import build_tiny_bert, make_examples, train
 
+from conftest import build_tiny_bert, make_examples, train
 from spacy_bertprod.architectures import encoder_v1
 from spacy_bertprod.layers.casing import WORDPIECE_CASES, wordpiece_case_ids
 from spacy_bertprod.layers.transformer import hf_module
@@ -34,7 +34,9 @@ def test_wordpiece_case_ids_read_the_original_characters():
     assert cases == ["title", "mixed", "upper", "lower", "none", "title", "none", "title", "none"]
     # a word split into pieces: each piece has the casing of its own characters
     assert [WORDPIECE_CASES[i] for i in wordpiece_case_ids("McDonald", np.array([(0, 2), (2, 5), (5, 8)]))] == [
-        "title", "title", "lower",
+        "title",
+        "title",
+        "lower",
     ]
     assert wordpiece_case_ids("", np.zeros((0, 2), dtype="int64")).shape == (0,)
 
@@ -78,7 +80,10 @@ def test_ner_without_head_features_learns_case_only_entities(tiny_bert, tmp_path
 
     nlp = _train_ner(tiny_bert, True)
     assert [[(e.text, e.label_) for e in nlp(t).ents] for t, _ in CASED_DATA] == [
-        [("Bank", "ORG")], [], [("Paris", "LOC")], [],
+        [("Bank", "ORG")],
+        [],
+        [("Paris", "LOC")],
+        [],
     ]
     nlp.to_disk(tmp_path / "pipeline")
     loaded = spacy.load(tmp_path / "pipeline")

@@ -69,11 +69,13 @@ def _outputs(docs):
         answers = doc.spans["bertprod_qa"]
         for span in answers:
             assert type(span._.bertprod_answer_chars) is tuple
-        rows.append((
-            [(e.text, e.label_) for e in doc.ents],
-            sorted(doc.cats),
-            [(s.text, s._.bertprod_answer_chars, s._.bertprod_question) for s in answers],
-        ))
+        rows.append(
+            (
+                [(e.text, e.label_) for e in doc.ents],
+                sorted(doc.cats),
+                [(s.text, s._.bertprod_answer_chars, s._.bertprod_question) for s in answers],
+            )
+        )
         scores.append([e._.bertprod_score for e in doc.ents] + list(doc.cats.values()) + list(answers.attrs["scores"]))
     return rows, scores
 

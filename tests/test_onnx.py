@@ -5,9 +5,10 @@ import sys
 import numpy as np
 import pytest
 import spacy
-from conftest import TRAIN_DATA, assert_varies, make_examples, ner_config, random_text, train
 from spacy.training import Example
 from thinc.api import Adam
+
+from conftest import TRAIN_DATA, assert_varies, make_examples, ner_config, random_text, train
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -64,8 +65,10 @@ def shared_path(tiny_bert, tmp_path_factory):
     listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 32, "upstream": "*"}
     nlp.add_pipe("bertprod_ner", config={"model": {"encoder": listener}})
     nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": listener, "pooling": "mean"}})
+
     def cats(i):
         return {"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)}
+
     data = [Example.from_dict(nlp.make_doc(t), {"entities": e, "cats": cats(i)}) for i, (t, e) in enumerate(TRAIN_DATA)]
     path = tmp_path_factory.mktemp("shared-fp32")
     train(nlp, data, 30).to_disk(path)
@@ -153,8 +156,10 @@ def test_onnx_int8(ner_path, tmp_path, monkeypatch):
     onnx_pipeline(int8, int8=True)
     assert int8.meta["bertprod"]["compression"]["quantization"] == "int8-dynamic-per-channel"
     assert int8.config["components"]["bertprod_ner"]["model"]["encoder"]["backend"] == "onnx-int8"
+
     def size(nlp):
         return len(_encoder_of(nlp, "bertprod_ner").attrs["onnx"].data)
+
     assert size(int8) < size(fp32)
     assert _gather_table_types(int8) == {onnx.TensorProto.FLOAT}  # embedding lookups stay fp32
     probe = [fp32.make_doc(t) for t in TEXTS]
@@ -273,10 +278,13 @@ def test_qa_same_answers(qa_trained):
 def test_qa_int8_answers_and_round_trip(qa_trained, tmp_path):
     qa = qa_trained.get_pipe("bertprod_qa")
     pairs = _qa_pairs(qa_trained)
+
     def spans(pipe):
         return [[(a.start_char, a.end_char) for a in pipe.answer(doc, q, top_k=1)] for doc, q in pairs]
+
     def logits(pipe):
         return np.concatenate([w.start_logits for s in pipe.model.predict(pairs) for w in s.windows])
+
     expected, reference = spans(qa), logits(qa)
     assert_varies(reference)
     qa_trained.to_disk(tmp_path / "fp32")

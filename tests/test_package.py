@@ -16,9 +16,10 @@ def test_package_wheel_installs_and_loads(tmp_path, trained_ner_path):
     nlp = spacy.load(trained_ner_path)
     (tmp_path / "packages").mkdir()
     subprocess.run(
-        [sys.executable, "-m", "spacy", "package", str(trained_ner_path), str(tmp_path / "packages"),
-         "--name", "bertprod_test", "--version", "0.0.1", "--build", "wheel", "--force"],
-        check=True, capture_output=True, text=True,
+        [sys.executable, "-m", "spacy", "package", str(trained_ner_path), str(tmp_path / "packages"), "--name", "bertprod_test", "--version", "0.0.1", "--build", "wheel", "--force"],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     wheels = list((tmp_path / "packages").glob("*/dist/*.whl"))
     assert len(wheels) == 1

@@ -60,7 +60,7 @@ def textcat_outputs(tiny_bert: str) -> Dict[str, Any]:
     for exclusive, pooling in [(True, "cls"), (False, "mean")]:
         nlp = spacy.blank("en")
         nlp.add_pipe("bertprod_textcat", config={"exclusive_classes": exclusive, "model": {"encoder": {"name": tiny_bert, **ENCODER}, "pooling": pooling}})
-        examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(l == "POS"), "NEG": float(l == "NEG")}}) for t, l in CATS]
+        examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in CATS]
         train(nlp, examples, steps=30)
         out[f"{'exclusive' if exclusive else 'multilabel'}-{pooling}"] = [dict(sorted(doc.cats.items())) for doc in nlp.pipe([t for t, _ in CATS] + TEXTS, batch_size=3)]
     return out

@@ -46,7 +46,10 @@ def test_config_override_on_load(tmp_path, tiny_bert):
     encoder = half.get_pipe("bertprod_ner").model.get_ref("encoder")
     assert encoder.attrs["inference_precision"] == "bf16"
     texts = [text for text, _ in TRAIN_DATA]
-    ents = lambda pipeline: [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in pipeline.pipe(texts)]
+
+    def ents(pipeline):
+        return [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in pipeline.pipe(texts)]
+
     assert ents(half) == ents(nlp)
     # saved and loaded again, the config's setting stays
     half.to_disk(tmp_path / "bf16")
@@ -69,7 +72,7 @@ def test_config_override_on_load(tmp_path, tiny_bert):
 
 @pytest.mark.parametrize(
     "kwargs,code,why",
-    [({"inference_precision": "int4"}, "E053", "one of"), ({"inference_precision": "bf16", "backend": "onnx"}, "E054", "backend \"torch\"")],
+    [({"inference_precision": "int4"}, "E053", "one of"), ({"inference_precision": "bf16", "backend": "onnx"}, "E054", 'backend "torch"')],
 )
 def test_bad_precision_settings(tiny_bert, kwargs, code, why):
     with pytest.raises(ValueError, match=f"{code}.*inference_precision") as err:

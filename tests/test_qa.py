@@ -70,13 +70,13 @@ def test_questions_sharing_an_answer_span_keep_their_own_attributes(trained):
     questions = ["where was she born?", "which city?"]
     qa.set_annotations([doc], ([0, 0], [(questions[0], [(24, 30, 0.9)]), (questions[1], [(24, 30, 0.4), (53, 58, 0.3)])]))
     group = doc.spans["bertprod_qa"]
-    assert [(s.text, s._.bertprod_question, s._.bertprod_score) for s in group] == [
-        ("Warsaw", questions[0], 0.9), ("Warsaw", questions[1], 0.4), ("Paris", questions[1], 0.3)]
+    assert [(s.text, s._.bertprod_question, s._.bertprod_score) for s in group] == [("Warsaw", questions[0], 0.9), ("Warsaw", questions[1], 0.4), ("Paris", questions[1], 0.3)]
     assert group.attrs["questions"] == [questions[0], questions[1], questions[1]]
     assert group.attrs["scores"] == [0.9, 0.4, 0.3]
     again = type(doc)(nlp.vocab).from_bytes(doc.to_bytes())
-    assert [(s._.bertprod_question, s._.bertprod_score) for s in again.spans["bertprod_qa"]] == [(q, sc) for _, q, sc in [
-        ("Warsaw", questions[0], 0.9), ("Warsaw", questions[1], 0.4), ("Paris", questions[1], 0.3)]]
+    assert [(s._.bertprod_question, s._.bertprod_score) for s in again.spans["bertprod_qa"]] == [
+        (q, sc) for _, q, sc in [("Warsaw", questions[0], 0.9), ("Warsaw", questions[1], 0.4), ("Paris", questions[1], 0.3)]
+    ]
     # pipe answers are the answers of `answer`, question by question
     doc = nlp.make_doc(CONTEXT)
     doc._.questions = [r["question"] for r in ROWS] * 2

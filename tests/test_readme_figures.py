@@ -20,9 +20,7 @@ def test_every_readme_table_matches_its_result_file():
     assert found, "the README has no figure tables"
     for block in found:
         assert block["name"] in tables.RENDERERS, f"README table {block['name']!r} has no renderer in bench/tables.py"
-        assert block["body"] == tables.RENDERERS[block["name"]](), (
-            f"README table {block['name']!r} differs from its result file: run `python bench/tables.py --write`"
-        )
+        assert block["body"] == tables.RENDERERS[block["name"]](), f"README table {block['name']!r} differs from its result file: run `python bench/tables.py --write`"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "bench/reported").glob("*.json")), ids=lambda p: p.name)

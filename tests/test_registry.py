@@ -24,7 +24,7 @@ def test_entry_points_resolve_to_registered_objects(group):
             assert callable(ep.load())
             assert spacy.Language.has_factory(ep.name)
         else:
-            registry = getattr(spacy.registry, group[len("spacy_"):])
+            registry = getattr(spacy.registry, group[len("spacy_") :])
             assert registry.get(ep.name) is ep.load()
 
 

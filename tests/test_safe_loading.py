@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import spacy
 import srsly
-from conftest import TRAIN_DATA, build_tiny_bert, make_examples, ner_config, train
 from spacy.training import Example
 from thinc.api import fix_random_seed
+
+from conftest import TRAIN_DATA, build_tiny_bert, make_examples, ner_config, train
 
 TEXTS = [text for text, _ in TRAIN_DATA]
 PACKAGE = Path(__file__).parent.parent / "spacy_bertprod"

@@ -7,13 +7,20 @@ from spacy_bertprod.squad import exact_match, f1_score, make_examples, normalize
 
 SQUAD = {
     "version": "1.1",
-    "data": [{"title": "T", "paragraphs": [{
-        "context": "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891.",
-        "qas": [
-            {"id": "q1", "question": "Where was Marie Curie born?", "answers": [{"text": "Warsaw", "answer_start": 24}]},
-            {"id": "q2", "question": "When did she move?", "answers": [{"text": "1891", "answer_start": 63}, {"text": "in 1891", "answer_start": 60}]},
-        ],
-    }]}],
+    "data": [
+        {
+            "title": "T",
+            "paragraphs": [
+                {
+                    "context": "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891.",
+                    "qas": [
+                        {"id": "q1", "question": "Where was Marie Curie born?", "answers": [{"text": "Warsaw", "answer_start": 24}]},
+                        {"id": "q2", "question": "When did she move?", "answers": [{"text": "1891", "answer_start": 63}, {"text": "in 1891", "answer_start": 60}]},
+                    ],
+                }
+            ],
+        }
+    ],
 }
 
 

@@ -3,9 +3,10 @@ import warnings
 import numpy as np
 import pytest
 import spacy
-from conftest import TRAIN_DATA, random_text, train
 from spacy.training import Example
 from thinc.api import Adam
+
+from conftest import TRAIN_DATA, random_text, train
 
 CATS = [
     ("the film was a delight", "POS"),
@@ -147,10 +148,7 @@ def _shared_pipeline(tiny_bert):
     listener = {"@architectures": "spacy.Tok2VecListener.v1", "width": 32, "upstream": "*"}
     nlp.add_pipe("bertprod_ner", config={"model": {"encoder": listener}})
     nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": listener, "pooling": "mean"}})
-    data = [
-        Example.from_dict(nlp.make_doc(t), {"entities": e, "cats": {"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)}})
-        for i, (t, e) in enumerate(TRAIN_DATA)
-    ]
+    data = [Example.from_dict(nlp.make_doc(t), {"entities": e, "cats": {"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)}}) for i, (t, e) in enumerate(TRAIN_DATA)]
     nlp.initialize(lambda: data)
     return nlp, data
 
@@ -181,10 +179,7 @@ def test_shared_encoder_runs_transformer_once(tiny_bert, tmp_path):
     separate.add_pipe("bertprod_ner", config={"model": {"encoder": _encoder(tiny_bert)}})
     separate.add_pipe("bertprod_textcat", config={"model": {"encoder": _encoder(tiny_bert)}})
     separate.initialize(lambda: data)
-    counts = [
-        _count_forward(separate.get_pipe(n).model.get_ref("encoder").get_ref("transformer").shims[0]._model)
-        for n in ("bertprod_ner", "bertprod_textcat")
-    ]
+    counts = [_count_forward(separate.get_pipe(n).model.get_ref("encoder").get_ref("transformer").shims[0]._model) for n in ("bertprod_ner", "bertprod_textcat")]
     separate(TRAIN_DATA[0][0])
     assert [len(c) for c in counts] == [1, 1]
     # the shared pipeline round-trips

@@ -146,7 +146,7 @@ def test_fewest_equal_windows_with_the_minimum_overlap(n):
     bounds = window_bounds(n, content, stride)
     sizes = {e - s for s, e in bounds}
     assert len(sizes) == 1 and sizes.pop() <= content
-    for (s1, e1), (s2, e2) in zip(bounds, bounds[1:]):
+    for (_, e1), (s2, _) in zip(bounds, bounds[1:]):
         assert e1 - s2 >= content - stride
     # one window fewer could not cover n with that overlap
     k = len(bounds) - 1
@@ -160,7 +160,6 @@ def test_doc_just_over_one_window_is_not_encoded_twice():
 
 def test_length_buckets_limit_padding(nlp, tiny_bert):
     from conftest import random_text
-
     from spacy_bertprod.architectures import encoder_v1
     from spacy_bertprod.layers.batching import MIN_GROUP, PAD_RATIO, length_groups
     from spacy_bertprod.layers.encoder import window_plan

@@ -94,9 +94,21 @@ def distill_cli(
         msg.info(f"{len(train)} training examples ({len(plain)} unlabelled), {len(dev)} dev examples")
         start = time.perf_counter()
         best = distill(
-            teacher, student, train, dev, output=output_path, steps=steps, batch_words=batch_words, learn_rate=learn_rate,
-            temperature=temperature, soft_weight=soft_weight, gold_weight=gold_weight, hidden_weight=hidden_weight,
-            eval_every=eval_every, seed=seed, log=msg.text,
+            teacher,
+            student,
+            train,
+            dev,
+            output=output_path,
+            steps=steps,
+            batch_words=batch_words,
+            learn_rate=learn_rate,
+            temperature=temperature,
+            soft_weight=soft_weight,
+            gold_weight=gold_weight,
+            hidden_weight=hidden_weight,
+            eval_every=eval_every,
+            seed=seed,
+            log=msg.text,
         )
     msg.good(f"distilled in {time.perf_counter() - start:.0f} s; best dev score {best['score']:.4f} at step {best.get('step')}")
     msg.good(f"Saved pipeline to {output_path / 'model-best'} and {output_path / 'model-last'}")

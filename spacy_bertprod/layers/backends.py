@@ -3,10 +3,11 @@
 encoder's `inference_precision`) or ONNX Runtime (backend "onnx" /
 "onnx-int8", prediction only)."""
 
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Tuple, cast
 
 import numpy as np
 from thinc.api import Model
+from thinc.types import Floats3d
 
 from ..errors import Errors
 from .onnx_backend import BACKENDS, BackendName, OnnxSession, require_onnxruntime
@@ -113,4 +114,4 @@ def run_transformer(model: Model, X: Tuple[np.ndarray, ...], is_train: bool) -> 
     ids, mask = X[:2]
     types = X[2] if len(X) > 2 else np.zeros_like(ids)
     hidden = onnx_session(model).run(ids, mask, types)
-    return model.ops.asarray(hidden), _no_backprop(model)
+    return model.ops.asarray3f(cast(Floats3d, hidden)), _no_backprop(model)

@@ -66,12 +66,10 @@ def length_groups(lengths: np.ndarray, max_wordpieces: int) -> List[np.ndarray]:
     `max_wordpieces` padded wordpieces, and a new group starts when the next
     sequence is over PAD_RATIO times the group's shortest one."""
     order = np.argsort(lengths, kind="stable")
-    groups, current = [], []
+    groups: List[np.ndarray] = []
+    current: List[int] = []
     for i in order:
-        if current and (
-            (len(current) + 1) * lengths[i] > max_wordpieces
-            or (len(current) >= MIN_GROUP and lengths[i] > PAD_RATIO * lengths[current[0]])
-        ):
+        if current and ((len(current) + 1) * lengths[i] > max_wordpieces or (len(current) >= MIN_GROUP and lengths[i] > PAD_RATIO * lengths[current[0]])):
             groups.append(np.array(current))
             current = []
         current.append(i)
@@ -117,7 +115,7 @@ def encode_sequences(
         seq_len = int(lengths[group].max())
         ids = np.full((len(group), seq_len), holder.pad_id, dtype="int64")
         mask = np.zeros((len(group), seq_len), dtype="int64")
-        types = np.zeros((len(group), seq_len), dtype="int64") if has_types else None
+        types = np.zeros((len(group), seq_len), dtype="int64")  # sent only with has_types
         for row, i in enumerate(group):
             ids[row, : lengths[i]] = seqs[i]
             mask[row, : lengths[i]] = 1
@@ -125,7 +123,7 @@ def encode_sequences(
                 types[row, : lengths[i]] = type_ids[i]
             elif segments is not None:
                 types[row, segments[i] : lengths[i]] = 1
-        X = (ids, mask) if types is None else (ids, mask, types)
+        X = (ids, mask, types) if has_types else (ids, mask)
         hidden, bp_hidden = run_transformer(model, X, is_train)
         base[group] = offset + np.arange(len(group)) * seq_len
         flat[offset : offset + len(group) * seq_len] = hidden.reshape(-1, width)

@@ -16,13 +16,13 @@ With backend "onnx" or "onnx-int8" inference runs the transformer in ONNX
 Runtime (backends.py, onnx_backend.py); training always uses torch.
 """
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, cast
 
 import numpy as np
 import srsly
 from spacy.tokens import Doc
 from thinc.api import Model, deserialize_attr, serialize_attr
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Ints1d
 
 from ..attrs import ConfigInt, ConfigSetting
 from ..data_classes import WindowOutput, WindowPlan
@@ -237,9 +237,10 @@ def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List
     lens = plan.token_len[has]
     firsts = out.window_base[plan.token_window[has]] + 1 + plan.token_pos[has]
     idx = np.repeat(firsts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
-    idx_xp = ops.asarray1i(idx)
-    lens_xp = ops.asarray1i(lens)
-    has_xp = ops.asarray1i(np.flatnonzero(has))
+    # numpy arrays where thinc's types name its own array protocols
+    idx_xp = ops.asarray1i(cast(Ints1d, idx))
+    lens_xp = ops.asarray1i(cast(Ints1d, lens))
+    has_xp = ops.asarray1i(cast(Ints1d, np.flatnonzero(has)))
     output = ops.alloc2f(len(has), width)
     # A slice of tokens at a time, so a long document's gathered wordpieces
     # and means never exist as a whole beside the window states and output.

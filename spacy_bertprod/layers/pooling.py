@@ -10,12 +10,12 @@ mean of the doc's token vectors.
 A doc without wordpieces gets a zero vector.
 """
 
-from typing import Any, Callable, List, Tuple
+from typing import Any, Callable, List, Tuple, cast
 
 import numpy as np
 from spacy.tokens import Doc
 from thinc.api import Model
-from thinc.types import Floats2d
+from thinc.types import Floats2d, Ints1d
 
 from ..attrs import ConfigSetting
 from ..errors import Errors
@@ -72,8 +72,8 @@ def _doc_pool_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Fl
     ops = model.ops
     out, bp_windows = run_windows(encoder, docs, is_train)
     rows, owners, weights = _pool_rows(out, model.attrs["pooling"])
-    rows_xp, owners_xp = ops.asarray1i(rows), ops.asarray1i(owners)
-    weights_xp = ops.asarray(weights)[:, None]
+    rows_xp, owners_xp = ops.asarray1i(cast(Ints1d, rows)), ops.asarray1i(cast(Ints1d, owners))
+    weights_xp = ops.asarray2f(cast(Floats2d, weights[:, None]))
     Y = ops.alloc2f(len(docs), encoder.get_dim("nO"))
     # A slice of rows at a time: "mean" reads every wordpiece of a long
     # document, which should not be copied as a whole beside the window states.

@@ -32,6 +32,7 @@ def is_torch_quantized(module: Any) -> bool:
     """Whether `module` is int8-quantized by `quantize_module`."""
     return bool(getattr(module, "bertprod_quantization", None))
 
+
 def _quantized_linears(module: Any) -> Dict[str, Any]:
     import torch
 

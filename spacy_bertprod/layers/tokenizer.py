@@ -22,9 +22,7 @@ class TokenizerHolder:
 
     def to_bytes(self) -> bytes:
         data = self.tokenizer.to_str() if self.tokenizer is not None else None
-        return srsly.msgpack_dumps(
-            {"tokenizer": data, "cls_id": self.cls_id, "sep_id": self.sep_id, "pad_id": self.pad_id}
-        )
+        return srsly.msgpack_dumps({"tokenizer": data, "cls_id": self.cls_id, "sep_id": self.sep_id, "pad_id": self.pad_id})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "TokenizerHolder":
@@ -40,10 +38,7 @@ class TokenizerHolder:
     def offsets_and_ids(self, texts: List[str]) -> List[Tuple[np.ndarray, np.ndarray]]:
         """Wordpiece ids and character offsets of each text, no special tokens."""
         encs = self.tokenizer.encode_batch(texts, add_special_tokens=False)
-        return [
-            (np.asarray(e.ids, dtype="int64"), np.asarray(e.offsets, dtype="int64").reshape(-1, 2))
-            for e in encs
-        ]
+        return [(np.asarray(e.ids, dtype="int64"), np.asarray(e.offsets, dtype="int64").reshape(-1, 2)) for e in encs]
 
 
 def is_loaded(encoder: Model) -> bool:

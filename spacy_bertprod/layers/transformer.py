@@ -9,11 +9,12 @@ the shim's module.
 
 import os
 import sys
-from typing import Any, Tuple
+from typing import Any, Tuple, cast
 
 import numpy as np
 import srsly
-from thinc.api import ArgsKwargs, Model, PyTorchWrapper_v3, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v3, torch2xp, xp2torch
+from thinc.types import ArrayXd
 
 from ..errors import Errors, PipelineFileError, describe
 from ..hf_loader import module_from_config
@@ -69,9 +70,9 @@ def deserialize_module(current: Any, data: bytes, device: Any) -> Any:
 
 def convert_inputs(model: Model, X: Tuple[np.ndarray, ...], is_train: bool):
     """(ids, mask) or (ids, mask, segment ids) -> the HF model's keywords."""
-    device = model.shims[0].device
+    device = cast(PyTorchShim, model.shims[0]).device
     names = ("input_ids", "attention_mask", "token_type_ids")
-    kwargs = {name: xp2torch(model.ops.asarray(x), device=device) for name, x in zip(names, X)}
+    kwargs = {name: xp2torch(model.ops.asarray(cast(ArrayXd, x)), device=device) for name, x in zip(names, X)}
     return ArgsKwargs(args=(), kwargs=kwargs), lambda d_inputs: []
 
 
@@ -115,7 +116,7 @@ def set_hf_module(encoder: Model, module: Any, *, to_device: bool = False) -> No
     pretrained model, its int8 version, a student with fewer layers);
     `to_device` first moves it to the layer's device (an int8 module stays
     on the CPU it runs on)."""
-    shim = encoder.get_ref("transformer").shims[0]
+    shim = cast(PyTorchShim, encoder.get_ref("transformer").shims[0])
     if to_device:
         module.to(shim.device)
     shim._model = module

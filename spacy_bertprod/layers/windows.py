@@ -154,8 +154,10 @@ def plan_windows(
             cases = wordpiece_case_ids(doc.text, offsets)
             window_types.extend(cases[s:e] for s, e in bounds)
         doc_lengths.append(len(doc))
+
     def cat(arrs):
         return np.concatenate(arrs) if arrs else np.zeros(0, dtype="int64")
+
     return WindowPlan(
         windows=windows,
         window_types=window_types,
