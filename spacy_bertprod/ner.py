@@ -10,6 +10,7 @@ from itertools import islice
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
+from spacy.errors import Errors as SpacyErrors
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
@@ -174,7 +175,7 @@ class BertprodNER(TeacherStudentMixin, TrainablePipe):
         # thinc types the truths without the `missing_value` (None) it accepts
         d_scores, loss = loss_func(scores, truths)  # type: ignore[arg-type]
         if self.model.ops.xp.isnan(loss):
-            raise ValueError("nan value when computing loss")
+            raise ValueError(SpacyErrors.E910.format(name=self.name))  # spaCy's own check, as its tagger raises it
         return float(loss), d_scores
 
     # -- distillation (see distillation.py) -------------------------------------

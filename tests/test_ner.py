@@ -178,3 +178,14 @@ def test_score(trained):
     n_all = sum(len(ents) for _, ents in TRAIN_DATA)
     n_loc = sum(e[2] == "LOC" for _, ents in TRAIN_DATA for e in ents)
     assert scores["ents_r"] == 1.0 and scores["ents_p"] == pytest.approx((n_all - n_loc) / n_all)
+
+
+def test_nan_loss_raises_spacys_own_error(trained_ner_path):
+    """A NaN loss is reported with spaCy's code and the component's name, as
+    spaCy's own tagger reports it (was an uncoded "nan value" message)."""
+    nlp = spacy.load(trained_ner_path)
+    ner = nlp.get_pipe("bertprod_ner")
+    examples = make_examples(nlp)
+    scores = [np.full((len(eg.predicted), len(ner.tag_names)), np.nan, dtype="float32") for eg in examples]
+    with pytest.raises(ValueError, match=r"\[E910\].*'bertprod_ner'"):
+        ner.get_loss(examples, scores)
