@@ -1,7 +1,9 @@
 """torch int8 dynamic quantization of the encoder, and its state as plain
 tensors, so a quantized pipeline is saved in safetensors, never pickled."""
 
-from typing import Any, Dict
+import contextlib
+import warnings
+from typing import Any, Dict, Iterator
 
 #: torch int8 dynamic quantization schemes: one weight scale per output
 #: channel (the default; much closer to fp32 on MiniLM) or one per tensor
@@ -17,13 +19,25 @@ INT8_FORMAT = "int8-safetensors-v1"
 _INT8_PARTS = ("int8_weight", "int8_scales", "int8_zero_points", "int8_axis", "int8_bias")
 
 
+@contextlib.contextmanager
+def quiet_deprecations() -> Iterator[None]:
+    """Hide torch's notices that `torch.ao.quantization` and quantized
+    tensors are deprecated (in favour of torchao), raised on every int8
+    quantize and load: the user cannot act on them (see the README on int8)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation", category=UserWarning)
+        yield
+
+
 def quantize_module(module: Any, scheme: str = QUANTIZATION_INT8) -> Any:
     """int8 dynamic quantization of every torch Linear layer (CPU inference)."""
     import torch
 
     aq = torch.ao.quantization
     qconfig = aq.per_channel_dynamic_qconfig if scheme == QUANTIZATION_INT8 else aq.default_dynamic_qconfig
-    quantized = aq.quantize_dynamic(module, {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+    with quiet_deprecations():
+        quantized = aq.quantize_dynamic(module, {torch.nn.Linear: qconfig}, dtype=torch.qint8)
     quantized.bertprod_quantization = scheme
     return quantized
 
@@ -87,13 +101,14 @@ def quantized_from_tensors(module: Any, scheme: str, tensors: Dict[str, Any]) ->
         scales, zero_points = tensors[f"{name}.int8_scales"], tensors[f"{name}.int8_zero_points"]
         if values.dtype != torch.int8 or values.shape != expected:
             raise ValueError(f"{name}: int8 weight of {values.dtype} {tuple(values.shape)}, expected torch.int8 {tuple(expected)}")
-        if f"{name}.int8_axis" in tensors:
-            axis = int(tensors[f"{name}.int8_axis"])
-            weight = torch._make_per_channel_quantized_tensor(values, scales.double(), zero_points.long(), axis)
-        else:
-            weight = torch._make_per_tensor_quantized_tensor(values, float(scales), int(zero_points))
         bias = tensors.get(f"{name}.int8_bias")
         if (bias is None) != (linear.bias() is None):
             raise ValueError(f"{name}: the bias is {'missing' if bias is None else 'unexpected'}")
-        linear.set_weight_bias(weight, bias)
+        with quiet_deprecations():
+            if f"{name}.int8_axis" in tensors:
+                axis = int(tensors[f"{name}.int8_axis"])
+                weight = torch._make_per_channel_quantized_tensor(values, scales.double(), zero_points.long(), axis)
+            else:
+                weight = torch._make_per_tensor_quantized_tensor(values, float(scales), int(zero_points))
+            linear.set_weight_bias(weight, bias)
     return module
