@@ -2,11 +2,14 @@
 directory or a hub name. Weights are loaded only here, called from
 `initialize`; a saved pipeline never needs the original path again."""
 
+import contextlib
 import importlib.util
+import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Iterator
 
 import srsly
 
@@ -61,6 +64,35 @@ def resolve_model_name(name: str) -> str:
     return name
 
 
+_UNUSED_WEIGHTS = re.compile(r"were not used when initializing \w+: \[([^\]]*)\]")
+
+
+class _SkipUnusedPooler(logging.Filter):
+    """Drops transformers' "Some weights ... were not used" notice when the
+    only unused weights are the checkpoint's pooler, which bertprod never
+    builds (`add_pooling_layer=False`): it came on every initialize and asks
+    nothing of the user. Any other unused or newly initialized weight is
+    still reported."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        found = _UNUSED_WEIGHTS.search(record.getMessage())
+        if found is None:
+            return True
+        names = re.findall(r"'([^']+)'", found.group(1))
+        return not (names and all(name.startswith("pooler.") for name in names))
+
+
+@contextlib.contextmanager
+def _quiet_unused_pooler() -> Iterator[None]:
+    logger = logging.getLogger("transformers.modeling_utils")
+    skip = _SkipUnusedPooler()
+    logger.addFilter(skip)
+    try:
+        yield
+    finally:
+        logger.removeFilter(skip)
+
+
 def load_pretrained(name: str) -> PretrainedParts:
     """Load the encoder weights, config and fast tokenizer for `name`."""
     from transformers import AutoModel, AutoTokenizer
@@ -70,11 +102,12 @@ def load_pretrained(name: str) -> PretrainedParts:
         check_model_files(Path(resolved), name)
     try:
         hf_tokenizer = AutoTokenizer.from_pretrained(resolved)
-        try:
-            module = AutoModel.from_pretrained(resolved, add_pooling_layer=False)
-        except TypeError:
-            # Architectures without a pooling layer do not take the argument.
-            module = AutoModel.from_pretrained(resolved)
+        with _quiet_unused_pooler():
+            try:
+                module = AutoModel.from_pretrained(resolved, add_pooling_layer=False)
+            except TypeError:
+                # Architectures without a pooling layer do not take the argument.
+                module = AutoModel.from_pretrained(resolved)
     except (OSError, ValueError) as err:
         raise OSError(Errors.E002.format(name=name, err=err, default=DEFAULT_MODEL)) from err
     if not getattr(hf_tokenizer, "is_fast", False):
