@@ -266,6 +266,16 @@ class Errors(metaclass=ErrorsWithCodes):
         "or remove the component from the teacher before distilling."
     )
     E079 = "Hidden-state matching needs a bertprod encoder in the model of each component it trains, but the model {model!r} has none. Use hidden_weight = 0 for this pipeline."
+    E080 = (
+        "Line {line} of '{path}' is not a CoNLL-2003 token line: {text!r}. "
+        "Each line holds a token and, in its last column, an IOB tag (O, "
+        "B-PER, I-LOC, ...), e.g. 'EU NNP B-NP B-ORG'; documents start with "
+        "-DOCSTART- and sentences end with a blank line. Check that the file "
+        "is CoNLL-2003 columns and not text or a TSV."
+    )
+    E081 = "'{path}' holds no CoNLL-2003 token lines (it is empty or blank). Give the CoNLL-2003 file to convert."
+    E082 = "'{path}' has no 'label' column in its header row {header!r}. An SST-2 file is GLUE's TSV with a header: 'sentence<TAB>label' or 'label<TAB>sentence'."
+    E083 = "Line {line} of '{path}' has the SST-2 label {value!r}: labels are 0 (negative) or 1 (positive)."
 
 
 def describe(err: BaseException) -> str:

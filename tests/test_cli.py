@@ -391,3 +391,12 @@ def test_onnx_command(tmp_path, trained_ner_path):
     expected = _ents(torch_nlp)
     assert all(expected) and _ents(nlp) == expected
     assert 0 < _max_diff(nlp, torch_nlp) < 0.1  # int8, not the fp32 model
+
+
+def test_convert_all_of_a_text_file_posing_as_conll(tmp_path):
+    """Prose where CoNLL-2003 columns belong: a short coded message and exit
+    1, not spaCy's misleading E177 traceback (issue 17 item 8)."""
+    (tmp_path / "conll2003").mkdir()
+    (tmp_path / "conll2003" / "train.txt").write_text("Angela Merkel visited Paris.\nIt rained.\n", encoding="utf8")
+    out = bertprod("convert-all", tmp_path, tmp_path / "corpus", exit_code=1)
+    assert "✘ [E080] Line 1 of" in out and "is not a CoNLL-2003 token line" in out
