@@ -247,25 +247,17 @@ def test_spacy_train_qa_and_evaluate_squad(tmp_path, tiny_bert, trained_ner_path
     assert "✘ [E077] The pipeline" in out and "['bertprod_ner']" in out
 
 
+def demo(tmp_path, config, *args, exit_code: int = 0) -> str:
+    """`spacy bertprod demo` with CONFIG on the shipped CoNLL sample, writing under tmp_path."""
+    paths = ("--config", config, "--assets", ROOT / "assets" / "conll2003", "--corpus", tmp_path / "corpus", "--output", tmp_path / "out")
+    return bertprod("demo", *paths, *args, exit_code=exit_code)
+
+
 def test_demo_on_a_tiny_model(tmp_path, tiny_bert):
     config = load_config(ROOT / "configs" / "ner.cfg", interpolate=False)
     config["components"]["bertprod_ner"]["model"]["encoder"].update(name=tiny_bert, window=64, stride=32)
     config.to_disk(tmp_path / "ner.cfg")
-    out = bertprod(
-        "demo",
-        "--config",
-        tmp_path / "ner.cfg",
-        "--assets",
-        ROOT / "assets" / "conll2003",
-        "--corpus",
-        tmp_path / "corpus",
-        "--output",
-        tmp_path / "out",
-        "--steps",
-        "6",
-        "--training.optimizer.learn_rate.initial_rate",
-        "1e-3",
-    )
+    out = demo(tmp_path, tmp_path / "ner.cfg", "--steps", "6", "--training.optimizer.learn_rate.initial_rate", "1e-3")
     nlp = spacy.load(tmp_path / "out" / "model-best")
     for split in ("train", "dev"):  # the shipped sample, converted
         docs = list(DocBin().from_disk(tmp_path / "corpus" / f"{split}.spacy").get_docs(nlp.vocab))
@@ -282,16 +274,9 @@ def test_demo_on_a_tiny_model(tmp_path, tiny_bert):
 
 
 def test_demo_with_an_invalid_encoder_setting(tmp_path, tiny_bert):
-    out = bertprod(
-        "demo",
-        "--config",
+    out = demo(
+        tmp_path,
         ROOT / "configs" / "ner.cfg",
-        "--assets",
-        ROOT / "assets" / "conll2003",
-        "--corpus",
-        tmp_path / "corpus",
-        "--output",
-        tmp_path / "out",
         "--steps",
         "2",
         "--components.bertprod_ner.model.encoder.name",
