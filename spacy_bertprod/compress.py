@@ -63,15 +63,19 @@ def quantize_pipeline(nlp: Language) -> List[str]:
     return done
 
 
-def _convert_path(convert: Callable[[Language], List[str]], input_path: Union[str, Path], output_path: Union[str, Path]) -> List[str]:
+def _convert_path(convert: Callable[[Language], List[str]], action: str, input_path: Union[str, Path], output_path: Union[str, Path]) -> List[str]:
+    """Load a pipeline, `convert` its encoders, save it elsewhere; a pipeline
+    without a bertprod encoder is refused (E076), not copied unchanged."""
     nlp = spacy.load(input_path)
+    if not bertprod_encoders(nlp):
+        raise ValueError(Errors.E076.format(path=input_path, action=action, pipes=nlp.pipe_names))
     done = convert(nlp)
     nlp.to_disk(output_path)
     return done
 
 
 def quantize_path(input_path: Union[str, Path], output_path: Union[str, Path]) -> List[str]:
-    return _convert_path(quantize_pipeline, input_path, output_path)
+    return _convert_path(quantize_pipeline, "quantize", input_path, output_path)
 
 
 def encoder_blocks(config: Any) -> List[Dict[str, Any]]:
@@ -126,4 +130,4 @@ def onnx_pipeline(nlp: Language, int8: bool = False) -> List[str]:
 
 def onnx_path(input_path: Union[str, Path], output_path: Union[str, Path], int8: bool = False) -> List[str]:
     """Load a pipeline, run its encoders on ONNX Runtime, save it elsewhere."""
-    return _convert_path(lambda nlp: onnx_pipeline(nlp, int8), input_path, output_path)
+    return _convert_path(lambda nlp: onnx_pipeline(nlp, int8), "export to ONNX", input_path, output_path)

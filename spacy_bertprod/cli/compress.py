@@ -12,7 +12,7 @@ from spacy.language import Language
 from spacy.training import Corpus, Example
 from wasabi import msg
 
-from ..compress import bertprod_encoders, onnx_pipeline, quantize_pipeline
+from ..compress import onnx_path, quantize_path
 from ..distill import distill, make_student
 from ..errors import Errors
 from ..squad import squad_corpus
@@ -114,13 +114,6 @@ def distill_cli(
     msg.good(f"Saved pipeline to {output_path / 'model-best'} and {output_path / 'model-last'}")
 
 
-def _load_with_encoders(input_path: Path, action: str) -> Language:
-    nlp = spacy.load(input_path)
-    if not bertprod_encoders(nlp):
-        raise ValueError(Errors.E076.format(path=input_path, action=action, pipes=nlp.pipe_names))
-    return nlp
-
-
 @bertprod_cli.command("quantize")
 def quantize_cli(
     input_path: Path = Arg(..., help="Trained fp32 pipeline folder", exists=True, file_okay=False),
@@ -129,9 +122,7 @@ def quantize_cli(
     """int8 dynamic quantization of a pipeline's encoders for CPU serving
     (recorded in the pipeline's meta, so it loads as int8)."""
     with coded_errors_exit():
-        nlp = _load_with_encoders(input_path, "quantize")
-        done = quantize_pipeline(nlp)
-    nlp.to_disk(output_path)
+        done = quantize_path(input_path, output_path)
     msg.good(f"int8-quantized the encoders of {done or 'no component (already int8)'}: saved to {output_path}")
 
 
@@ -144,8 +135,6 @@ def onnx_cli(
     """Export a pipeline's encoders to ONNX and run them on ONNX Runtime
     (needs `pip install spacy-bertprod[onnx]`)."""
     with coded_errors_exit():
-        nlp = _load_with_encoders(input_path, "export to ONNX")
-        done = onnx_pipeline(nlp, int8=int8)
-    nlp.to_disk(output_path)
+        done = onnx_path(input_path, output_path, int8=int8)
     kind = "int8 " if int8 else ""
     msg.good(f"exported the encoders of {done} to {kind}ONNX (onnxruntime backend): saved to {output_path}")
