@@ -28,6 +28,20 @@ TRAIN_DATA = [
     ("The bank worked in Zurich.", [(19, 25, "LOC")]),
 ]
 
+#: textcat training data (exclusive POS / NEG)
+CATS = [
+    ("the film was a delight", "POS"),
+    ("she worked in a bank", "NEG"),
+    ("new city river film", "POS"),
+    ("the bank of the river", "NEG"),
+]
+#: a QA context and two SQuAD-style rows on it
+QA_CONTEXT = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891."
+QA_ROWS = [
+    {"id": "1", "question": "where was marie curie born?", "context": QA_CONTEXT, "answers": [(24, 30, "Warsaw")]},
+    {"id": "2", "question": "where did she move?", "context": QA_CONTEXT, "answers": [(53, 58, "Paris")]},
+]
+
 
 def build_tiny_bert(path: Path, *, layers: int = 2, width: int = 32, max_pos: int = 128, seed: int = 0, extra_words: Tuple[str, ...] = ()) -> Path:
     """Save a random BERT with a small uncased wordpiece vocab to `path`
@@ -80,6 +94,11 @@ def ner_config(model_path: str, **encoder) -> dict:
     settings = {"name": model_path, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
     settings.update(encoder)
     return {"model": {"encoder": settings}}
+
+
+def cats_examples(nlp, data=CATS):
+    """Textcat examples with exclusive POS / NEG cats."""
+    return [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in data]
 
 
 def make_examples(nlp, data=TRAIN_DATA):

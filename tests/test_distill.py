@@ -3,7 +3,7 @@ import pytest
 import spacy
 from spacy.training import Example
 
-from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, make_examples, ner_config, train
+from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, cats_examples, make_examples, ner_config, train
 from spacy_bertprod.compress import quantize_pipeline
 from spacy_bertprod.distill import (
     distill,
@@ -138,11 +138,10 @@ def test_hidden_state_matching(ner_teacher, tmp_path):
 
 
 def test_textcat_students(tiny_bert):
-    cats = [("the film was a delight", "POS"), ("she worked in a bank", "NEG"), ("new city river film", "POS"), ("the bank of the river", "NEG")]
     for exclusive in (True, False):
         nlp = spacy.blank("en")
         nlp.add_pipe("bertprod_textcat", config={"exclusive_classes": exclusive, "model": {"encoder": {"name": tiny_bert, "window": 16, "stride": 8}}})
-        examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in cats]
+        examples = cats_examples(nlp)
         teacher = train(nlp, examples, steps=30)
         student = make_student(teacher, layers=[0])
         start = _soft_loss(teacher, student, examples)

@@ -12,10 +12,9 @@ from typing import Optional
 import numpy as np
 import pytest
 import spacy
-from spacy.training import Example
 from thinc.api import Adam, require_cpu, require_gpu
 
-from conftest import TRAIN_DATA, make_examples, ner_config, train
+from conftest import CATS, TRAIN_DATA, cats_examples, make_examples, ner_config, train
 from spacy_bertprod.squad import make_examples as qa_examples
 
 
@@ -109,8 +108,7 @@ def test_textcat_and_qa_on_gpu(gpu, tiny_bert):
     nlp = spacy.blank("en")
     encoder = {"name": tiny_bert, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
     nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": encoder}})
-    data = [("the film was a delight", "POS"), ("she worked in a bank", "NEG")]
-    examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in data]
+    examples = cats_examples(nlp, CATS[:2])
     train(nlp, examples, steps=30)
     assert _module_device(nlp, "bertprod_textcat") == "cuda"
     assert nlp.evaluate(examples)["cats_macro_f"] == 1.0

@@ -8,7 +8,7 @@ import spacy
 from spacy.training import Example
 from thinc.api import Adam
 
-from conftest import TRAIN_DATA, assert_varies, make_examples, ner_config, random_text, train
+from conftest import CATS, TRAIN_DATA, assert_varies, cats_examples, make_examples, ner_config, random_text, train
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -187,16 +187,13 @@ def test_onnx_int8(ner_path, tmp_path, monkeypatch):
     assert [_ents(d) for d in loaded.pipe(train_texts)] == expected
 
 
-CATS = [("the film was a delight", "POS"), ("she worked in a bank", "NEG"), ("new city river film", "POS"), ("the bank of the river", "NEG")]
-
-
 @pytest.fixture(scope="module")
 def textcat_path(tiny_bert, tmp_path_factory):
     """Textcat with [CLS] pooling on its own encoder (listeners can only mean-pool)."""
     nlp = spacy.blank("en")
     encoder = {"name": tiny_bert, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
     nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": encoder, "pooling": "cls"}})
-    data = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in CATS]
+    data = cats_examples(nlp)
     path = tmp_path_factory.mktemp("textcat-cls")
     train(nlp, data, 30).to_disk(path)
     return path

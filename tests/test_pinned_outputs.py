@@ -14,22 +14,12 @@ from typing import Any, Dict
 import pytest
 import spacy
 
-from conftest import TRAIN_DATA, random_text, train
+from conftest import CATS, QA_CONTEXT, QA_ROWS, TRAIN_DATA, cats_examples, random_text, train
 
 PINNED = Path(__file__).parent / "pinned_outputs.json"
 #: scores may differ in the last bits between CPUs (kernels, summation order)
 ATOL = 1e-4
-CONTEXT = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891."
-QA_ROWS = [
-    {"id": "1", "question": "where was marie curie born?", "context": CONTEXT, "answers": [(24, 30, "Warsaw")]},
-    {"id": "2", "question": "where did she move?", "context": CONTEXT, "answers": [(53, 58, "Paris")]},
-]
-CATS = [
-    ("the film was a delight", "POS"),
-    ("she worked in a bank", "NEG"),
-    ("new city river film", "POS"),
-    ("the bank of the river", "NEG"),
-]
+CONTEXT = QA_CONTEXT
 #: training texts, unseen ones, and a long one that spans many windows
 TEXTS = [text for text, _ in TRAIN_DATA] + [
     "Angela Merkel moved to Paris and worked for Siemens.",
@@ -54,14 +44,12 @@ def ner_outputs(tiny_bert: str) -> Dict[str, Any]:
 
 
 def textcat_outputs(tiny_bert: str) -> Dict[str, Any]:
-    from spacy.training import Example
 
     out = {}
     for exclusive, pooling in [(True, "cls"), (False, "mean")]:
         nlp = spacy.blank("en")
         nlp.add_pipe("bertprod_textcat", config={"exclusive_classes": exclusive, "model": {"encoder": {"name": tiny_bert, **ENCODER}, "pooling": pooling}})
-        examples = [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in CATS]
-        train(nlp, examples, steps=30)
+        train(nlp, cats_examples(nlp), steps=30)
         out[f"{'exclusive' if exclusive else 'multilabel'}-{pooling}"] = [dict(sorted(doc.cats.items())) for doc in nlp.pipe([t for t, _ in CATS] + TEXTS, batch_size=3)]
     return out
 

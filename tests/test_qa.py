@@ -4,14 +4,10 @@ import numpy as np
 import pytest
 import spacy
 
-from conftest import random_text, train
+from conftest import QA_CONTEXT, QA_ROWS, random_text, train
 from spacy_bertprod.squad import make_examples
 
-CONTEXT = "Marie Curie was born in Warsaw in 1867. She moved to Paris in 1891."
-ROWS = [
-    {"id": "1", "question": "where was marie curie born?", "context": CONTEXT, "answers": [(24, 30, "Warsaw")]},
-    {"id": "2", "question": "where did she move?", "context": CONTEXT, "answers": [(53, 58, "Paris")]},
-]
+CONTEXT, ROWS = QA_CONTEXT, QA_ROWS
 
 
 def _config(tiny_bert, **settings):

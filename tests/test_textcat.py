@@ -6,28 +6,17 @@ import spacy
 from spacy.training import Example
 from thinc.api import Adam
 
-from conftest import TRAIN_DATA, random_text, train
-
-CATS = [
-    ("the film was a delight", "POS"),
-    ("she worked in a bank", "NEG"),
-    ("new city river film", "POS"),
-    ("the bank of the river", "NEG"),
-]
+from conftest import CATS, TRAIN_DATA, cats_examples, random_text, train
 
 
 def _encoder(path):
     return {"name": path, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
 
 
-def _examples(nlp, data=CATS):
-    return [Example.from_dict(nlp.make_doc(t), {"cats": {"POS": float(label == "POS"), "NEG": float(label == "NEG")}}) for t, label in data]
-
-
 def _train(tiny_bert, exclusive=True, pooling="cls", steps=30, **cfg):
     nlp = spacy.blank("en")
     nlp.add_pipe("bertprod_textcat", config={"exclusive_classes": exclusive, "model": {"encoder": _encoder(tiny_bert), "pooling": pooling}, **cfg})
-    examples = _examples(nlp)
+    examples = cats_examples(nlp)
     return train(nlp, examples, steps=steps), examples
 
 
