@@ -20,6 +20,7 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
+from .annotations import span_json
 from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi
 from .distillation import TeacherStudentMixin, kl, softmax_t
 from .errors import Errors
@@ -156,6 +157,10 @@ class BertprodNER(TeacherStudentMixin, TrainablePipe):
             ents = [Span(doc, s, e, label=label) for s, e, label in spans]
             doc.ents = ents
             set_scored_spans(doc, self.cfg["spans_key"], ents, scores)
+
+    def annotations(self, doc: Doc) -> Dict[str, Any]:
+        """The entities this component found, as JSON data (`Annotating`)."""
+        return {"entities": [span_json(span) for span in doc.spans.get(self.cfg["spans_key"], [])]}
 
     def get_loss(self, examples: Iterable[Example], scores: List[Floats2d]) -> Tuple[float, List[Floats2d]]:
         validate_examples(examples, "BertprodNER.get_loss")

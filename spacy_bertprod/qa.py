@@ -24,6 +24,7 @@ from spacy.util import SimpleFrozenList, registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, NumpyOps, set_dropout_rate
 
+from .annotations import span_json
 from .distillation import TeacherStudentMixin, kl, softmax_t
 from .errors import Errors, Warnings
 from .extensions import set_scored_spans
@@ -356,6 +357,10 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
         for doc, spans in zip(docs, per_doc):
             scores = [s._.bertprod_score for s in spans]
             set_scored_spans(doc, self.cfg["spans_key"], spans, scores, questions=[s._.bertprod_question for s in spans])
+
+    def annotations(self, doc: Doc) -> Dict[str, Any]:
+        """The answers found in `doc`, each with its question (`Annotating`)."""
+        return {"answers": [span_json(span, question=span._.bertprod_question) for span in doc.spans.get(self.cfg["spans_key"], [])]}
 
     def answer(self, doc: Doc, question: str, top_k: Optional[int] = None) -> List[Span]:
         """The `top_k` best answers to `question` in `doc`, best first."""

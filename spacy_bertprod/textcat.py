@@ -183,6 +183,14 @@ class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
             if not self.exclusive:
                 doc._.bertprod_labels = [label for label, v, t in zip(self.labels, row, thresholds) if v >= t and doc.text.strip()]
 
+    def annotations(self, doc: Doc) -> Dict[str, Any]:
+        """The category scores (and, multi-label, the labels at or above their
+        thresholds) of `doc` (`Annotating`)."""
+        result: Dict[str, Any] = {"cats": {label: float(doc.cats[label]) for label in self.labels if label in doc.cats}}
+        if not self.exclusive:
+            result["labels"] = list(doc._.bertprod_labels or [])
+        return result
+
     def _has_gold(self, eg: Example) -> bool:
         """Whether `eg` gives a value for any of the labels: an example
         without gold cats teaches nothing (spaCy's textcat masks missing
