@@ -3,7 +3,7 @@ converters where they exist."""
 
 import re
 from pathlib import Path
-from typing import List, Union
+from typing import List, Optional, Union
 
 from spacy.tokens import Doc, DocBin
 from spacy.training.converters import conll_ner_to_docs
@@ -54,10 +54,12 @@ def write_docbin(docs: List[Doc], path: Union[str, Path]) -> Path:
 SST2_LABELS = ("NEGATIVE", "POSITIVE")
 
 
-def sst2_to_docs(path: Union[str, Path], nlp, limit: int = 0) -> List[Doc]:
+def sst2_to_docs(path: Union[str, Path], nlp, limit: int = 0, text: Optional[str] = None) -> List[Doc]:
     """Read an SST-2 TSV with a header row (GLUE's `sentence<TAB>label` or
-    `label<TAB>sentence`) into docs with exclusive cats NEGATIVE/POSITIVE."""
-    lines = Path(path).read_text(encoding="utf8").splitlines()
+    `label<TAB>sentence`) into docs with exclusive cats NEGATIVE/POSITIVE.
+    `text`: the file's contents when read elsewhere (a zip member); `path`
+    then only names it in errors."""
+    lines = (Path(path).read_text(encoding="utf8") if text is None else text).splitlines()
     header = [h.strip() for h in lines[0].split("\t")] if lines else []
     if "label" not in header or len(header) != 2:
         raise ValueError(Errors.E082.format(path=path, header=lines[0][:80] if lines else ""))

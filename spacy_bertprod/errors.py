@@ -22,6 +22,11 @@ class ErrorsWithCodes(type):
 class Warnings(metaclass=ErrorsWithCodes):
     W001 = "Labels {missing} of component '{name}' have no positive example in the initialization data; the classifier cannot learn them. Add examples with these labels, or leave the labels out."
     W002 = "{lost} training answers of component '{name}' were lost by tokenization (no wordpiece overlaps them) and give no gradient ({total} so far). Check the answers' character offsets."
+    W003 = (
+        "Training ran {steps} steps but evaluated only the model after its first update (step 0): `eval_frequency` is larger than the run. "
+        "That model is not a best model: {best} was removed. model-last holds all {steps} updates, unevaluated. "
+        "Set `[training] eval_frequency` to at most {steps} (e.g. `--training.eval_frequency {suggestion}`) and train again."
+    )
 
 
 class Errors(metaclass=ErrorsWithCodes):
@@ -276,6 +281,11 @@ class Errors(metaclass=ErrorsWithCodes):
     E081 = "'{path}' holds no CoNLL-2003 token lines (it is empty or blank). Give the CoNLL-2003 file to convert."
     E082 = "'{path}' has no 'label' column in its header row {header!r}. An SST-2 file is GLUE's TSV with a header: 'sentence<TAB>label' or 'label<TAB>sentence'."
     E083 = "Line {line} of '{path}' has the SST-2 label {value!r}: labels are 0 (negative) or 1 (positive)."
+    E084 = "Unknown task(s) {tasks} for `convert-all --task`: the tasks are {known}."
+    E085 = (
+        "The {task} data is missing: found none of {places}. Put the dataset there (the layout of the shipped assets/, "
+        "or `spacy project assets` with the network), or point the data folder at a local copy (`--vars.data_dir`)."
+    )
 
 
 def describe(err: BaseException) -> str:

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,34 @@ def test_convert_all(tmp_path):
     assert not (corpus / "qa" / "dev.json").exists()
     assert f"skip {data / 'squad' / 'dev-v1.1.json'} (not there)" in out
     assert f"✔ {data / 'conll2003' / 'train.txt'} -> {corpus / 'ner' / 'train.spacy'} (5 docs)" in out
+
+
+def test_convert_all_one_task_needs_only_its_data(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "assets" / "conll2003", data / "conll2003")
+    bertprod("convert-all", data, tmp_path / "corpus", "--task", "ner")
+    assert sorted(p.name for p in (tmp_path / "corpus").rglob("*.spacy")) == ["dev.spacy", "test.spacy", "train.spacy"]
+    out = bertprod("convert-all", data, tmp_path / "corpus", "--task", "textcat", exit_code=1)
+    assert "✘ [E085] The textcat data is missing" in out and str(data / "sst2" / "glue" / "train.tsv") in out
+    out = bertprod("convert-all", data, tmp_path / "corpus", "--task", "pos", exit_code=1)
+    assert "✘ [E084] Unknown task(s) ['pos']" in out
+
+
+def test_convert_all_reads_sst2_from_the_downloaded_zip_and_the_full_squad_train(tmp_path):
+    """The public assets land as SST-2.zip and train-v1.1.json (issue 17, item 4)."""
+    data = tmp_path / "data"
+    (data / "sst2").mkdir(parents=True)
+    with zipfile.ZipFile(data / "sst2" / "SST-2.zip", "w") as archive:
+        for split in ("train", "dev"):
+            archive.write(ROOT / "assets" / "sst2" / "glue" / f"{split}.tsv", f"SST-2/{split}.tsv")
+    shutil.copytree(ROOT / "assets" / "squad", data / "squad")
+    (data / "squad" / "train-subset-v1.1.json").rename(data / "squad" / "train-v1.1.json")
+    bertprod("convert-all", data, tmp_path / "corpus", "--task", "textcat", "--task", "qa")
+    vocab = spacy.blank("en").vocab
+    expected = sst2_to_docs(ROOT / "assets" / "sst2" / "glue" / "dev.tsv", spacy.blank("en"))
+    docs = list(DocBin().from_disk(tmp_path / "corpus" / "textcat" / "dev.spacy").get_docs(vocab))
+    assert [(d.text, d.cats) for d in docs] == [(d.text, d.cats) for d in expected]
+    assert (tmp_path / "corpus" / "qa" / "train.json").read_bytes() == (data / "squad" / "train-v1.1.json").read_bytes()
 
 
 def test_convert_all_of_a_folder_without_datasets(tmp_path):
