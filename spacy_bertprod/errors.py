@@ -286,6 +286,8 @@ class Errors(metaclass=ErrorsWithCodes):
         "The {task} data is missing: found none of {places}. Put the dataset there (the layout of the shipped assets/, "
         "or `spacy project assets` with the network), or point the data folder at a local copy (`--vars.data_dir`)."
     )
+    E086 = "'{path}' has no meta.json: it is not a saved spaCy pipeline. Give the folder `spacy train` or `nlp.to_disk` wrote."
+    E087 = "The scores file '{path}' does not exist. Write it with `python -m spacy evaluate PIPELINE CORPUS --output {path}` first."
 
 
 def describe(err: BaseException) -> str:

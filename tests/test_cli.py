@@ -28,7 +28,7 @@ from spacy_bertprod.convert import conll_to_docs, sst2_to_docs, write_docbin
 from spacy_bertprod.squad import exact_match
 
 ROOT = Path(__file__).parent.parent
-COMMANDS = ("convert-all", "evaluate-squad", "distill", "quantize", "onnx", "demo")
+COMMANDS = ("convert-all", "evaluate-squad", "distill", "quantize", "onnx", "meta", "demo")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # the configs warm up over 100 steps: a few steps at that rate barely move a
@@ -414,3 +414,18 @@ def test_convert_all_of_a_text_file_posing_as_conll(tmp_path):
     (tmp_path / "conll2003" / "train.txt").write_text("Angela Merkel visited Paris.\nIt rained.\n", encoding="utf8")
     out = bertprod("convert-all", tmp_path, tmp_path / "corpus", exit_code=1)
     assert "✘ [E080] Line 1 of" in out and "is not a CoNLL-2003 token line" in out
+
+
+def test_meta_writes_the_pipelines_own_scores_and_package_fields(tmp_path, trained_ner_path):
+    pipeline = tmp_path / "pipeline"
+    shutil.copytree(trained_ner_path, pipeline)
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps({"token_acc": 1.0, "ents_f": 0.5, "ents_per_type": {"PER": {"p": 1.0, "r": 0.5, "f": 0.6}}, "speed": 1234.0, "bertprod_ner_loss": 3.0}))
+    bertprod("meta", pipeline, "--scores", scores, "--name", "bertprod_ner", "--description", "NER on MiniLM", "--license", "MIT", "-r", "spacy-bertprod[train]>=0.1")
+    meta = json.loads((pipeline / "meta.json").read_text())
+    assert meta["performance"] == {"token_acc": 1.0, "ents_f": 0.5, "ents_per_type": {"PER": {"p": 1.0, "r": 0.5, "f": 0.6}}}
+    assert (meta["name"], meta["description"], meta["license"], meta["requirements"]) == ("bertprod_ner", "NER on MiniLM", "MIT", ["spacy-bertprod[train]>=0.1"])
+    out = bertprod("meta", pipeline, "--scores", tmp_path / "missing.json", exit_code=1)
+    assert "✘ [E087] The scores file" in out
+    out = bertprod("meta", tmp_path, exit_code=1)
+    assert "✘ [E086]" in out

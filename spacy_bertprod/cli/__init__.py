@@ -7,6 +7,8 @@ evaluate-squad  SQuAD exact match and F1 of a bertprod_qa pipeline
 distill         train a smaller student against a trained teacher pipeline
 quantize        int8-quantize the encoders of a trained pipeline
 onnx            run a trained pipeline's encoders on ONNX Runtime
+meta            fill a pipeline's meta.json (own scores, description,
+                licence, author, requirements) before `spacy package`
 demo            train bertprod_ner on the shipped sample and tag a few sentences
 
 Training, single-file conversion and evaluation of .spacy corpora are spaCy's
@@ -17,7 +19,7 @@ this module, whose import adds the sub-app to spaCy's `app`.
 
 from spacy.cli._util import app
 
-from . import compress, convert, demo, evaluate  # noqa: F401  (each registers its commands)
+from . import compress, convert, demo, evaluate, meta  # noqa: F401  (each registers its commands)
 from ._util import bertprod_cli
 
 app.add_typer(bertprod_cli)

@@ -31,9 +31,7 @@ TASK_FILES: Dict[str, List[Tuple[Tuple[str, ...], str]]] = {
 def convert_all_cli(
     data_dir: Path = Arg(..., help="Dataset folder laid out like assets/ (conll2003/, sst2/glue/ or sst2/SST-2.zip, squad/)", exists=True, file_okay=False),
     corpus_dir: Path = Arg(..., help="Output folder: <task>/train|dev|test.spacy, qa/*.json"),
-    task: Optional[List[str]] = Opt(
-        None, "--task", "-t", help="Convert only this task's data (ner, textcat, qa; repeat for more); fail when one of its files is missing. Default: all found"
-    ),
+    task: Optional[List[str]] = Opt(None, "--task", "-t", help="Convert only this task's data (ner, textcat, qa; repeat for more); fail when one of its files is missing. Default: all found"),
     limit: int = Opt(0, "--limit", "-l", help="Docs per file (0: all)"),
 ) -> None:
     """Convert CoNLL-2003 columns, SST-2 TSV and SQuAD JSON under DATA_DIR
