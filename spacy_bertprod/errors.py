@@ -22,6 +22,7 @@ class ErrorsWithCodes(type):
 class Warnings(metaclass=ErrorsWithCodes):
     W001 = "Labels {missing} of component '{name}' have no positive example in the initialization data; the classifier cannot learn them. Add examples with these labels, or leave the labels out."
     W002 = "{lost} training answers of component '{name}' were lost by tokenization (no wordpiece overlaps them) and give no gradient ({total} so far). Check the answers' character offsets."
+    W030 = "{options} only apply to `--engine ray` and are ignored by the local engine (nlp.pipe with --workers processes on this machine)."
 
 
 class Errors(metaclass=ErrorsWithCodes):
@@ -276,6 +277,18 @@ class Errors(metaclass=ErrorsWithCodes):
     E081 = "'{path}' holds no CoNLL-2003 token lines (it is empty or blank). Give the CoNLL-2003 file to convert."
     E082 = "'{path}' has no 'label' column in its header row {header!r}. An SST-2 file is GLUE's TSV with a header: 'sentence<TAB>label' or 'label<TAB>sentence'."
     E083 = "Line {line} of '{path}' has the SST-2 label {value!r}: labels are 0 (negative) or 1 (positive)."
+    E140 = "Found no input files in '{path}' (looked for {suffixes}). Give a JSONL, text or Parquet file, or a folder holding such files."
+    E141 = "Line {line} of '{source}' is not a document: {error}. --strict stops at the first bad line; leave it out to count such lines and list them in rejects.jsonl instead."
+    E142 = (
+        "The output folder '{path}' holds a run made with other arguments ({changed}). "
+        "Its shards would not fit this run's, so it cannot be resumed: give the "
+        "arguments of that run to resume it, or another (or empty) output folder."
+    )
+    E143 = "Unknown engine {engine!r}: use one of {engines}."
+    E144 = "`--engine ray` needs Ray Data: `pip install spacy-bertprod[ray]` (or `pip install 'ray[data]'`), or use `--engine local`."
+    E145 = "{option} must be at least 1, not {value}."
+    E146 = "The manifest '{path}' is damaged ({err}): it cannot say which shards are done. Remove the output folder (or the manifest and its shards) and run again."
+    E147 = "Reading the Parquet file '{path}' needs pyarrow: `pip install pyarrow` (it comes with `spacy-bertprod[ray]`), or convert the file to JSONL."
 
 
 def describe(err: BaseException) -> str:

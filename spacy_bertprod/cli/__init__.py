@@ -8,6 +8,7 @@ distill         train a smaller student against a trained teacher pipeline
 quantize        int8-quantize the encoders of a trained pipeline
 onnx            run a trained pipeline's encoders on ONNX Runtime
 demo            train bertprod_ner on the shipped sample and tag a few sentences
+annotate        a trained pipeline over a corpus into JSONL / DocBin shards (local or Ray)
 
 Training, single-file conversion and evaluation of .spacy corpora are spaCy's
 own commands (`python -m spacy train|convert|evaluate`). spaCy finds this
@@ -17,7 +18,7 @@ this module, whose import adds the sub-app to spaCy's `app`.
 
 from spacy.cli._util import app
 
-from . import compress, convert, demo, evaluate  # noqa: F401  (each registers its commands)
+from . import annotate, compress, convert, demo, evaluate  # noqa: F401  (each registers its commands)
 from ._util import bertprod_cli
 
 app.add_typer(bertprod_cli)
