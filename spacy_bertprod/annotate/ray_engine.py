@@ -93,7 +93,7 @@ def run_ray(settings: Settings, root: Path, pending: List[ShardSpec], collector:
         dataset = dataset.map_batches(
             RayAnnotator,
             fn_constructor_kwargs={"pipeline": settings.pipeline, "batch_size": settings.batch_size, "docbin": settings.docbin, "gpu": settings.gpus_per_worker > 0},
-            concurrency=settings.workers,
+            compute=ray.data.ActorPoolStrategy(size=settings.workers),
             num_cpus=cpus,
             num_gpus=settings.gpus_per_worker or None,
             batch_size=settings.batch_size * BATCHES_PER_CALL,
