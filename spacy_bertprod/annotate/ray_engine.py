@@ -11,6 +11,7 @@ files must be readable at the same paths on every node.
 
 import json
 import os
+from functools import partial
 from pathlib import Path
 from typing import Any, Dict, List
 
@@ -87,17 +88,20 @@ def run_ray(settings: Settings, root: Path, pending: List[ShardSpec], collector:
             return
         cpus = settings.cpus_per_worker or default_cpus_per_worker(ray, settings.workers)
         items = [{"spec": json.dumps(spec.to_json())} for spec in pending]
-        dataset = ray.data.from_items(items, override_num_blocks=len(items))
-        # reading is light: it takes no CPU from the actors' share
-        dataset = dataset.flat_map(read_rows, fn_kwargs={"root": str(root.resolve()), "text_key": settings.text_key, "id_key": settings.id_key}, num_cpus=0)
-        dataset = dataset.map_batches(
-            RayAnnotator,
-            fn_constructor_kwargs={"pipeline": settings.pipeline, "batch_size": settings.batch_size, "docbin": settings.docbin, "gpu": settings.gpus_per_worker > 0},
-            compute=ray.data.ActorPoolStrategy(size=settings.workers),
-            num_cpus=cpus,
-            num_gpus=settings.gpus_per_worker or None,
-            batch_size=settings.batch_size * BATCHES_PER_CALL,
-            batch_format="numpy",
+        read = partial(read_rows, root=str(root.resolve()), text_key=settings.text_key, id_key=settings.id_key)
+        dataset = (
+            ray.data.from_items(items, override_num_blocks=len(items))
+            # reading is light: it takes no CPU from the actors' share
+            .flat_map(read, num_cpus=0)
+            .map_batches(
+                RayAnnotator,
+                fn_constructor_kwargs={"pipeline": settings.pipeline, "batch_size": settings.batch_size, "docbin": settings.docbin, "gpu": settings.gpus_per_worker > 0},
+                compute=ray.data.ActorPoolStrategy(size=settings.workers),
+                num_cpus=cpus,
+                num_gpus=settings.gpus_per_worker or None,
+                batch_size=settings.batch_size * BATCHES_PER_CALL,
+                batch_format="numpy",
+            )
         )
         for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
             for index, shard, kind, line, words, blob in zip(batch["index"], batch["shard"], batch["kind"], batch["line"], batch["words"], batch["docbin"]):
