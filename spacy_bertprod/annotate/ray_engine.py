@@ -43,7 +43,15 @@ class RayAnnotator:
     """A Ray actor: loads the pipeline once, then annotates batches of rows;
     rejects pass through to the driver unchanged."""
 
-    def __init__(self, pipeline: str, batch_size: int, docbin: bool, gpu: bool) -> None:
+    def __init__(self, pipeline: str, batch_size: int, docbin: bool, gpu: bool, threads: int) -> None:
+        # torch runs on as many threads as the actor has CPUs, so the actors
+        # on a node share its cores instead of each taking all of them
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:  # a pipeline that runs without torch
+            pass
         if gpu:
             spacy.prefer_gpu()
         self.nlp = spacy.load(pipeline)
@@ -65,8 +73,8 @@ class RayAnnotator:
 
 def default_cpus_per_worker(ray: Any, workers: int) -> float:
     """The cluster's CPUs shared out over the actors (torch in each runs on
-    that many threads: Ray sets OMP_NUM_THREADS), but no more than the
-    largest node has, or the actor would never be placed."""
+    that many threads), but no more than the largest node has, or the actor
+    would never be placed."""
     total = ray.cluster_resources().get("CPU", 1.0)
     largest = max((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")), default=total)
     return float(max(1, min(int(total // workers), int(largest))))
@@ -95,7 +103,7 @@ def run_ray(settings: Settings, root: Path, pending: List[ShardSpec], collector:
             .flat_map(read, num_cpus=0)
             .map_batches(
                 RayAnnotator,
-                fn_constructor_kwargs={"pipeline": settings.pipeline, "batch_size": settings.batch_size, "docbin": settings.docbin, "gpu": settings.gpus_per_worker > 0},
+                fn_constructor_kwargs={"pipeline": settings.pipeline, "batch_size": settings.batch_size, "docbin": settings.docbin, "gpu": settings.gpus_per_worker > 0, "threads": max(1, int(cpus))},
                 compute=ray.data.ActorPoolStrategy(size=settings.workers),
                 num_cpus=cpus,
                 num_gpus=settings.gpus_per_worker or None,
