@@ -27,6 +27,7 @@ class Warnings(metaclass=ErrorsWithCodes):
         "That model is not a best model: {best} was removed. model-last holds all {steps} updates, unevaluated. "
         "Set `[training] eval_frequency` to at most {steps} (e.g. `--training.eval_frequency {suggestion}`) and train again."
     )
+    W030 = "{options} only apply to `--engine ray` and are ignored by the local engine (nlp.pipe with --workers processes on this machine)."
 
 
 class Errors(metaclass=ErrorsWithCodes):
@@ -288,6 +289,18 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     E086 = "'{path}' has no meta.json: it is not a saved spaCy pipeline. Give the folder `spacy train` or `nlp.to_disk` wrote."
     E087 = "The scores file '{path}' does not exist. Write it with `python -m spacy evaluate PIPELINE CORPUS --output {path}` first."
+    E140 = "Found no input files in '{path}' (looked for {suffixes}). Give a JSONL, text or Parquet file, or a folder holding such files."
+    E141 = "Line {line} of '{source}' is not a document: {error}. --strict stops at the first bad line; leave it out to count such lines and list them in rejects.jsonl instead."
+    E142 = (
+        "The output folder '{path}' holds a run made with other arguments ({changed}). "
+        "Its shards would not fit this run's, so it cannot be resumed: give the "
+        "arguments of that run to resume it, or another (or empty) output folder."
+    )
+    E143 = "Unknown engine {engine!r}: use one of {engines}."
+    E144 = "`--engine ray` needs Ray Data: `pip install spacy-bertprod[ray]` (or `pip install 'ray[data]'`), or use `--engine local`."
+    E145 = "{option} must be at least 1, not {value}."
+    E146 = "The manifest '{path}' is damaged ({err}): it cannot say which shards are done. Remove the output folder (or the manifest and its shards) and run again."
+    E147 = "Reading the Parquet file '{path}' needs pyarrow: `pip install pyarrow` (it comes with `spacy-bertprod[ray]`), or convert the file to JSONL."
 
 
 def describe(err: BaseException) -> str:

@@ -1,34 +1,43 @@
-"""`spacy package` of a bertprod pipeline gives a wheel that installs on its
-own and loads by name in a fresh process, its components found through the
-spacy-bertprod entry points."""
+"""`spacy package` of a bertprod pipeline, built as the project's package step
+builds it (the pipeline's wheel and spacy-bertprod's beside it), installs as
+the README says and loads by name in a fresh process outside the checkout,
+its components found through the spacy-bertprod entry points."""
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import spacy
 
 from conftest import TRAIN_DATA, assert_varies
 
+ROOT = Path(__file__).resolve().parent.parent
 
-def test_package_wheel_installs_and_loads(tmp_path, trained_ner_path):
+
+def build_packages(pipeline: Path, packages: Path) -> list:
+    """The project's `package` step: spacy package (no build), then pip wheel
+    of the package and of spacy-bertprod, into `packages`."""
+    packages.mkdir()
+    run = [sys.executable, "-m"]
+    subprocess.run([*run, "spacy", "package", str(pipeline), str(packages), "--name", "bertprod_test", "--version", "0.0.1", "--build", "none", "--force"], check=True, capture_output=True)
+    wheel = [*run, "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir"]
+    subprocess.run([*wheel, str(packages / "en_bertprod_test-0.0.1" / "dist"), str(packages / "en_bertprod_test-0.0.1")], check=True, capture_output=True)
+    subprocess.run([*wheel, str(packages), str(ROOT)], check=True, capture_output=True)
+    return sorted(packages.glob("*.whl")) + sorted(packages.glob("*/dist/*.whl"))
+
+
+def test_package_wheels_install_and_load_outside_the_checkout(tmp_path, trained_ner_path):
     nlp = spacy.load(trained_ner_path)
-    (tmp_path / "packages").mkdir()
-    subprocess.run(
-        [sys.executable, "-m", "spacy", "package", str(trained_ner_path), str(tmp_path / "packages"), "--name", "bertprod_test", "--version", "0.0.1", "--build", "wheel", "--force"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    wheels = list((tmp_path / "packages").glob("*/dist/*.whl"))
-    assert len(wheels) == 1
-    meta = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheels[0])], capture_output=True, text=True, check=True)
-    assert "bertprod_ner/model" in meta.stdout
+    wheels = build_packages(trained_ner_path, tmp_path / "packages")
+    assert [w.name.split("-")[0] for w in wheels] == ["spacy_bertprod", "en_bertprod_test"]
+    listing = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheels[1])], capture_output=True, text=True, check=True)
+    assert "bertprod_ner/model" in listing.stdout
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheels[0])], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), *map(str, wheels)], check=True)
     requires = (next(target.glob("en_bertprod_test-*.dist-info")) / "METADATA").read_text()
-    assert "spacy-bertprod" in requires
+    assert "Requires-Dist: spacy-bertprod" in requires
     # the wheel carries the trained weights: the same entities and tag
     # probabilities as the pipeline it was built from, which are not constant
     texts = [t for t, _ in TRAIN_DATA]
@@ -40,6 +49,8 @@ def test_package_wheel_installs_and_loads(tmp_path, trained_ner_path):
         "import json, sys, spacy\n"
         f"sys.path.insert(0, {str(target)!r})\n"
         "nlp = spacy.load('en_bertprod_test')\n"
+        "import spacy_bertprod\n"
+        "assert spacy_bertprod.__file__.startswith(sys.path[0]), spacy_bertprod.__file__\n"
         f"texts = {texts!r}\n"
         "probs = nlp.get_pipe('bertprod_ner').model.predict([nlp.make_doc(t) for t in texts])\n"
         "ents = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]\n"
@@ -50,3 +61,20 @@ def test_package_wheel_installs_and_loads(tmp_path, trained_ner_path):
     assert [[tuple(e) for e in doc] for doc in got["ents"]] == expected
     for a, b in zip(got["probs"], probs):
         np.testing.assert_allclose(np.asarray(a, dtype="float32"), b, atol=1e-6)
+
+
+def test_the_pipelines_requirement_is_met_by_the_wheel_beside_it(tmp_path, trained_ner_path):
+    """`pip install packages/*.whl`: the pipeline's wheel requires
+    spacy-bertprod, which is on no package index; pip must find it among the
+    wheels given (before the package step built it: "No matching distribution
+    found for spacy-bertprod"). Offline: the requirement as the pipeline's
+    METADATA states it, resolved against packages/ alone."""
+    wheels = build_packages(trained_ner_path, tmp_path / "packages")
+    subprocess.run([sys.executable, "-m", "zipfile", "-e", str(wheels[1]), str(tmp_path / "unpacked")], check=True)
+    metadata = next((tmp_path / "unpacked").glob("*.dist-info")).joinpath("METADATA").read_text()
+    (requirement,) = [line.split(": ", 1)[1] for line in metadata.splitlines() if line.startswith("Requires-Dist: spacy-bertprod")]
+    report = tmp_path / "report.json"
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed", "--no-deps", "--no-index", "--report", str(report)]
+    subprocess.run([*pip, "--find-links", str(tmp_path / "packages"), requirement], check=True, capture_output=True, cwd=tmp_path)
+    (chosen,) = json.loads(report.read_text())["install"]
+    assert chosen["download_info"]["url"] == wheels[0].as_uri()

@@ -10,6 +10,7 @@ onnx            run a trained pipeline's encoders on ONNX Runtime
 meta            fill a pipeline's meta.json (own scores, description,
                 licence, author, requirements) before `spacy package`
 demo            train bertprod_ner on the shipped sample and tag a few sentences
+annotate        a trained pipeline over a corpus into JSONL / DocBin shards (local or Ray)
 
 Training, single-file conversion and evaluation of .spacy corpora are spaCy's
 own commands (`python -m spacy train|convert|evaluate`). spaCy finds this
@@ -19,7 +20,7 @@ this module, whose import adds the sub-app to spaCy's `app`.
 
 from spacy.cli._util import app
 
-from . import compress, convert, demo, evaluate, meta  # noqa: F401  (each registers its commands)
+from . import annotate, compress, convert, demo, evaluate, meta  # noqa: F401  (each registers its commands)
 from ._util import bertprod_cli
 
 app.add_typer(bertprod_cli)

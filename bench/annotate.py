@@ -1,0 +1,102 @@
+"""Throughput of `bertprod annotate` on one machine: what the engines cost
+over a plain `nlp.pipe` loop.
+
+The corpus: the CoNLL-2003 test sentences and the SST-2 test sentences,
+repeated to `--docs` documents, as one JSONL file. The trained NER pipeline
+annotates it five ways, one after another in this run: a plain `nlp.pipe`
+loop (the reference, nothing read or written), the local engine with 1 and 2
+workers (spaCy's n_process) and the Ray engine with 1 and 2 actors (a local
+Ray started by each run, its CPUs shared out over the actors). Each engine
+run is end to end, as a user sees it: reading, loading the pipeline (in each
+worker or actor), Ray's start-up, JSON output and shard writes. Ray's
+overhead is its time over the plain loop's at 1 worker.
+
+    python bench/annotate.py [--model bench/results/conll/model/model-best] [--docs 20000] [--report annotate]
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+import spacy
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import describe, read_sst2_test, write_report  # noqa: E402
+
+from spacy_bertprod.annotate import Settings, annotate  # noqa: E402
+from spacy_bertprod.convert import conll_to_docs  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def corpus_texts(data: Path, n_docs: int) -> List[str]:
+    """CoNLL-2003 test sentences and SST-2 test sentences, repeated to n_docs."""
+    conll = [doc.text for doc in conll_to_docs(data / "conll2003/test.txt", n_sents=1)]
+    sst2 = [doc.text for doc in read_sst2_test(data / "sst2/test.tsv", spacy.blank("en"))]
+    texts = [t for t in conll + sst2 if t.strip()]
+    return [texts[i % len(texts)] for i in range(n_docs)]
+
+
+def plain_pipe(model: str, texts: List[str], batch_size: int) -> Dict[str, Any]:
+    """The reference: nlp.pipe over the texts in this process (pipeline
+    loaded and warmed up before the clock starts)."""
+    nlp = spacy.load(model)
+    list(nlp.pipe(texts[:64], batch_size=batch_size))
+    start = time.perf_counter()
+    words = sum(len(doc) for doc in nlp.pipe(texts, batch_size=batch_size))
+    seconds = time.perf_counter() - start
+    return {"docs": len(texts), "words": words, "seconds": round(seconds, 2), "docs_per_s": round(len(texts) / seconds, 1)}
+
+
+def engine_run(model: str, corpus: Path, out: Path, engine: str, workers: int, args: argparse.Namespace) -> Dict[str, Any]:
+    """One end-to-end `annotate` run into an empty folder."""
+    shutil.rmtree(out, ignore_errors=True)
+    settings = Settings(pipeline=model, input_path=str(corpus), output_dir=str(out), engine=engine, workers=workers, batch_size=args.batch_size, shard_size=args.shard_size)
+    start = time.perf_counter()
+    summary = annotate(settings)
+    seconds = time.perf_counter() - start
+    assert summary.docs == args.docs and summary.rejected == 0, summary
+    return {"docs": summary.docs, "words": summary.words, "seconds": round(seconds, 2), "docs_per_s": round(summary.docs / seconds, 1), "shards": summary.shards_written}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(ROOT / "bench/results/conll/model/model-best"), help="trained bertprod_ner pipeline")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets"), help="folder with conll2003/ and sst2/")
+    parser.add_argument("--docs", type=int, default=20000, help="documents in the corpus")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--shard-size", type=int, default=1000)
+    parser.add_argument("--work", default=str(ROOT / "bench/results/annotate"), help="folder for the corpus and the outputs (git-ignored)")
+    parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
+    args = parser.parse_args()
+    # the plain loop tokenizes in this process before the local engine forks
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    print("machine:", describe(), flush=True)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    texts = corpus_texts(Path(args.data), args.docs)
+    corpus = work / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf8")
+    print(f"{len(texts)} documents ({sum(len(t) for t in texts)} characters), batch size {args.batch_size}, shards of {args.shard_size}", flush=True)
+    runs: Dict[str, Dict[str, Any]] = {"plain nlp.pipe": plain_pipe(args.model, texts, args.batch_size)}
+    print(f"{'plain nlp.pipe':<24} {runs['plain nlp.pipe']}", flush=True)
+    for engine, workers in (("local", 1), ("local", 2), ("ray", 1), ("ray", 2)):
+        name = f"{engine} engine, {workers} worker{'s' if workers > 1 else ''}"
+        runs[name] = engine_run(args.model, corpus, work / f"out-{engine}-{workers}", engine, workers, args)
+        print(f"{name:<24} {runs[name]}", flush=True)
+    overhead = 100 * (runs["ray engine, 1 worker"]["seconds"] / runs["plain nlp.pipe"]["seconds"] - 1)
+    local_overhead = 100 * (runs["local engine, 1 worker"]["seconds"] / runs["plain nlp.pipe"]["seconds"] - 1)
+    print(f"Ray overhead over plain nlp.pipe at 1 worker: {overhead:+.1f}% (local engine: {local_overhead:+.1f}%)")
+    figures = {"docs": args.docs, "batch_size": args.batch_size, "shard_size": args.shard_size, "runs": runs}
+    figures.update({"ray_overhead_pct_1_worker": round(overhead, 1), "local_overhead_pct_1_worker": round(local_overhead, 1)})
+    if args.report:
+        write_report(args.report, figures, note="engine runs are end to end: reading, pipeline loading in every worker/actor, Ray start-up, JSON and shard writes")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""`--engine ray`: Ray Data over the pending shards. One read task per
+shard reads its records (seeking in the input files, as the local engine
+does, so shards and rejects are the same), `map_batches` sends them to a
+pool of `--workers` actors that each load the pipeline once (CPU or GPU
+actors), and this process gathers the results into shards and writes them.
+
+Ray is imported here only: it is an optional extra (`spacy-bertprod[ray]`).
+On a cluster the pipeline (a path or an installed package) and the input
+files must be readable at the same paths on every node.
+"""
+
+import json
+import os
+from functools import partial
+from pathlib import Path
+from typing import Any, Dict, List
+
+import numpy as np
+import spacy
+
+from ..errors import Errors
+from .data_classes import DocOutput, InputDoc, Reject, Settings, ShardSpec
+from .inputs import read_shard
+from .results import Collector, doc_output
+
+#: rows per call into an actor, in units of --batch-size: fewer, larger
+#: Arrow batches cost less per document than one call per spaCy batch
+BATCHES_PER_CALL = 4
+
+
+def read_rows(item: Dict[str, Any], *, root: str, text_key: str, id_key: str) -> List[Dict[str, Any]]:
+    """A Ray task: the records of one shard as rows (documents and rejects
+    as JSON strings, which keeps the rows' schema fixed)."""
+    spec = ShardSpec.from_json(json.loads(item["spec"]))
+    rows = []
+    for record in read_shard(Path(root), spec, text_key, id_key):
+        kind = "reject" if isinstance(record, Reject) else "doc"
+        rows.append({"shard": spec.shard, "index": record.index, "kind": kind, "record": json.dumps(record.__dict__, ensure_ascii=False, default=str)})
+    return rows
+
+
+class RayAnnotator:
+    """A Ray actor: loads the pipeline once, then annotates batches of rows;
+    rejects pass through to the driver unchanged."""
+
+    def __init__(self, pipeline: str, batch_size: int, docbin: bool, gpu: bool, threads: int) -> None:
+        # torch runs on as many threads as the actor has CPUs, so the actors
+        # on a node share its cores instead of each taking all of them
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:  # a pipeline that runs without torch
+            pass
+        if gpu:
+            spacy.prefer_gpu()
+        self.nlp = spacy.load(pipeline)
+        self.batch_size = batch_size
+        self.docbin = docbin
+
+    def __call__(self, batch: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        n = len(batch["index"])
+        lines: List[str] = [str(r) for r in batch["record"]]
+        words = np.zeros(n, dtype="int64")
+        blobs: List[bytes] = [b""] * n
+        docs = [i for i in range(n) if batch["kind"][i] == "doc"]
+        items = [InputDoc(**json.loads(lines[i])) for i in docs]
+        for i, item, doc in zip(docs, items, self.nlp.pipe((item.text for item in items), batch_size=self.batch_size)):
+            output = doc_output(self.nlp, item, int(batch["shard"][i]), doc, docbin=self.docbin)
+            lines[i], words[i], blobs[i] = output.line, output.words, output.docbin or b""
+        return {"shard": batch["shard"], "index": batch["index"], "kind": batch["kind"], "line": np.array(lines, dtype=object), "words": words, "docbin": np.array(blobs, dtype=object)}
+
+
+def default_cpus_per_worker(ray: Any, workers: int) -> float:
+    """The cluster's CPUs shared out over the actors (torch in each runs on
+    that many threads), but no more than the largest node has, or the actor
+    would never be placed."""
+    total = ray.cluster_resources().get("CPU", 1.0)
+    largest = max((node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node.get("Alive")), default=total)
+    return float(max(1, min(int(total // workers), int(largest))))
+
+
+def run_ray(settings: Settings, root: Path, pending: List[ShardSpec], collector: Collector) -> None:
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise ValueError(Errors.E144) from None
+    started = not ray.is_initialized()
+    if started and settings.address:
+        ray.init(address=settings.address)
+    elif started:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False)
+    try:
+        if not pending:
+            return
+        cpus = settings.cpus_per_worker or default_cpus_per_worker(ray, settings.workers)
+        items = [{"spec": json.dumps(spec.to_json())} for spec in pending]
+        read = partial(read_rows, root=str(root.resolve()), text_key=settings.text_key, id_key=settings.id_key)
+        dataset = (
+            ray.data.from_items(items, override_num_blocks=len(items))
+            # reading is light: it takes no CPU from the actors' share
+            .flat_map(read, num_cpus=0)
+            .map_batches(
+                RayAnnotator,
+                fn_constructor_kwargs={"pipeline": settings.pipeline, "batch_size": settings.batch_size, "docbin": settings.docbin, "gpu": settings.gpus_per_worker > 0, "threads": max(1, int(cpus))},
+                compute=ray.data.ActorPoolStrategy(size=settings.workers),
+                num_cpus=cpus,
+                num_gpus=settings.gpus_per_worker or None,
+                batch_size=settings.batch_size * BATCHES_PER_CALL,
+                batch_format="numpy",
+            )
+        )
+        for batch in dataset.iter_batches(batch_format="numpy", batch_size=None):
+            for index, shard, kind, line, words, blob in zip(batch["index"], batch["shard"], batch["kind"], batch["line"], batch["words"], batch["docbin"]):
+                if kind == "reject":
+                    collector.add_reject(int(shard), Reject(**json.loads(line)))
+                else:
+                    collector.add(DocOutput(int(index), int(shard), str(line), int(words), bytes(blob) or None))
+    finally:
+        if started:
+            ray.shutdown()
