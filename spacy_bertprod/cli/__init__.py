@@ -8,6 +8,7 @@ distill         train a smaller student against a trained teacher pipeline
 quantize        int8-quantize the encoders of a trained pipeline
 onnx            run a trained pipeline's encoders on ONNX Runtime
 demo            train bertprod_ner on the shipped sample and tag a few sentences
+serve           a pipeline as an HTTP service with dynamic batching
 
 Training, single-file conversion and evaluation of .spacy corpora are spaCy's
 own commands (`python -m spacy train|convert|evaluate`). spaCy finds this
@@ -17,7 +18,7 @@ this module, whose import adds the sub-app to spaCy's `app`.
 
 from spacy.cli._util import app
 
-from . import compress, convert, demo, evaluate  # noqa: F401  (each registers its commands)
+from . import compress, convert, demo, evaluate, serve  # noqa: F401  (each registers its commands)
 from ._util import bertprod_cli
 
 app.add_typer(bertprod_cli)
