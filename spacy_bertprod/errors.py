@@ -22,7 +22,12 @@ class ErrorsWithCodes(type):
 class Warnings(metaclass=ErrorsWithCodes):
     W001 = "Labels {missing} of component '{name}' have no positive example in the initialization data; the classifier cannot learn them. Add examples with these labels, or leave the labels out."
     W002 = "{lost} training answers of component '{name}' were lost by tokenization (no wordpiece overlaps them) and give no gradient ({total} so far). Check the answers' character offsets."
-    W020 = "{workers} worker processes x {threads} torch threads each is more than the machine's {cores} cores: the processes will compete for the cores and each request gets slower. Use --threads 0 (cores // workers) or fewer workers."
+    W020 = (
+        "{workers} worker processes x {threads} torch threads each is more "
+        "than the machine's {cores} cores: the processes will compete for the "
+        "cores and each request gets slower. Use --threads 0 (cores // workers) "
+        "or fewer workers."
+    )
 
 
 class Errors(metaclass=ErrorsWithCodes):
@@ -278,7 +283,12 @@ class Errors(metaclass=ErrorsWithCodes):
     E082 = "'{path}' has no 'label' column in its header row {header!r}. An SST-2 file is GLUE's TSV with a header: 'sentence<TAB>label' or 'label<TAB>sentence'."
     E083 = "Line {line} of '{path}' has the SST-2 label {value!r}: labels are 0 (negative) or 1 (positive)."
     E120 = "The serving setting {name} = {value!r} is invalid: it must be {expected}. Fix the option (`python -m spacy bertprod serve --help` lists them) or the ServeSettings field."
-    E121 = "Cannot serve '{pipeline}': it is neither a pipeline folder nor an installed pipeline package. Give the folder `spacy train` or `spacy package` made (e.g. training/ner/model-best) or the name of a package installed with pip."
+    E121 = (
+        "Cannot serve '{pipeline}': it is neither a pipeline folder nor an "
+        "installed pipeline package. Give the folder `spacy train` or `spacy "
+        "package` made (e.g. training/ner/model-best) or the name of a package "
+        "installed with pip."
+    )
     E122 = 'Serving needs fastapi, uvicorn and prometheus-client ({err}). Install them with `pip install "spacy-bertprod[serve]"`.'
     E123 = "Questions were given but the pipeline has no bertprod_qa component to answer them (its components: {pipes}). Leave out `questions`, or serve a pipeline with bertprod_qa."
     E124 = "`questions` must hold one list of questions per text: {n_texts} texts but {n_questions} lists. Use [] for a text without questions."
@@ -288,7 +298,11 @@ class Errors(metaclass=ErrorsWithCodes):
     E128 = "The pipeline failed on the batch holding this request ({err}). The other requests and the server are unaffected; check the texts of this request."
     E129 = "The request holds {n_texts} texts, more than this server ever queues ({limit}, max_queue). Send them in several requests."
     E130 = "The server is shutting down and takes no new requests. Retry on another replica or after the restart."
-    E131 = "The environment variable {var} does not hold valid serving settings ({err}). `python -m spacy bertprod serve` sets it for its worker processes; set it to the JSON of ServeSettings fields, or use the command."
+    E131 = (
+        "The environment variable {var} does not hold valid serving settings "
+        "({err}). `python -m spacy bertprod serve` sets it for its worker "
+        "processes; set it to the JSON of ServeSettings fields, or use the command."
+    )
     E132 = "Question {question} of text {text} is empty or whitespace only: bertprod_qa cannot answer it, and it would fail the batch it joins. Leave it out of the list."
 
 

@@ -57,7 +57,9 @@ class Ticket:
         self.remaining = n_items
         self.dropped = False  # timed out or failed: its queued texts are gone
 
-    def _settle(self, result: Optional[List[Any]], error: Optional[BaseException]) -> None:
+    def _settle(self, result: List[Any], error: Optional[BaseException]) -> None:
+        """Answer from the worker thread: the future belongs to the loop."""
+
         def settle() -> None:
             if not self.future.done():
                 if error is None:
@@ -204,7 +206,7 @@ class DynamicBatcher:
                     ticket.dropped = True
                     self._remove(ticket)
             for ticket in tickets:
-                ticket._settle(None, failure)
+                ticket._settle([], failure)
             ok = False
         else:
             for job, result in zip(batch, results):
