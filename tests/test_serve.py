@@ -334,6 +334,13 @@ def test_bad_input_answers_422_with_a_message(body, says):
     assert says in json.dumps(response.json())
 
 
+def test_a_body_sent_as_a_form_is_read_as_json():
+    """The README's `curl -d '{"texts": [...]}'` sends a form content type."""
+    with serving(create_app(gate_pipeline())) as url:
+        response = httpx.post(f"{url}/v1/process", content=b'{"texts": ["a", "b"]}', headers={"content-type": "application/x-www-form-urlencoded"})
+    assert response.status_code == 200 and response.json() == {"results": [{}, {}]}
+
+
 def test_timed_out_request_answers_504_and_its_texts_are_dropped():
     nlp = gate_pipeline()
     gate = nlp.get_pipe("serve_test_gate")

@@ -94,6 +94,21 @@ class RequestMetrics:
             self.metrics.observe_request(status, time.perf_counter() - start)
 
 
+class JsonBody:
+    """Read /v1/process bodies as JSON whatever their content type says:
+    `curl -d '{...}'` sends application/x-www-form-urlencoded, which FastAPI
+    would not parse as JSON."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == PROCESS_PATH:
+            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
+        await self.app(scope, receive, send)
+
+
 def create_app(nlp: Language, settings: Optional[ServeSettings] = None) -> FastAPI:
     """A FastAPI app serving `nlp`; one app serves one server's lifetime
     (its batcher thread is not restarted)."""
@@ -126,6 +141,7 @@ def create_app(nlp: Language, settings: Optional[ServeSettings] = None) -> FastA
         lifespan=lifespan,
         max_body_size=settings.max_body_bytes,
     )
+    app.add_middleware(JsonBody)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.state.batcher = batcher
     app.state.metrics = metrics
