@@ -414,6 +414,21 @@ def test_shutdown_finishes_queued_requests():
     assert all(t in gate.seen for t in texts)
 
 
+def test_the_server_pins_the_mmap_threshold_and_releases_memory_every_n_batches(monkeypatch):
+    """The soak benchmark's two calls for long-running processes (memory.py)."""
+    import spacy_bertprod.serve.app as app_module
+    import spacy_bertprod.serve.batcher as batcher_module
+
+    calls = {"pin": 0, "release": 0}
+    monkeypatch.setattr(app_module, "pin_mmap_threshold", lambda: calls.__setitem__("pin", calls["pin"] + 1))
+    monkeypatch.setattr(batcher_module, "release_memory", lambda: calls.__setitem__("release", calls["release"] + 1))
+    with serving(create_app(gate_pipeline(), ServeSettings(release_every=2))) as url:
+        wait_ready(url)
+        for i in range(5):
+            assert httpx.post(f"{url}/v1/process", json={"texts": [f"text {i}"]}).status_code == 200
+    assert calls == {"pin": 1, "release": 2}
+
+
 def test_a_closed_batcher_refuses_new_texts():
     async def run() -> Optional[Exception]:
         batcher = DynamicBatcher(lambda items: items, ServeSettings())
