@@ -490,3 +490,37 @@ def test_the_package_and_its_cli_import_without_the_serve_extra():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+
+
+def test_ray_serve_deployment_of_the_same_app(trained_ner_path):
+    """`spacy_bertprod.serve.ray_serve.deployment`: the app built on a Ray
+    Serve replica through `serve.ingress`, answering through Ray's proxy
+    with the same pairing and batching (a local one-node Ray cluster)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.serve")
+    from ray import serve
+
+    from spacy_bertprod.serve.ray_serve import deployment
+
+    nlp = spacy.load(trained_ner_path)
+    texts = distinct_texts(16)
+    want = [doc_annotations(nlp, nlp(text)) for text in texts]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 1024 * 1024, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        app = deployment(str(trained_ner_path), ServeSettings(max_wait_ms=50), ray_actor_options={"num_cpus": 1})
+        serve.run(app, name="bertprod", route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url)
+        responses = asyncio.run(post_all(url, [{"texts": [text]} for text in texts]))
+        assert [r.status_code for r in responses] == [200] * len(texts)
+        for response, expected in zip(responses, want):
+            same_annotations(response.json()["results"][0], expected)
+        scraped = httpx.get(f"{url}/metrics").text
+        assert metric(scraped, "bertprod_batch_texts_sum") / metric(scraped, "bertprod_batch_texts_count") > 1
+    finally:
+        serve.shutdown()
+        ray.shutdown()
