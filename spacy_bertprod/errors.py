@@ -304,6 +304,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "processes; set it to the JSON of ServeSettings fields, or use the command."
     )
     E132 = "Question {question} of text {text} is empty or whitespace only: bertprod_qa cannot answer it, and it would fail the batch it joins. Leave it out of the list."
+    E133 = "The request body is larger than this server's limit of {limit} bytes (max_body_bytes). Send fewer or shorter texts per request, or start the server with a larger --max-body-bytes."
 
 
 def describe(err: BaseException) -> str:

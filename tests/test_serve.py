@@ -310,10 +310,18 @@ def test_size_limits_answer_413():
     settings = ServeSettings(max_body_bytes=300, max_text_chars=20)
     with serving(create_app(gate_pipeline(), settings)) as url:
         big = httpx.post(f"{url}/v1/process", json={"texts": ["word " * 100]})
-        assert big.status_code == 413
+        assert big.status_code == 413 and "[E133]" in big.json()["detail"]
+        # without a Content-Length (chunked), the body is stopped as it arrives
+        chunked = httpx.post(f"{url}/v1/process", content=iter([b'{"texts": ["', b"word " * 100, b'"]}']))
+        assert chunked.request.headers["transfer-encoding"] == "chunked"
+        assert chunked.status_code == 413 and "[E133]" in chunked.json()["detail"]
+        small_chunks = httpx.post(f"{url}/v1/process", content=iter([b'{"texts": ["', b"word", b'"]}']))
+        assert small_chunks.status_code == 200 and small_chunks.json() == {"results": [{}]}
         long_text = httpx.post(f"{url}/v1/process", json={"texts": ["short", "x" * 21]})
         assert long_text.status_code == 413 and "[E125] Text 1 has 21 characters" in long_text.json()["detail"]
         assert httpx.post(f"{url}/v1/process", json={"texts": ["x" * 20]}).status_code == 200
+        scraped = httpx.get(f"{url}/metrics").text
+    assert metric(scraped, "bertprod_requests_total", 'status="413"') == 3
 
 
 @pytest.mark.parametrize(

@@ -94,19 +94,51 @@ class RequestMetrics:
             self.metrics.observe_request(status, time.perf_counter() - start)
 
 
-class JsonBody:
-    """Read /v1/process bodies as JSON whatever their content type says:
-    `curl -d '{...}'` sends application/x-www-form-urlencoded, which FastAPI
-    would not parse as JSON."""
+class ProcessBody:
+    """Reads a /v1/process body before FastAPI does, at most max_bytes of
+    it: a larger body (by its Content-Length, or as its chunks arrive) gets
+    a coded 413 and is not read further. The body is then handed on as JSON
+    whatever its content type says (`curl -d '{...}'` sends a form type,
+    which FastAPI would not parse as JSON)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
+        self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == PROCESS_PATH:
-            headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
-            scope = {**scope, "headers": [*headers, (b"content-type", b"application/json")]}
-        await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["path"] != PROCESS_PATH:
+            await self.app(scope, receive, send)
+            return
+        too_large = error(413, Errors.E133.format(limit=self.max_bytes))
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.max_bytes:
+            await too_large(scope, receive, send)
+            return
+        chunks: List[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        body: Optional[bytes] = b"".join(chunks)
+
+        async def replay() -> Message:
+            nonlocal body
+            if body is None:
+                return await receive()
+            message: Message = {"type": "http.request", "body": body, "more_body": False}
+            body = None
+            return message
+
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+        await self.app({**scope, "headers": [*headers, (b"content-type", b"application/json")]}, replay, send)
 
 
 def create_app(nlp: Language, settings: Optional[ServeSettings] = None) -> FastAPI:
@@ -139,9 +171,8 @@ def create_app(nlp: Language, settings: Optional[ServeSettings] = None) -> FastA
         title="spacy-bertprod",
         summary="A spaCy pipeline with bertprod components over HTTP, with dynamic batching",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
     )
-    app.add_middleware(JsonBody)
+    app.add_middleware(ProcessBody, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.state.batcher = batcher
     app.state.metrics = metrics
