@@ -305,6 +305,7 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     E132 = "Question {question} of text {text} is empty or whitespace only: bertprod_qa cannot answer it, and it would fail the batch it joins. Leave it out of the list."
     E133 = "The request body is larger than this server's limit of {limit} bytes (max_body_bytes). Send fewer or shorter texts per request, or start the server with a larger --max-body-bytes."
+    E134 = "The pipeline is still warming up (its first text has not been processed yet). Send traffic once /ready answers 200."
 
 
 def describe(err: BaseException) -> str:

@@ -270,7 +270,7 @@ def test_ready_only_after_the_warm_up():
         assert gate.entered.wait(WAIT)
         assert httpx.get(f"{url}/health").status_code == 200
         not_ready = httpx.get(f"{url}/ready")
-        assert not_ready.status_code == 503
+        assert not_ready.status_code == 503 and "[E134]" in not_ready.json()["detail"]
         assert metric(httpx.get(f"{url}/metrics").text, "bertprod_ready") == 0
         gate.opened.set()
         wait_ready(url)

@@ -204,9 +204,7 @@ def create_app(nlp: Language, settings: Optional[ServeSettings] = None) -> FastA
         items = [Item(text, tuple(qs), count(text, qs)) for text, qs in zip(body.texts, questions)]
         try:
             ticket = batcher.submit(items)
-        except QueueFull as err:
-            return error(503, str(err), {"Retry-After": str(settings.retry_after_s)})
-        except Closed as err:
+        except (QueueFull, Closed) as err:
             return error(503, str(err), {"Retry-After": str(settings.retry_after_s)})
         try:
             results = await asyncio.wait_for(asyncio.shield(ticket.future), settings.request_timeout_s)
@@ -230,7 +228,7 @@ def create_app(nlp: Language, settings: Optional[ServeSettings] = None) -> FastA
         """Readiness: the pipeline is loaded and has processed a text."""
         if batcher.ready.is_set():
             return JSONResponse({"status": "ready", "pipeline": nlp.pipe_names})
-        return error(503, "warming up")
+        return error(503, Errors.E134)
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def prometheus() -> Response:
