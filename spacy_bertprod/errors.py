@@ -27,6 +27,12 @@ class Warnings(metaclass=ErrorsWithCodes):
         "That model is not a best model: {best} was removed. model-last holds all {steps} updates, unevaluated. "
         "Set `[training] eval_frequency` to at most {steps} (e.g. `--training.eval_frequency {suggestion}`) and train again."
     )
+    W020 = (
+        "{workers} worker processes x {threads} torch threads each is more "
+        "than the machine's {cores} cores: the processes will compete for the "
+        "cores and each request gets slower. Use --threads 0 (cores // workers) "
+        "or fewer workers."
+    )
     W030 = "{options} only apply to `--engine ray` and are ignored by the local engine (nlp.pipe with --workers processes on this machine)."
 
 
@@ -289,6 +295,30 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     E086 = "'{path}' has no meta.json: it is not a saved spaCy pipeline. Give the folder `spacy train` or `nlp.to_disk` wrote."
     E087 = "The scores file '{path}' does not exist. Write it with `python -m spacy evaluate PIPELINE CORPUS --output {path}` first."
+    E120 = "The serving setting {name} = {value!r} is invalid: it must be {expected}. Fix the option (`python -m spacy bertprod serve --help` lists them) or the ServeSettings field."
+    E121 = (
+        "Cannot serve '{pipeline}': it is neither a pipeline folder nor an "
+        "installed pipeline package. Give the folder `spacy train` or `spacy "
+        "package` made (e.g. training/ner/model-best) or the name of a package "
+        "installed with pip."
+    )
+    E122 = 'Serving needs fastapi, uvicorn and prometheus-client ({err}). Install them with `pip install "spacy-bertprod[serve]"`.'
+    E123 = "Questions were given but the pipeline has no bertprod_qa component to answer them (its components: {pipes}). Leave out `questions`, or serve a pipeline with bertprod_qa."
+    E124 = "`questions` must hold one list of questions per text: {n_texts} texts but {n_questions} lists. Use [] for a text without questions."
+    E125 = "Text {index} has {length} characters, more than this server's limit of {limit} (max_text_chars). Split the text, or start the server with a larger --max-text-chars."
+    E126 = "The server's queue is full ({queued} texts waiting, limit {limit}): try again after the Retry-After seconds, or add workers or replicas."
+    E127 = "The request was not answered within {timeout} s (request_timeout_s); its texts that had not started were dropped. Send fewer or shorter texts, retry later, or raise --request-timeout."
+    E128 = "The pipeline failed on the batch holding this request ({err}). The other requests and the server are unaffected; check the texts of this request."
+    E129 = "The request holds {n_texts} texts, more than this server ever queues ({limit}, max_queue). Send them in several requests."
+    E130 = "The server is shutting down and takes no new requests. Retry on another replica or after the restart."
+    E131 = (
+        "The environment variable {var} does not hold valid serving settings "
+        "({err}). `python -m spacy bertprod serve` sets it for its worker "
+        "processes; set it to the JSON of ServeSettings fields, or use the command."
+    )
+    E132 = "Question {question} of text {text} is empty or whitespace only: bertprod_qa cannot answer it, and it would fail the batch it joins. Leave it out of the list."
+    E133 = "The request body is larger than this server's limit of {limit} bytes (max_body_bytes). Send fewer or shorter texts per request, or start the server with a larger --max-body-bytes."
+    E134 = "The pipeline is still warming up (its first text has not been processed yet). Send traffic once /ready answers 200."
     E140 = "Found no input files in '{path}' (looked for {suffixes}). Give a JSONL, text or Parquet file, or a folder holding such files."
     E141 = "Line {line} of '{source}' is not a document: {error}. --strict stops at the first bad line; leave it out to count such lines and list them in rejects.jsonl instead."
     E142 = (

@@ -28,7 +28,7 @@ from spacy_bertprod.convert import conll_to_docs, sst2_to_docs, write_docbin
 from spacy_bertprod.squad import exact_match
 
 ROOT = Path(__file__).parent.parent
-COMMANDS = ("convert-all", "evaluate-squad", "distill", "quantize", "onnx", "meta", "demo", "annotate")
+COMMANDS = ("convert-all", "evaluate-squad", "distill", "quantize", "onnx", "meta", "demo", "annotate", "serve")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # the configs warm up over 100 steps: a few steps at that rate barely move a

@@ -11,6 +11,7 @@ meta            fill a pipeline's meta.json (own scores, description,
                 licence, author, requirements) before `spacy package`
 demo            train bertprod_ner on the shipped sample and tag a few sentences
 annotate        a trained pipeline over a corpus into JSONL / DocBin shards (local or Ray)
+serve           a pipeline as an HTTP service with dynamic batching
 
 Training, single-file conversion and evaluation of .spacy corpora are spaCy's
 own commands (`python -m spacy train|convert|evaluate`). spaCy finds this
@@ -20,7 +21,7 @@ this module, whose import adds the sub-app to spaCy's `app`.
 
 from spacy.cli._util import app
 
-from . import annotate, compress, convert, demo, evaluate, meta  # noqa: F401  (each registers its commands)
+from . import annotate, compress, convert, demo, evaluate, meta, serve  # noqa: F401  (each registers its commands)
 from ._util import bertprod_cli
 
 app.add_typer(bertprod_cli)

@@ -1,0 +1,215 @@
+"""The HTTP service under load: dynamic batching against offline
+`nlp.pipe` and against the same server without batching.
+
+Starts `python -m spacy bertprod serve MODEL` on 127.0.0.1 (a subprocess),
+waits for /ready, and drives it with a closed-loop load generator: N clients
+(default 1, 8, 32, 128), each sending one CoNLL-2003 test sentence per
+request and the next as soon as the answer arrives, until the level has
+sent --requests requests or run --seconds seconds. Per level: sentences/s,
+words/s, p50/p95/p99 latency and the mean batch size (texts per `nlp.pipe`
+call, from the server's /metrics). The same levels then run on a server
+with --max-batch-texts 1 (no batching), and, with no server running,
+`nlp.pipe(batch_size=32)` tags the same sentences in this process. The
+load generator shares the machine with the server: on a small machine its
+own CPU time lowers the server's figures.
+
+    python bench/serve.py [--model bench/results/conll/model/model-best] [--report serve]
+"""
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Sequence
+
+import httpx
+import numpy as np
+import spacy
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import describe, time_pipe, write_report  # noqa: E402
+
+from spacy_bertprod.convert import conll_to_docs  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 600
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scrape(url: str) -> Dict[str, float]:
+    """The server's batch counters (the sum and count of its batch-size histogram)."""
+    figures = {}
+    for line in httpx.get(f"{url}/metrics", timeout=30).text.splitlines():
+        for name in ("bertprod_batch_texts_sum", "bertprod_batch_texts_count"):
+            if line.startswith(name + " "):
+                figures[name] = float(line.split()[1])
+    return figures
+
+
+class Server:
+    """`bertprod serve` in a subprocess on a free loopback port."""
+
+    def __init__(self, model: str, threads: int, max_batch_texts: int, max_wait_ms: float) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "spacy", "bertprod", "serve", model, "--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--threads", str(threads), "--max-batch-texts", str(max_batch_texts), "--max-wait-ms", str(max_wait_ms), "--max-queue", "4096", "--log-level", "warning"]
+        self.process = subprocess.Popen(command)
+
+    def __enter__(self) -> "Server":
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with status {self.process.returncode}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=5).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the server was not ready within {READY_TIMEOUT_S} s")
+            time.sleep(0.5)
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+async def closed_loop(url: str, texts: Sequence[str], words: Sequence[int], clients: int, requests: int, seconds: float) -> Dict[str, Any]:
+    """`clients` clients, each sending the next sentence when its answer is
+    back, until `requests` were sent or `seconds` passed."""
+    latencies: List[float] = []
+    done_words = 0
+    errors = 0
+    sent = 0
+    deadline = time.monotonic() + seconds
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal done_words, errors, sent
+        while sent < requests and time.monotonic() < deadline:
+            index = sent % len(texts)
+            sent += 1
+            start = time.perf_counter()
+            response = await http.post("/v1/process", json={"texts": [texts[index]]})
+            if response.status_code == 200:
+                latencies.append(time.perf_counter() - start)
+                done_words += words[index]
+            else:
+                errors += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        await asyncio.gather(*(http.post("/v1/process", json={"texts": [texts[i % len(texts)]]}) for i in range(clients)))  # connect
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+        wall = time.perf_counter() - start
+    ms = np.asarray(latencies) * 1000
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": errors,
+        "seconds": round(wall, 2),
+        "sentences_per_s": round(len(latencies) / wall, 1),
+        "words_per_s": round(done_words / wall, 1),
+        "p50_ms": round(float(np.percentile(ms, 50)), 1),
+        "p95_ms": round(float(np.percentile(ms, 95)), 1),
+        "p99_ms": round(float(np.percentile(ms, 99)), 1),
+    }
+
+
+def run_levels(args: argparse.Namespace, texts: Sequence[str], words: Sequence[int], max_batch_texts: int) -> List[Dict[str, Any]]:
+    rows = []
+    with Server(args.model, args.threads, max_batch_texts, args.max_wait_ms) as server:
+        for clients in args.clients:
+            before = scrape(server.url)
+            row = asyncio.run(closed_loop(server.url, texts, words, clients, args.requests, args.seconds))
+            after = scrape(server.url)
+            batches = after["bertprod_batch_texts_count"] - before["bertprod_batch_texts_count"]
+            row["mean_batch_texts"] = round((after["bertprod_batch_texts_sum"] - before["bertprod_batch_texts_sum"]) / max(batches, 1), 2)
+            rows.append(row)
+            print(
+                f"  {clients:>4} clients: {row['sentences_per_s']:>7.1f} sentences/s {row['words_per_s']:>8.1f} words/s"
+                f"  p50 {row['p50_ms']:>7.1f} ms  p95 {row['p95_ms']:>7.1f} ms  p99 {row['p99_ms']:>7.1f} ms"
+                f"  mean batch {row['mean_batch_texts']:>5.2f}  ({row['requests']} requests, {row['errors']} errors)",
+                flush=True,
+            )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(ROOT / "bench/results/conll/model/model-best"), help="trained pipeline to serve")
+    parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/conll2003/test.txt"), help="CoNLL-2003 file whose sentences are sent")
+    parser.add_argument("--sentences", type=int, default=0, help="distinct sentences to use (0: all of the file)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128], help="concurrent clients, one level each")
+    parser.add_argument("--requests", type=int, default=3000, help="requests per level at most")
+    parser.add_argument("--seconds", type=float, default=30.0, help="seconds per level at most")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server and of the offline run")
+    parser.add_argument("--max-batch-texts", type=int, default=32, help="the batched server's --max-batch-texts")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the servers' --max-wait-ms")
+    parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
+    parser.add_argument("--note", default="", help="a remark on the run's conditions, kept in the report")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print("machine:", describe(), flush=True)
+    docs = [d for d in conll_to_docs(args.data, n_sents=1) if d.text.strip()]
+    if args.sentences:
+        docs = docs[: args.sentences]
+    texts = [d.text for d in docs]
+    words = [sum(not t.is_space for t in d) for d in docs]
+    print(f"{len(texts)} sentences from {args.data}, {sum(words)} words; levels of {args.clients} clients, each at most {args.requests} requests / {args.seconds} s", flush=True)
+
+    print(f"server, dynamic batching (--max-batch-texts {args.max_batch_texts}, --max-wait-ms {args.max_wait_ms}):", flush=True)
+    batched = run_levels(args, texts, words, args.max_batch_texts)
+    print("server, no batching (--max-batch-texts 1):", flush=True)
+    unbatched = run_levels(args, texts, words, 1)
+
+    nlp = spacy.load(args.model)
+    seconds = time_pipe(nlp, texts, batch_size=32, repeats=2)
+    offline = {"sentences": len(texts), "seconds": round(seconds, 2), "sentences_per_s": round(len(texts) / seconds, 1), "words_per_s": round(sum(words) / seconds, 1)}
+    print(f"offline nlp.pipe(batch_size=32): {offline['sentences_per_s']:.1f} sentences/s, {offline['words_per_s']:.1f} words/s (best of 2)", flush=True)
+
+    by_clients = {row["clients"]: row for row in unbatched}
+    single = next((row["p50_ms"] for row in batched if row["clients"] == 1), None)
+    comparison = []
+    for row in batched:
+        other = by_clients.get(row["clients"])
+        comparison.append(
+            {
+                "clients": row["clients"],
+                "vs_offline": round(row["sentences_per_s"] / offline["sentences_per_s"], 2),
+                "vs_unbatched": round(row["sentences_per_s"] / other["sentences_per_s"], 2) if other else None,
+                "p99_vs_single_request": round(row["p99_ms"] / single, 2) if single else None,
+            }
+        )
+        ratios = comparison[-1]
+        print(f"  {row['clients']:>4} clients: {ratios['vs_offline']:.2f}x offline, {ratios['vs_unbatched']}x unbatched, p99 {ratios['p99_vs_single_request']}x the single-request p50", flush=True)
+    if args.report:
+        settings = {"threads": args.threads, "max_batch_texts": args.max_batch_texts, "max_wait_ms": args.max_wait_ms, "requests_per_level": args.requests, "seconds_per_level": args.seconds}
+        figures = {"model": args.model, "data": args.data, "sentences": len(texts), "words": sum(words), "cpu_count": os.cpu_count(), "settings": settings}
+        figures.update({"batched": batched, "unbatched": unbatched, "offline": offline, "comparison": comparison})
+        write_report(args.report, figures, note=args.note)
+
+
+if __name__ == "__main__":
+    main()
