@@ -276,6 +276,26 @@ class Errors(metaclass=ErrorsWithCodes):
     E081 = "'{path}' holds no CoNLL-2003 token lines (it is empty or blank). Give the CoNLL-2003 file to convert."
     E082 = "'{path}' has no 'label' column in its header row {header!r}. An SST-2 file is GLUE's TSV with a header: 'sentence<TAB>label' or 'label<TAB>sentence'."
     E083 = "Line {line} of '{path}' has the SST-2 label {value!r}: labels are 0 (negative) or 1 (positive)."
+    E100 = (
+        "This needs {module}, which is not installed. The lean install "
+        "(`pip install spacy-bertprod` or `spacy-bertprod[runtime]`) runs ONNX "
+        "pipelines only; training, the torch backend, torch int8 quantization, "
+        "distillation and ONNX export need the training stack: run "
+        '`pip install "spacy-bertprod[train]"`.'
+    )
+    E101 = (
+        'The encoder\'s backend is "torch", which needs torch, and torch is not '
+        'installed. Run `pip install "spacy-bertprod[train]"`, or, where torch '
+        "is installed, export the pipeline for ONNX Runtime "
+        "(`python -m spacy bertprod onnx IN OUT --int8 --inference-only`) and "
+        "load that folder here."
+    )
+    E102 = (
+        "The encoder has no torch weights: its pipeline was exported with "
+        "`--inference-only` and runs on ONNX Runtime only. It cannot be "
+        "trained, distilled, quantized with torch, exported again or switched "
+        'to backend "torch". Do that with the pipeline it was exported from.'
+    )
 
 
 def describe(err: BaseException) -> str:

@@ -13,7 +13,7 @@ from ..errors import Errors
 from .onnx_backend import BACKENDS, BackendName, OnnxSession, require_onnxruntime
 from .quantization import is_torch_quantized
 from .tokenizer import is_loaded
-from .transformer import convert_inputs, convert_outputs, hf_module
+from .transformer import convert_inputs, convert_outputs, hf_module, is_inference_only
 
 #: `inference_precision` settings and the torch dtype each predicts in.
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -85,6 +85,8 @@ def _predict_autocast(model: Model, X: Tuple[np.ndarray, ...]) -> Tuple[Any, Cal
 
 def _no_backprop(model: Model) -> Callable:
     def backprop(d_hidden: Any) -> Any:
+        if is_inference_only(model):
+            raise ValueError(Errors.E102)
         raise ValueError(Errors.E029.format(backend=str(model.attrs["backend"])))
 
     return backprop

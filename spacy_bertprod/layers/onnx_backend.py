@@ -6,13 +6,17 @@ logits) stay thinc layers and run on the hidden states as with torch. The
 ONNX model lives in the encoder's attrs (`OnnxSession`), so `nlp.to_disk`
 saves it in the pipeline folder and `spacy.load` restores it.
 
-onnxruntime and onnx are an optional extra: `pip install spacy-bertprod[onnx]`.
+onnxruntime is a core dependency: running an exported model needs neither
+torch nor onnx. Exporting and quantizing need torch and onnx (the `train`
+extra).
 """
 
 import contextlib
 import inspect
 import io
 import logging
+import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -35,6 +39,28 @@ OUTPUT_NAME = "last_hidden_state"
 #: too saved 35 MB on MiniLM but cost 0.6 points of SST-2 accuracy, at the
 #: same speed.
 QUANTIZED_OPS = ("MatMul",)
+
+
+#: Intra-op threads of ONNX Runtime sessions where torch is not loaded: 0 is
+#: ONNX Runtime's default (one per physical core), 1 in a forked worker of
+#: `nlp.pipe(n_process=...)`, as torch does there (transformer.py).
+_threads_without_torch = 0
+
+
+def _one_thread_after_fork() -> None:
+    global _threads_without_torch
+    _threads_without_torch = 1
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
+def intra_op_threads() -> int:
+    """The threads an ONNX session computes on: torch's thread count where
+    torch is loaded (so `torch.set_num_threads` sets both runtimes), else
+    ONNX Runtime's own default."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else _threads_without_torch
 
 
 class BackendName(ConfigSetting):
@@ -180,10 +206,8 @@ class OnnxSession:
         self.data = self.backend = self._session = None
 
     def session(self) -> Any:
-        """The inference session, made again when torch's thread count changed."""
-        import torch
-
-        threads = torch.get_num_threads()
+        """The inference session, made again when the thread count changed."""
+        threads = intra_op_threads()
         if self._session is None or threads != self._threads:
             ort = require_onnxruntime()
             options = ort.SessionOptions()
