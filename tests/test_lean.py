@@ -4,6 +4,7 @@ torch pipeline there fails with a coded error naming the extra to install."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import spacy
+import srsly
 
-from conftest import TRAIN_DATA, assert_varies
+from conftest import TRAIN_DATA, assert_varies, make_examples
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from spacy_bertprod.compress import onnx_path  # noqa: E402
+from spacy_bertprod.compress import onnx_path, onnx_pipeline  # noqa: E402
+from spacy_bertprod.layers.transformer import is_inference_only  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [t for t, _ in TRAIN_DATA]
@@ -115,3 +118,68 @@ def test_exporting_without_torch_names_the_extra(onnx_int8_path, tmp_path):
     code = "from spacy_bertprod.compress import onnx_path\nonnx_path(sys.argv[1], sys.argv[2])\n"
     out = run_without_torch(code, tmp_path, str(onnx_int8_path), str(tmp_path / "out"))
     assert "ImportError: [E100] This needs torch" in out.stderr
+
+
+@pytest.fixture(scope="module")
+def inference_only_path(trained_ner_path, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("inference-only")
+    onnx_path(trained_ner_path, path, int8=True, inference_only=True)
+    return path
+
+
+def _torch_state(nlp) -> bytes:
+    """What the encoder's torch layer saves (HF config and weights)."""
+    encoder = nlp.get_pipe("bertprod_ner").model.get_ref("encoder")
+    return srsly.msgpack_loads(encoder.get_ref("transformer").shims[0].to_bytes())["state"]
+
+
+def test_inference_only_folder_has_no_torch_weights(onnx_int8_path, inference_only_path, tmp_path):
+    full, lean = spacy.load(onnx_int8_path), spacy.load(inference_only_path)
+    assert lean.meta["bertprod"]["compression"]["inference_only"] is True
+    ents, probs, _ = _predict(full)
+    got_ents, got_probs, _ = _predict(lean)
+    assert got_ents == ents
+    for a, b in zip(got_probs, probs):
+        np.testing.assert_array_equal(a, b)  # the same ONNX model and heads
+    assert srsly.msgpack_loads(_torch_state(lean))["state"] == b""
+    # the folder is smaller by the torch weights (their safetensors bytes)
+    saved = (onnx_int8_path / "bertprod_ner" / "model").stat().st_size - (inference_only_path / "bertprod_ner" / "model").stat().st_size
+    assert saved > 0.99 * len(srsly.msgpack_loads(_torch_state(full))["state"])
+    got = _predict_without_torch(inference_only_path, tmp_path)
+    assert [[tuple(e) for e in doc] for doc in got["ents"]] == ents
+
+
+def test_inference_only_cannot_train(inference_only_path):
+    nlp = spacy.load(inference_only_path)
+    examples = make_examples(nlp)
+    with pytest.raises(ValueError, match=r"\[E102\] The encoder has no torch weights"):
+        nlp.update(examples)
+    encoder = nlp.get_pipe("bertprod_ner").model.get_ref("encoder")
+    with pytest.raises(ValueError, match=r"\[E102\]"):
+        onnx_pipeline(nlp)
+    override = {"components": {"bertprod_ner": {"model": {"encoder": {"backend": "torch"}}}}}
+    as_torch = spacy.load(inference_only_path, config=override)
+    with pytest.raises(ValueError, match=r"\[E102\]"):
+        as_torch("Angela Merkel visited Munich.")
+    assert is_inference_only(encoder)
+
+
+def test_inference_only_wheel_installs_and_runs_without_torch(inference_only_path, tmp_path):
+    """The issue's path: `spacy package` of an inference-only folder gives a
+    wheel that asks for spacy-bertprod only (whose core install has no
+    torch) and runs where the training stack cannot be imported."""
+    packages = tmp_path / "packages"
+    packages.mkdir()
+    command = ["-m", "spacy", "package", str(inference_only_path), str(packages), "--name", "lean_test", "--version", "0.0.1", "--build", "wheel", "--force"]
+    subprocess.run([sys.executable, *command], check=True, capture_output=True, text=True)
+    (wheel,) = packages.glob("*/dist/*.whl")
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), str(wheel)], check=True)
+    metadata = (next(target.glob("en_lean_test-*.dist-info")) / "METADATA").read_text()
+    requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
+    assert {re.split(r"[<>=!~;\s]", r)[0] for r in requires} == {"spacy-bertprod", "spacy"}
+    code = f"sys.path.insert(0, {str(target)!r})\n" + PREDICT.replace("spacy.load(sys.argv[1])", "spacy.load('en_lean_test')")
+    out = run_without_torch(code, tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    ents, _, _ = _predict(spacy.load(inference_only_path))
+    assert [[tuple(e) for e in doc] for doc in json.loads(out.stdout.splitlines()[-1])["ents"]] == ents

@@ -36,6 +36,14 @@ def validate_precision(precision: str, backend: str) -> None:
         raise ValueError(Errors.E054.format(value=precision, backend=backend))
 
 
+def refuse_training(model: Model) -> None:
+    """Encoders on ONNX Runtime are not trained: E029, or E102 when there are
+    no torch weights to train with backend "torch" either."""
+    if is_inference_only(model):
+        raise ValueError(Errors.E102)
+    raise ValueError(Errors.E029.format(backend=str(model.attrs["backend"])))
+
+
 def uses_onnx(model: Model) -> bool:
     """Whether encoder layer `model` runs inference in ONNX Runtime."""
     return model.attrs["backend"] != "torch"
@@ -85,8 +93,6 @@ def _predict_autocast(model: Model, X: Tuple[np.ndarray, ...]) -> Tuple[Any, Cal
 
 def _no_backprop(model: Model) -> Callable:
     def backprop(d_hidden: Any) -> Any:
-        if is_inference_only(model):
-            raise ValueError(Errors.E102)
         raise ValueError(Errors.E029.format(backend=str(model.attrs["backend"])))
 
     return backprop
@@ -100,6 +106,8 @@ def _predict_backprop(d_hidden: Any) -> List[Any]:
 def run_transformer(model: Model, X: Tuple[np.ndarray, ...], is_train: bool) -> Tuple[Any, Callable]:
     """Hidden states of one padded batch from torch or ONNX Runtime."""
     if not uses_onnx(model):
+        if is_inference_only(model):  # exported for ONNX Runtime, run as "torch"
+            raise ValueError(Errors.E102)
         if is_train:
             return model.get_ref("transformer")(X, is_train)
         if model.attrs.get("inference_precision", "fp32") != "fp32":

@@ -34,14 +34,11 @@ INFERENCE_ONLY_FORMAT = "inference-only-v1"
 
 class InferenceOnlyWeights:
     """Where an encoder exported `--inference-only` would hold its torch
-    module: the HF config (a dict), no weights. Calling it raises E102, so
-    training it or switching it to backend "torch" says why it cannot."""
+    module: the HF config (a dict), no weights. `hf_module` and the torch
+    path of `run_transformer` raise E102 for it."""
 
     def __init__(self, config: Dict[str, Any]):
         self.config = config
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        raise ValueError(Errors.E102)
 
     # thinc's PyTorchShim moves its module with the model (to_cpu / to_gpu):
     # there is nothing to move, ONNX Runtime runs on the CPU
@@ -204,6 +201,12 @@ def hf_module(encoder: Model) -> Any:
     if isinstance(shim._model, InferenceOnlyWeights):
         raise ValueError(Errors.E102)
     return shim._model
+
+
+def drop_torch_weights(encoder: Model) -> None:
+    """Keep only the HF config of the encoder's torch module: an encoder
+    whose ONNX model is exported runs without them (`--inference-only`)."""
+    set_hf_module(encoder, InferenceOnlyWeights(cast(Dict[str, Any], hf_config(encoder))))
 
 
 def is_inference_only(encoder: Model) -> bool:
