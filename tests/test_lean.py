@@ -5,9 +5,11 @@ torch pipeline there fails with a coded error naming the extra to install."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import List
 
 import numpy as np
 import pytest
@@ -58,14 +60,14 @@ def run_without_torch(code: str, cwd: Path, *args: str) -> subprocess.CompletedP
 #: Loads the pipeline at argv[1] and prints what it predicts on TEXTS: the
 #: entities, the tag probabilities and the encoder's wordpieces and offsets.
 PREDICT = f"""
-import json, spacy
+import json, sys, spacy
 nlp = spacy.load(sys.argv[1])
 texts = {TEXTS!r}
 model = nlp.get_pipe("bertprod_ner").model
 probs = model.predict([nlp.make_doc(t) for t in texts])
 pieces = model.get_ref("encoder").attrs["tokenizer"].offsets_and_ids(texts)
 ents = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in nlp.pipe(texts)]
-loaded = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in {TRAIN_STACK!r})
 if len(sys.argv) > 2:
     nlp.to_disk(sys.argv[2])
 print(json.dumps({{"ents": ents, "probs": [p.tolist() for p in probs], "pieces": [[i.tolist(), o.tolist()] for i, o in pieces], "loaded": loaded}}))
@@ -178,8 +180,53 @@ def test_inference_only_wheel_installs_and_runs_without_torch(inference_only_pat
     metadata = (next(target.glob("en_lean_test-*.dist-info")) / "METADATA").read_text()
     requires = [line.split(":", 1)[1].strip() for line in metadata.splitlines() if line.startswith("Requires-Dist:")]
     assert {re.split(r"[<>=!~;\s]", r)[0] for r in requires} == {"spacy-bertprod", "spacy"}
-    code = f"sys.path.insert(0, {str(target)!r})\n" + PREDICT.replace("spacy.load(sys.argv[1])", "spacy.load('en_lean_test')")
-    out = run_without_torch(code, tmp_path)
+    out = run_without_torch(f"sys.path.insert(0, {str(target)!r})\n" + PREDICT, tmp_path, "en_lean_test")
     assert out.returncode == 0, out.stderr[-3000:]
     ents, _, _ = _predict(spacy.load(inference_only_path))
     assert [[tuple(e) for e in doc] for doc in json.loads(out.stdout.splitlines()[-1])["ents"]] == ents
+
+
+def _requirement_name(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[\s]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def core_pins() -> List[str]:
+    """The core dependencies of pyproject.toml at the versions requirements.txt pins."""
+    tomllib = pytest.importorskip("tomllib")
+    core = [_requirement_name(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf8"))["project"]["dependencies"]]
+    pins = {_requirement_name(line): line.strip() for line in (ROOT / "requirements.txt").read_text(encoding="utf8").splitlines() if "==" in line}
+    missing = [name for name in core if name not in pins]
+    assert not missing, f"requirements.txt pins no version of the core dependencies {missing}"
+    return [pins[name] for name in core]
+
+
+@pytest.mark.venv
+def test_core_install_runs_an_onnx_pipeline(inference_only_path, tmp_path):
+    """The lean runtime as users get it: a fresh virtualenv (no system site
+    packages) with only the core dependencies from the package registry and
+    this package without its dependencies loads and runs an inference-only
+    pipeline in a process outside the checkout; torch is not there."""
+    # build the package from a copy of its sources (setuptools would write
+    # build/ and *.egg-info into the checkout)
+    source = tmp_path / "source"
+    shutil.copytree(ROOT / "spacy_bertprod", source / "spacy_bertprod", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"), str(source)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheels").glob("spacy_bertprod-*.whl")
+    venv = tmp_path / "lean-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    lean_pip = [python, "-m", "pip", "--disable-pip-version-check", "install", "-q"]
+    installed = subprocess.run([*lean_pip, *core_pins()], capture_output=True, text=True)
+    assert installed.returncode == 0, "pip could not install the core dependencies (no network or cache? deselect with -m 'not venv'):\n" + installed.stderr[-2000:]
+    subprocess.run([*lean_pip, "--no-deps", str(wheel)], check=True)
+    code = "import importlib.util\nassert importlib.util.find_spec('torch') is None, 'torch is installed'\n" + PREDICT
+    out = subprocess.run([python, "-c", code, str(inference_only_path)], capture_output=True, text=True, cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    ents, probs, _ = _predict(spacy.load(inference_only_path))
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert [[tuple(e) for e in doc] for doc in got["ents"]] == ents
+    for a, b in zip(got["probs"], probs):
+        np.testing.assert_allclose(np.asarray(a, dtype="float32"), b, atol=1e-5)
