@@ -22,6 +22,12 @@ class ErrorsWithCodes(type):
 class Warnings(metaclass=ErrorsWithCodes):
     W001 = "Labels {missing} of component '{name}' have no positive example in the initialization data; the classifier cannot learn them. Add examples with these labels, or leave the labels out."
     W002 = "{lost} training answers of component '{name}' were lost by tokenization (no wordpiece overlaps them) and give no gradient ({total} so far). Check the answers' character offsets."
+    W010 = (
+        "ONNX Runtime's transformer optimizer did not fuse the encoder's ONNX "
+        "graph ({reason}); the unfused graph is kept: the same outputs, without "
+        "the fused operators' speed-up. Export with `--no-fuse` (`fuse=False`) "
+        "to skip the attempt."
+    )
 
 
 class Errors(metaclass=ErrorsWithCodes):

@@ -55,15 +55,16 @@ def set_backend(model: Model, backend: str) -> None:
     model.attrs["backend"] = BackendName(backend)
 
 
-def onnx_session(model: Model) -> OnnxSession:
-    """The encoder's ONNX session, exported from its torch weights (and
-    quantized for "onnx-int8") the first time it is needed."""
+def onnx_session(model: Model, *, fuse: bool = True) -> OnnxSession:
+    """The encoder's ONNX session, exported from its torch weights (its graph
+    fused when `fuse` and fusion applies, and quantized for "onnx-int8") the
+    first time it is needed."""
     holder: OnnxSession = model.attrs["onnx"]
     backend = model.attrs["backend"]
     if not holder.has_model(backend):
         if not is_loaded(model):
             raise ValueError(Errors.E005)
-        holder.export_from(hf_module(model), backend)
+        holder.export_from(hf_module(model), backend, fuse=fuse)
     return holder
 
 
