@@ -22,7 +22,9 @@ def torch_installed() -> bool:
     """Whether torch can be imported (thinc has imported it already where it is
     installed, so asking costs nothing)."""
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         return False
-    return True
+    # a folder named "torch" on sys.path (say, a pipeline saved in the
+    # working directory) imports as an empty namespace package
+    return getattr(torch, "__file__", None) is not None

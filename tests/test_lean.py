@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 from pathlib import Path
 from typing import List
 
@@ -22,6 +23,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 from spacy_bertprod.compress import onnx_path, onnx_pipeline  # noqa: E402
+from spacy_bertprod.extras import torch_installed  # noqa: E402
 from spacy_bertprod.layers.transformer import is_inference_only  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,6 +122,13 @@ def test_exporting_without_torch_names_the_extra(onnx_int8_path, tmp_path):
     code = "from spacy_bertprod.compress import onnx_path\nonnx_path(sys.argv[1], sys.argv[2])\n"
     out = run_without_torch(code, tmp_path, str(onnx_int8_path), str(tmp_path / "out"))
     assert "ImportError: [E100] This needs torch" in out.stderr
+
+
+def test_a_folder_named_torch_is_not_torch(monkeypatch):
+    """An empty namespace package "torch" (a folder of that name on sys.path,
+    e.g. a pipeline saved in the working directory) is not an installed torch."""
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    assert not torch_installed()
 
 
 @pytest.fixture(scope="module")
