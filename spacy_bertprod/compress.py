@@ -9,7 +9,9 @@ with no extra step; `nlp.meta["bertprod"]["compression"]` records what was done.
 (optionally with int8 dynamic quantization of the ONNX model): the ONNX model
 is exported now and saved in the pipeline folder, and the pipeline's config
 says `backend = "onnx"` (or "onnx-int8"), so `spacy.load` runs it on ONNX
-Runtime with no extra step.
+Runtime with no extra step. With `inference_only` the torch weights are left
+out: the folder holds the ONNX model, the tokenizer and the heads, loads
+without torch (the lean runtime) and cannot be trained (E102).
 """
 
 from pathlib import Path
@@ -24,8 +26,9 @@ from .errors import Errors
 from .layers.backends import onnx_session, set_backend, uses_onnx
 from .layers.encoder import is_bertprod_encoder
 from .layers.onnx_backend import ONNX_OPSET, QUANTIZED_OPS, require_onnxruntime
+from .layers.onnx_fusion import fused_op_types
 from .layers.quantization import QUANTIZATION_INT8, is_torch_quantized, quantize_module
-from .layers.transformer import hf_module, set_hf_module
+from .layers.transformer import drop_torch_weights, hf_module, set_hf_module
 
 ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1",)
 
@@ -100,10 +103,13 @@ def set_config_backend(nlp: Language, backend: str) -> None:
                 block["inference_precision"] = "fp32"
 
 
-def onnx_pipeline(nlp: Language, int8: bool = False) -> List[str]:
+def onnx_pipeline(nlp: Language, int8: bool = False, *, inference_only: bool = False, fuse: bool = True) -> List[str]:
     """Run every bertprod encoder of the pipeline on ONNX Runtime (int8: with
-    dynamic int8 quantization of its MatMul weights), exporting the ONNX models now; returns the
-    components whose encoders were converted."""
+    dynamic int8 quantization of its MatMul weights), exporting the ONNX
+    models now, their graphs fused by ONNX Runtime's transformer optimizer
+    first (`fuse`, where it applies: warning W010 otherwise);
+    `inference_only` then drops the torch weights. Returns the components
+    whose encoders were converted."""
     ort = require_onnxruntime()
     backend = "onnx-int8" if int8 else "onnx"
     encoders = bertprod_encoders(nlp)
@@ -113,7 +119,9 @@ def onnx_pipeline(nlp: Language, int8: bool = False) -> List[str]:
     for encoder in encoders.values():
         set_backend(encoder, backend)
         encoder.attrs["inference_precision"] = ConfigSetting("fp32")
-        onnx_session(encoder)
+        onnx_session(encoder, fuse=fuse)
+        if inference_only:
+            drop_torch_weights(encoder)
     set_config_backend(nlp, backend)
     meta = nlp.meta.setdefault("bertprod", {})
     meta["compression"] = {
@@ -124,10 +132,12 @@ def onnx_pipeline(nlp: Language, int8: bool = False) -> List[str]:
         "components": sorted(encoders),
         "opset": ONNX_OPSET,
         "onnxruntime": ort.__version__,
+        "inference_only": inference_only,
+        "fused_ops": {name: fused_op_types(encoder.attrs["onnx"].data) for name, encoder in encoders.items()},
     }
     return list(encoders)
 
 
-def onnx_path(input_path: Union[str, Path], output_path: Union[str, Path], int8: bool = False) -> List[str]:
+def onnx_path(input_path: Union[str, Path], output_path: Union[str, Path], int8: bool = False, *, inference_only: bool = False, fuse: bool = True) -> List[str]:
     """Load a pipeline, run its encoders on ONNX Runtime, save it elsewhere."""
-    return _convert_path(lambda nlp: onnx_pipeline(nlp, int8), "export to ONNX", input_path, output_path)
+    return _convert_path(lambda nlp: onnx_pipeline(nlp, int8, inference_only=inference_only, fuse=fuse), "export to ONNX", input_path, output_path)

@@ -27,6 +27,12 @@ class Warnings(metaclass=ErrorsWithCodes):
         "That model is not a best model: {best} was removed. model-last holds all {steps} updates, unevaluated. "
         "Set `[training] eval_frequency` to at most {steps} (e.g. `--training.eval_frequency {suggestion}`) and train again."
     )
+    W010 = (
+        "ONNX Runtime's transformer optimizer did not fuse the encoder's ONNX "
+        "graph ({reason}); the unfused graph is kept: the same outputs, without "
+        "the fused operators' speed-up. Export with `--no-fuse` (`fuse=False`) "
+        "to skip the attempt."
+    )
     W020 = (
         "{workers} worker processes x {threads} torch threads each is more "
         "than the machine's {cores} cores: the processes will compete for the "
@@ -295,6 +301,26 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     E086 = "'{path}' has no meta.json: it is not a saved spaCy pipeline. Give the folder `spacy train` or `nlp.to_disk` wrote."
     E087 = "The scores file '{path}' does not exist. Write it with `python -m spacy evaluate PIPELINE CORPUS --output {path}` first."
+    E100 = (
+        "This needs {module}, which is not installed. The lean install "
+        "(`pip install spacy-bertprod` or `spacy-bertprod[runtime]`) runs ONNX "
+        "pipelines only; training, the torch backend, torch int8 quantization, "
+        "distillation and ONNX export need the training stack: run "
+        '`pip install "spacy-bertprod[train]"`.'
+    )
+    E101 = (
+        'The encoder\'s backend is "torch", which needs torch, and torch is not '
+        'installed. Run `pip install "spacy-bertprod[train]"`, or, where torch '
+        "is installed, export the pipeline for ONNX Runtime "
+        "(`python -m spacy bertprod onnx IN OUT --int8 --inference-only`) and "
+        "load that folder here."
+    )
+    E102 = (
+        "The encoder has no torch weights: its pipeline was exported with "
+        "`--inference-only` and runs on ONNX Runtime only. It cannot be "
+        "trained, distilled, quantized with torch, exported again or switched "
+        'to backend "torch". Do that with the pipeline it was exported from.'
+    )
     E120 = "The serving setting {name} = {value!r} is invalid: it must be {expected}. Fix the option (`python -m spacy bertprod serve --help` lists them) or the ServeSettings field."
     E121 = (
         "Cannot serve '{pipeline}': it is neither a pipeline folder nor an "

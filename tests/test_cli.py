@@ -407,6 +407,16 @@ def test_onnx_command(tmp_path, trained_ner_path):
     assert 0 < _max_diff(nlp, torch_nlp) < 0.1  # int8, not the fp32 model
 
 
+def test_onnx_command_inference_only(tmp_path, trained_ner_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    out = bertprod("onnx", trained_ner_path, tmp_path / "lean", "--int8", "--inference-only")
+    assert "✔ exported the encoders of ['bertprod_ner'] to int8 ONNX (onnxruntime backend, inference only (no torch weights))" in out
+    nlp = spacy.load(tmp_path / "lean")
+    assert nlp.meta["bertprod"]["compression"]["inference_only"] is True
+    assert _ents(nlp) == _ents(spacy.load(trained_ner_path))
+
+
 def test_convert_all_of_a_text_file_posing_as_conll(tmp_path):
     """Prose where CoNLL-2003 columns belong: a short coded message and exit
     1, not spaCy's misleading E177 traceback (issue 17 item 8)."""

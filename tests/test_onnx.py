@@ -145,9 +145,12 @@ def test_config_override_exports_lazily(ner_path):
 
 
 def _gather_table_types(nlp):
+    """The types of the embedding tables: read by Gather, or in a fused graph
+    by EmbedLayerNormalization (word, position, segment tables)."""
     graph = onnx.load_from_string(_encoder_of(nlp, "bertprod_ner").attrs["onnx"].data).graph
     types = {t.name: t.data_type for t in graph.initializer}
-    return {types[n.input[0]] for n in graph.node if n.op_type == "Gather" and n.input[0] in types}
+    tables = {"Gather": slice(0, 1), "EmbedLayerNormalization": slice(2, 5)}
+    return {types[name] for n in graph.node if n.op_type in tables for name in n.input[tables[n.op_type]] if name in types}
 
 
 def test_onnx_int8(ner_path, tmp_path, monkeypatch):

@@ -130,11 +130,14 @@ def quantize_cli(
 def onnx_cli(
     input_path: Path = Arg(..., help="Trained torch pipeline folder", exists=True, file_okay=False),
     output_path: Path = Arg(..., help="Folder for the ONNX Runtime pipeline"),
-    int8: bool = Opt(False, "--int8", help="Also int8-quantize with onnxruntime's dynamic quantizer"),
+    int8: bool = Opt(False, "--int8", help="Also int8-quantize with onnxruntime's dynamic quantizer (default: off)"),
+    inference_only: bool = Opt(False, "--inference-only", help="Leave the torch weights out: the folder loads without torch (`pip install spacy-bertprod`) and cannot be trained (default: off, kept)"),
+    fuse: bool = Opt(True, "--fuse/--no-fuse", help="Fuse attention, LayerNorm and GELU with ONNX Runtime's transformer optimizer before quantizing, where it applies (default: on)"),
 ) -> None:
     """Export a pipeline's encoders to ONNX and run them on ONNX Runtime
-    (needs `pip install spacy-bertprod[onnx]`)."""
+    (exporting needs `pip install "spacy-bertprod[train]"`)."""
     with coded_errors_exit():
-        done = onnx_path(input_path, output_path, int8=int8)
+        done = onnx_path(input_path, output_path, int8=int8, inference_only=inference_only, fuse=fuse)
     kind = "int8 " if int8 else ""
-    msg.good(f"exported the encoders of {done} to {kind}ONNX (onnxruntime backend): saved to {output_path}")
+    only = ", inference only (no torch weights)" if inference_only else ""
+    msg.good(f"exported the encoders of {done} to {kind}ONNX (onnxruntime backend{only}): saved to {output_path}")

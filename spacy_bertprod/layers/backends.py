@@ -13,7 +13,7 @@ from ..errors import Errors
 from .onnx_backend import BACKENDS, BackendName, OnnxSession, require_onnxruntime
 from .quantization import is_torch_quantized
 from .tokenizer import is_loaded
-from .transformer import convert_inputs, convert_outputs, hf_module
+from .transformer import convert_inputs, convert_outputs, hf_module, is_inference_only
 
 #: `inference_precision` settings and the torch dtype each predicts in.
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
@@ -36,6 +36,14 @@ def validate_precision(precision: str, backend: str) -> None:
         raise ValueError(Errors.E054.format(value=precision, backend=backend))
 
 
+def refuse_training(model: Model) -> None:
+    """Encoders on ONNX Runtime are not trained: E029, or E102 when there are
+    no torch weights to train with backend "torch" either."""
+    if is_inference_only(model):
+        raise ValueError(Errors.E102)
+    raise ValueError(Errors.E029.format(backend=str(model.attrs["backend"])))
+
+
 def uses_onnx(model: Model) -> bool:
     """Whether encoder layer `model` runs inference in ONNX Runtime."""
     return model.attrs["backend"] != "torch"
@@ -47,15 +55,16 @@ def set_backend(model: Model, backend: str) -> None:
     model.attrs["backend"] = BackendName(backend)
 
 
-def onnx_session(model: Model) -> OnnxSession:
-    """The encoder's ONNX session, exported from its torch weights (and
-    quantized for "onnx-int8") the first time it is needed."""
+def onnx_session(model: Model, *, fuse: bool = True) -> OnnxSession:
+    """The encoder's ONNX session, exported from its torch weights (its graph
+    fused when `fuse` and fusion applies, and quantized for "onnx-int8") the
+    first time it is needed."""
     holder: OnnxSession = model.attrs["onnx"]
     backend = model.attrs["backend"]
     if not holder.has_model(backend):
         if not is_loaded(model):
             raise ValueError(Errors.E005)
-        holder.export_from(hf_module(model), backend)
+        holder.export_from(hf_module(model), backend, fuse=fuse)
     return holder
 
 
@@ -98,6 +107,8 @@ def _predict_backprop(d_hidden: Any) -> List[Any]:
 def run_transformer(model: Model, X: Tuple[np.ndarray, ...], is_train: bool) -> Tuple[Any, Callable]:
     """Hidden states of one padded batch from torch or ONNX Runtime."""
     if not uses_onnx(model):
+        if is_inference_only(model):  # exported for ONNX Runtime, run as "torch"
+            raise ValueError(Errors.E102)
         if is_train:
             return model.get_ref("transformer")(X, is_train)
         if model.attrs.get("inference_precision", "fp32") != "fp32":

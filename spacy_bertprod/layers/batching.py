@@ -12,8 +12,7 @@ import numpy as np
 import srsly
 from thinc.api import Model, deserialize_attr, serialize_attr
 
-from ..errors import Errors
-from .backends import run_transformer, uses_onnx
+from .backends import refuse_training, run_transformer, uses_onnx
 from .tokenizer import TokenizerHolder
 
 # Length bucketing: a group of windows is closed once the next (longer) window
@@ -100,7 +99,7 @@ def encode_sequences(
     width = model.get_dim("nO")
     if is_train:
         if uses_onnx(model):
-            raise ValueError(Errors.E029.format(backend=str(model.attrs["backend"])))
+            refuse_training(model)
         model.attrs["onnx"].clear()  # the torch weights are about to change
     lengths = np.array([len(q) for q in seqs], dtype="int64")
     base = np.zeros(len(seqs), dtype="int64")

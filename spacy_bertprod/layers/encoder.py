@@ -32,7 +32,7 @@ from .backends import validate_backend, validate_precision
 from .batching import HiddenStateObserver, encode_sequences
 from .onnx_backend import BackendName, OnnxSession
 from .tokenizer import TokenizerHolder, is_loaded
-from .transformer import build_transformer_layer, hf_module, set_hf_module
+from .transformer import build_transformer_layer, hf_config, set_hf_module
 from .windows import plan_windows
 
 #: The name of the encoder layer, by which pipelines' models are searched
@@ -105,7 +105,7 @@ def build_encoder(
     validate_precision(inference_precision, backend)
     if not isinstance(input_casing, bool):
         raise ValueError(Errors.E056.format(value=input_casing))
-    transformer = build_transformer_layer(mixed_precision)
+    transformer = build_transformer_layer(mixed_precision, backend)
     return Model(
         ENCODER_NAME,
         encoder_forward,
@@ -148,7 +148,7 @@ class WeightsOrigin:
 def _serialize_origin(_: WeightsOrigin, value: WeightsOrigin, name: str, model: Model) -> bytes:
     if not is_loaded(model):  # no weights saved: nothing to check on load
         return srsly.msgpack_dumps(None)
-    max_pos = getattr(hf_module(model).config, "max_position_embeddings", None)
+    max_pos = (hf_config(model) or {}).get("max_position_embeddings")
     return srsly.msgpack_dumps({"name": str(model.attrs["name"]), "input_casing": bool(model.attrs["input_casing"]), "max_positions": max_pos})
 
 

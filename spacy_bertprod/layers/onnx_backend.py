@@ -6,23 +6,28 @@ logits) stay thinc layers and run on the hidden states as with torch. The
 ONNX model lives in the encoder's attrs (`OnnxSession`), so `nlp.to_disk`
 saves it in the pipeline folder and `spacy.load` restores it.
 
-onnxruntime and onnx are an optional extra: `pip install spacy-bertprod[onnx]`.
+onnxruntime is a core dependency: running an exported model needs neither
+torch nor onnx. Exporting and quantizing need torch and onnx (the `train`
+extra).
 """
 
 import contextlib
 import inspect
 import io
 import logging
+import os
+import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
 import srsly
 
 from ..attrs import ConfigSetting, bytes_attr
-from ..errors import Errors
+from ..errors import Errors, Warnings, describe
+from .onnx_fusion import attention_shape, fuse_onnx, fused_op_types
 from .quantization import is_torch_quantized
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
@@ -31,10 +36,37 @@ INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "last_hidden_state"
 #: Operators quantized by "onnx-int8": the linear layers' matrix products,
 #: with per-channel weight scales (closer to fp32 than per-tensor or torch's
-#: int8 Linear). The embedding lookups (Gather) stay fp32: quantizing them
-#: too saved 35 MB on MiniLM but cost 0.6 points of SST-2 accuracy, at the
-#: same speed.
-QUANTIZED_OPS = ("MatMul",)
+#: int8 Linear), and in a fused graph the attention's QKV projection (fused
+#: `Attention`, which the quantizer makes a `QAttention`). The embedding
+#: lookups (Gather) stay fp32: quantizing them too saved 35 MB on MiniLM but
+#: cost 0.6 points of SST-2 accuracy, at the same speed.
+QUANTIZED_OPS = ("MatMul", "Attention")
+#: Largest difference between the fused and the unfused graph's hidden states
+#: on the check batch for which the fused graph is kept (fp32 fusions differ
+#: by rounding, around 1e-6).
+FUSION_ATOL = 1e-3
+
+
+#: Intra-op threads of ONNX Runtime sessions where torch is not loaded: 0 is
+#: ONNX Runtime's default (one per physical core), 1 in a forked worker of
+#: `nlp.pipe(n_process=...)`, as torch does there (transformer.py).
+_threads_without_torch = 0
+
+
+def _one_thread_after_fork() -> None:
+    global _threads_without_torch
+    _threads_without_torch = 1
+
+
+os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
+def intra_op_threads() -> int:
+    """The threads an ONNX session computes on: torch's thread count where
+    torch is loaded (so `torch.set_num_threads` sets both runtimes), else
+    ONNX Runtime's own default."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else _threads_without_torch
 
 
 class BackendName(ConfigSetting):
@@ -146,8 +178,41 @@ def quantize_onnx(data: bytes) -> bytes:
                 op_types_to_quantize=list(QUANTIZED_OPS),
                 per_channel=True,
                 weight_type=QuantType.QInt8,
+                # onnx's shape inference gives no type to the outputs of
+                # ONNX Runtime's fused operators: they are float
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
         return output.read_bytes()
+
+
+def _max_difference(data: bytes, fused: bytes, vocab_size: int) -> float:
+    """Largest difference of two graphs' hidden states on a padded batch."""
+    ids = np.random.default_rng(0).integers(0, max(vocab_size, 1), (2, 16))
+    mask = np.ones_like(ids)
+    mask[1, 9:] = 0
+    types = np.zeros_like(ids)
+    outputs = [OnnxSession(graph, "onnx").run(ids, mask, types) for graph in (data, fused)]
+    return float(np.abs(outputs[0] - outputs[1]).max())
+
+
+def fuse_checked(data: bytes, config: Dict[str, Any]) -> bytes:
+    """The graph after ONNX Runtime's transformer fusions (`fuse_onnx`) when
+    they apply and give the unfused graph's outputs; otherwise the unfused
+    graph, with warning W010 saying why."""
+    try:
+        with _quiet_root_logger():
+            fused = fuse_onnx(data, **attention_shape(config))
+        if not fused_op_types(fused):
+            reason = "nothing in the graph matched a fusion (not a BERT-style encoder)"
+        else:
+            difference = _max_difference(data, fused, int(config.get("vocab_size", 1)))
+            if difference <= FUSION_ATOL:
+                return fused
+            reason = f"the fused graph's hidden states differ from the unfused graph's by {difference:.2g}"
+    except Exception as err:  # the optimizer raises its own and onnx's errors
+        reason = describe(err)
+    warnings.warn(Warnings.W010.format(reason=reason), stacklevel=2)
+    return data
 
 
 @bytes_attr
@@ -169,10 +234,13 @@ class OnnxSession:
         self.data, self.backend = data, backend
         self._session = None
 
-    def export_from(self, module: Any, backend: str) -> None:
-        """Export (and for "onnx-int8" quantize) the torch module."""
+    def export_from(self, module: Any, backend: str, *, fuse: bool = True) -> None:
+        """Export the torch module, fuse its graph (`fuse`, when fusion
+        applies) and for "onnx-int8" quantize it."""
         require_onnxruntime()
         data = export_onnx(module)
+        if fuse:
+            data = fuse_checked(data, module.config.to_dict())
         self.set_model(quantize_onnx(data) if backend == "onnx-int8" else data, backend)
 
     def clear(self) -> None:
@@ -180,10 +248,8 @@ class OnnxSession:
         self.data = self.backend = self._session = None
 
     def session(self) -> Any:
-        """The inference session, made again when torch's thread count changed."""
-        import torch
-
-        threads = torch.get_num_threads()
+        """The inference session, made again when the thread count changed."""
+        threads = intra_op_threads()
         if self._session is None or threads != self._threads:
             ort = require_onnxruntime()
             options = ort.SessionOptions()
