@@ -135,6 +135,55 @@ def long_docs(file: str = "long_docs") -> str:
     return "\n".join(rows) + "\n" + source_line(r)
 
 
+def production_ner(file: str = "production_ner") -> str:
+    """bench/production.py --tasks ner: teacher, int8, student, ONNX rows."""
+    r = load(file)
+    rows = ["| row | accuracy | words/s | p50 ms | p95 ms | size MB | vs teacher |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    group = [row for row in r["figures"]["rows"] if row["task"] == "ner"]
+    base = next(row for row in group if row["row"] == "teacher fp32")
+    for row in group:
+        delta = f"{row['score'] - base['score']:+.2f} pts, " if row["score"] is not None else ""
+        rows.append(f"| {row['row']} | {row['accuracy']} | {row['per_s']:,.0f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['size_mb']:.1f} | {delta}{row['per_s'] / base['per_s']:.2f}x |")
+    return "\n".join(rows) + "\n" + source_line(r)
+
+
+def serve(file: str = "serve") -> str:
+    """bench/serve.py: the server with and without batching, and offline nlp.pipe."""
+    r = load(file)
+    f = r["figures"]
+    ratios = {c["clients"]: c for c in f["comparison"]}
+    rows = [
+        "| server | clients | sentences/s | words/s | p50 ms | p95 ms | p99 ms | mean batch | vs offline | vs unbatched |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, runs in (("batched", f["batched"]), ("unbatched", f["unbatched"])):
+        for row in runs:
+            c = ratios.get(row["clients"], {}) if name == "batched" else {}
+            vs_unbatched = f"{c['vs_unbatched']:.2f}x" if c.get("vs_unbatched") else ""
+            vs_offline = f"{c['vs_offline']:.2f}x" if c else f"{row['sentences_per_s'] / f['offline']['sentences_per_s']:.2f}x"
+            latency = f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['p99_ms']:.1f}"
+            rows.append(f"| {name} | {row['clients']} | {row['sentences_per_s']:,.1f} | {row['words_per_s']:,.0f} | {latency} | {row.get('mean_batch_texts', 0):.2f} | {vs_offline} | {vs_unbatched} |")
+    o = f["offline"]
+    rows.append(f"| offline `nlp.pipe(batch_size=32)` | | {o['sentences_per_s']:,.1f} | {o['words_per_s']:,.0f} | | | | | 1.00x | |")
+    single = next(row["p50_ms"] for row in f["batched"] if row["clients"] == 1)
+    p99_8 = next((c["p99_vs_single_request"] for c in f["comparison"] if c["clients"] == 8), None)
+    text = "\n".join(rows) + f"\n\n{f['sentences']:,} CoNLL-2003 test sentences ({f['words']:,} words), one a request; single-request p50 {single:.1f} ms"
+    if p99_8 is not None:
+        text += f"; p99 at 8 clients {p99_8:.2f}x that"
+    return text + ".\n" + source_line(r)
+
+
+def annotate(file: str = "annotate") -> str:
+    """bench/annotate.py: docs/s of a plain nlp.pipe loop and the two engines."""
+    r = load(file)
+    f = r["figures"]
+    rows = ["| run | docs | seconds | docs/s |", "| --- | --- | --- | --- |"]
+    for name, run in f["runs"].items():
+        rows.append(f"| {name} | {run['docs']:,} | {run['seconds']:.1f} | {run['docs_per_s']:,.1f} |")
+    text = "\n".join(rows) + f"\n\nOverhead over the plain loop at 1 worker: Ray {f['ray_overhead_pct_1_worker']:+.1f}%, local engine {f['local_overhead_pct_1_worker']:+.1f}%.\n"
+    return text + source_line(r)
+
+
 RENDERERS: Dict[str, Callable[[], str]] = {
     "long_docs": long_docs,
     "conll_ner": conll_ner,
@@ -142,6 +191,9 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "shared_encoder": shared_encoder,
     "int8_batch": int8_batch,
     "soak": soak,
+    "production_ner": production_ner,
+    "serve": serve,
+    "annotate": annotate,
 }
 
 

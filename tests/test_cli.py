@@ -435,6 +435,10 @@ def test_meta_writes_the_pipelines_own_scores_and_package_fields(tmp_path, train
     meta = json.loads((pipeline / "meta.json").read_text())
     assert meta["performance"] == {"token_acc": 1.0, "ents_f": 0.5, "ents_per_type": {"PER": {"p": 1.0, "r": 0.5, "f": 0.6}}}
     assert (meta["name"], meta["description"], meta["license"], meta["requirements"]) == ("bertprod_ner", "NER on MiniLM", "MIT", ["spacy-bertprod[train]>=0.1"])
+    before = (pipeline / "meta.json").read_bytes()
+    bertprod("meta", pipeline, "--name", "other", "--output", tmp_path / "package-meta.json")
+    assert (pipeline / "meta.json").read_bytes() == before  # --output leaves the pipeline as it is
+    assert json.loads((tmp_path / "package-meta.json").read_text())["name"] == "other"
     out = bertprod("meta", pipeline, "--scores", tmp_path / "missing.json", exit_code=1)
     assert "✘ [E087] The scores file" in out
     out = bertprod("meta", tmp_path, exit_code=1)

@@ -1,4 +1,4 @@
-"""`bertprod meta`: fill a pipeline's meta.json before `spacy package`.
+"""`bertprod meta`: the meta.json a pipeline is packaged with.
 
 `spacy package` copies meta.json into the wheel and its README's accuracy
 table. A trained pipeline's meta carries the training run's dev scores and
@@ -26,7 +26,9 @@ def accuracy(scores: Dict[str, Any]) -> Dict[str, Any]:
     return {key: value for key, value in scores.items() if key not in NOT_ACCURACY and not key.endswith("_loss") and value is not None}
 
 
-def update_meta(pipeline: Path, *, scores: Optional[Path] = None, fields: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def update_meta(pipeline: Path, *, scores: Optional[Path] = None, fields: Optional[Dict[str, Any]] = None, output: Optional[Path] = None) -> Dict[str, Any]:
+    """The pipeline's meta with `fields` and the accuracy of `scores`, written
+    to `output` (default: the pipeline's own meta.json)."""
     meta_path = pipeline / "meta.json"
     if not meta_path.is_file():
         raise FileNotFoundError(Errors.E086.format(path=pipeline))
@@ -36,7 +38,7 @@ def update_meta(pipeline: Path, *, scores: Optional[Path] = None, fields: Option
         if not scores.is_file():
             raise FileNotFoundError(Errors.E087.format(path=scores))
         meta["performance"] = accuracy(srsly.read_json(scores))
-    srsly.write_json(meta_path, meta)
+    srsly.write_json(output or meta_path, meta)
     return meta
 
 
@@ -49,11 +51,12 @@ def meta_cli(
     license: str = Opt("", "--license", help="Licence of the weights and data. Default: keep"),
     author: str = Opt("", "--author", help="Author. Default: keep"),
     requirement: Optional[List[str]] = Opt(None, "--requirement", "-r", help="Requirement of the package (repeat for more), e.g. 'spacy-bertprod[train]>=0.1'. Default: keep"),
+    output: Optional[Path] = Opt(None, "--output", "-o", help="Write the meta here (for `spacy package --meta-path`) and leave PIPELINE as it is. Default: PIPELINE/meta.json", dir_okay=False),
 ) -> None:
     """Write scores, name, description, licence, author and requirements into
-    PIPELINE/meta.json, for `spacy package`."""
+    PIPELINE/meta.json (or --output), for `spacy package`."""
     fields: Dict[str, Any] = {"name": name, "description": description, "license": license, "author": author, "requirements": list(requirement or [])}
     with coded_errors_exit():
-        update_meta(pipeline, scores=scores, fields=fields)
+        update_meta(pipeline, scores=scores, fields=fields, output=output)
     changed = [key for key, value in fields.items() if value] + (["performance"] if scores else [])
-    msg.good(f"Updated {pipeline / 'meta.json'}", ", ".join(changed))
+    msg.good(f"Wrote {output or pipeline / 'meta.json'}", ", ".join(changed))
