@@ -110,7 +110,11 @@ async def closed_loop(url: str, texts: Sequence[str], words: Sequence[int], clie
             index = sent % len(texts)
             sent += 1
             start = time.perf_counter()
-            response = await http.post("/v1/process", json={"texts": [texts[index]]})
+            try:
+                response = await http.post("/v1/process", json={"texts": [texts[index]]})
+            except httpx.TransportError:  # a dropped connection: counted, not fatal to the run
+                errors += 1
+                continue
             if response.status_code == 200:
                 latencies.append(time.perf_counter() - start)
                 done_words += words[index]
