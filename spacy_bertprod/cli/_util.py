@@ -8,8 +8,9 @@ import typer
 from wasabi import msg
 
 HELP = """spacy-bertprod: convert the public datasets, evaluate SQuAD, distil,
-quantize and export bertprod pipelines, annotate a corpus, and run the demo.
-Train and evaluate .spacy corpora with spaCy's own `train` and `evaluate`.
+quantize and export bertprod pipelines, write their package meta, annotate a
+corpus, serve a pipeline over HTTP, and run the demo. Train and evaluate
+.spacy corpora with spaCy's own `train` and `evaluate`.
 """
 
 bertprod_cli = typer.Typer(name="bertprod", help=HELP, no_args_is_help=True)
