@@ -324,3 +324,15 @@ def test_clear_errors(ner_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match=r"E028.*spacy-bertprod\[onnx\]"):
         onnx_pipeline(spacy.load(ner_path))
+
+
+def test_set_threads_reaches_onnx_runtime_without_torch(monkeypatch):
+    """`serve --threads` and Ray actors set the encoders' threads through one
+    function; where torch is not installed it must set ONNX Runtime's own."""
+    monkeypatch.setattr(onnx_backend, "_threads_without_torch", 0)
+    monkeypatch.setattr(onnx_backend, "torch_installed", lambda: False)
+    monkeypatch.delitem(sys.modules, "torch")
+    onnx_backend.set_threads(3)
+    assert onnx_backend.intra_op_threads() == 3
+    onnx_backend.set_threads(0)  # 0 leaves them
+    assert onnx_backend.intra_op_threads() == 3

@@ -19,6 +19,7 @@ import numpy as np
 import spacy
 
 from ..errors import Errors
+from ..layers.onnx_backend import set_threads
 from .data_classes import DocOutput, InputDoc, Reject, Settings, ShardSpec
 from .inputs import read_shard
 from .results import Collector, doc_output
@@ -44,14 +45,9 @@ class RayAnnotator:
     rejects pass through to the driver unchanged."""
 
     def __init__(self, pipeline: str, batch_size: int, docbin: bool, gpu: bool, threads: int) -> None:
-        # torch runs on as many threads as the actor has CPUs, so the actors
-        # on a node share its cores instead of each taking all of them
-        try:
-            import torch
-
-            torch.set_num_threads(threads)
-        except ImportError:  # a pipeline that runs without torch
-            pass
+        # the encoders run on as many threads as the actor has CPUs, so the
+        # actors on a node share its cores instead of each taking all of them
+        set_threads(threads)
         if gpu:
             spacy.prefer_gpu()
         self.nlp = spacy.load(pipeline)

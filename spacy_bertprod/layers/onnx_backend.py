@@ -27,6 +27,7 @@ import srsly
 
 from ..attrs import ConfigSetting, bytes_attr
 from ..errors import Errors, Warnings, describe
+from ..extras import torch_installed
 from .onnx_fusion import attention_shape, fuse_onnx, fused_op_types
 from .quantization import is_torch_quantized
 
@@ -59,6 +60,20 @@ def _one_thread_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_one_thread_after_fork)
+
+
+def set_threads(threads: int) -> None:
+    """Threads of the encoders a process loads after this call: torch's
+    intra-op threads where torch is installed (ONNX Runtime follows them),
+    else ONNX Runtime's own; 0 leaves them as they are."""
+    global _threads_without_torch
+    if not threads:
+        return
+    _threads_without_torch = threads
+    if torch_installed():
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def intra_op_threads() -> int:

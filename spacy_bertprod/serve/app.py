@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..annotations import doc_annotations
 from ..errors import Errors
+from ..layers.onnx_backend import set_threads
 from ..memory import pin_mmap_threshold
 from .batcher import BatchFailed, Closed, DynamicBatcher, Item, QueueFull
 from .metrics import ServeMetrics
@@ -52,14 +53,6 @@ def annotator(nlp: Language) -> Callable[[List[Item]], List[Dict[str, Any]]]:
 
 def has_qa(nlp: Language) -> bool:
     return any(nlp.get_pipe_meta(name).factory == "bertprod_qa" for name in nlp.pipe_names) and Doc.has_extension("questions")
-
-
-def set_threads(threads: int) -> None:
-    """torch's intra-op threads (ONNX Runtime follows them); 0 leaves them."""
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
 
 
 def error(status: int, message: str, headers: Optional[Dict[str, str]] = None) -> JSONResponse:

@@ -18,7 +18,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from ..errors import Errors, Warnings
-from .app import create_app, set_threads
+from ..layers.onnx_backend import set_threads
+from .app import create_app
 from .settings import SETTINGS_ENV, ServeSettings
 
 #: the environment variable naming the pipeline for uvicorn's worker processes
