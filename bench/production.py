@@ -41,7 +41,7 @@ from spacy.scorer import get_ner_prf
 from spacy.training import Example
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, read_sst2_test, spacy_transformers_pipeline, write_report  # noqa: E402
+from common import describe, progress, read_sst2_test, spacy_transformers_pipeline, write_report  # noqa: E402
 
 from spacy_bertprod.compress import onnx_pipeline, quantize_pipeline  # noqa: E402
 from spacy_bertprod.convert import conll_to_docs, sst2_to_docs  # noqa: E402
@@ -111,7 +111,7 @@ class Task:
     def speed_only(self, nlp) -> Dict[str, Any]:
         """Words per second of a pipeline whose head is untrained (spacy-transformers)."""
         self.warm_up(nlp)
-        _, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
+        _, seconds = timed(lambda: list(progress(nlp.pipe(self.texts, batch_size=32), total=len(self.texts))))
         return {"accuracy": "n/a (untrained head)", "score": None, "per_s": self.n_words / seconds}
 
     def latency(self, nlp) -> Dict[str, float]:
@@ -138,7 +138,7 @@ class NERTask(Task):
         return [Example(nlp.make_doc(d.text), d) for d in docs]
 
     def accuracy_and_speed(self, nlp):
-        docs, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
+        docs, seconds = timed(lambda: list(progress(nlp.pipe(self.texts, batch_size=32), total=len(self.texts))))
         f = get_ner_prf([Example(p, g) for p, g in zip(docs, self.gold)])["ents_f"]
         return {"accuracy": f"F1 {f * 100:.2f}", "score": f * 100, "per_s": self.n_words / seconds}
 
@@ -182,7 +182,7 @@ class TextcatTask(Task):
         return [Example(nlp.make_doc(d.text), d) for d in docs]
 
     def accuracy_and_speed(self, nlp):
-        docs, seconds = timed(lambda: list(nlp.pipe(self.texts, batch_size=32)))
+        docs, seconds = timed(lambda: list(progress(nlp.pipe(self.texts, batch_size=32), total=len(self.texts))))
         acc = np.mean([max(p.cats, key=p.cats.get) == max(g.cats, key=g.cats.get) for p, g in zip(docs, self.gold)])
         return {"accuracy": f"acc {acc * 100:.2f}", "score": acc * 100, "per_s": self.n_words / seconds}
 
@@ -255,7 +255,7 @@ class QATask(Task):
 
     def accuracy_and_speed(self, nlp):
         groups = list(self.contexts.items())
-        answered, seconds = timed(lambda: list(nlp.pipe(self._docs(nlp, groups), batch_size=max(32 // 5, 1))))
+        answered, seconds = timed(lambda: list(progress(nlp.pipe(self._docs(nlp, groups), batch_size=max(32 // 5, 1)), total=len(groups))))
         best: Dict[str, str] = {}
         for doc, group in zip(answered, self.contexts.values()):
             found = {}

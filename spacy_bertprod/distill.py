@@ -22,6 +22,7 @@ soft-target part. The loop knows nothing of the components it trains.
 """
 
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -30,6 +31,7 @@ from spacy.language import Language
 from spacy.training import Example
 from spacy.training.batchers import minibatch_by_words
 from thinc.api import Adam, warmup_linear
+from tqdm import tqdm
 
 from .distillation import Distillable, DistillSettings
 from .errors import Errors
@@ -86,10 +88,13 @@ def distill(
     eval_every: int = 200,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    progress: bool = False,
 ) -> Dict[str, Any]:
     """Train `student` against `teacher` for `steps` updates; evaluates on
     `dev` every `eval_every` steps and saves `output/model-best` and
-    `output/model-last`. Returns the best dev scores."""
+    `output/model-last`. Returns the best dev scores. `progress` shows a bar
+    of the steps on stderr (for a terminal: the evaluations can be minutes
+    apart)."""
     for setting, value, ok, why in (
         ("temperature", temperature, temperature > 0, "the softening temperature must be above 0"),
         ("soft_weight", soft_weight, soft_weight >= 0, "a loss weight must be 0 or more"),
@@ -115,6 +120,7 @@ def distill(
     best: Dict[str, Any] = {"score": -1.0}
     losses: Dict[str, float] = {}
     step, start = 0, time.perf_counter()
+    bar = tqdm(total=steps, desc="distilling", unit="step", disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
     log(f"{'step':>6}  {'soft':>10}  {'gold':>10}  {'hidden':>10}  {'score':>6}  {'seconds':>7}")
     while step < steps:
         order = list(train)
@@ -123,13 +129,15 @@ def distill(
             distill_step(teacher, student, batch, temperature=temperature, soft_weight=soft_weight, gold_weight=gold_weight, hidden_weight=hidden_weight, drop=drop, sgd=sgd, losses=losses)
             sgd.step_schedules()
             step += 1
+            bar.update(1)
             if step % eval_every == 0 or step == steps:
                 scores = student.evaluate(dev) if dev else {}
                 score = weighted_score(student, scores) if dev else float(step)
                 soft = sum(v for k, v in losses.items() if k.endswith("_soft"))
                 gold = sum(v for k, v in losses.items() if k.endswith("_gold"))
                 hidden = sum(v for k, v in losses.items() if k.endswith("_hidden"))
-                log(f"{step:>6}  {soft:>10.2f}  {gold:>10.2f}  {hidden:>10.4f}  {score:>6.3f}  {time.perf_counter() - start:>7.0f}")
+                with bar.external_write_mode():
+                    log(f"{step:>6}  {soft:>10.2f}  {gold:>10.2f}  {hidden:>10.4f}  {score:>6.3f}  {time.perf_counter() - start:>7.0f}")
                 losses = {}
                 if score > best["score"]:
                     best = {"score": score, "step": step, **{k: v for k, v in scores.items() if isinstance(v, float)}}
@@ -138,6 +146,7 @@ def distill(
                         student.to_disk(Path(output) / "model-best")
             if step >= steps:
                 break
+    bar.close()
     if output is not None:
         student.to_disk(Path(output) / "model-last")
     return best

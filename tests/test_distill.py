@@ -115,6 +115,16 @@ def test_unlabelled_text_trains_the_soft_targets(ner_teacher):
     assert _soft_loss(ner_teacher, student, plain) < 0.5 * start
 
 
+def test_progress_bar_on_stderr_keeps_the_log_whole(ner_teacher, capsys):
+    student = make_student(ner_teacher, n_layers=1)
+    lines = []
+    distill(ner_teacher, student, make_examples(student), [], steps=6, batch_words=200, eval_every=3, log=lines.append, progress=True)
+    err = capsys.readouterr().err
+    assert "distilling" in err and "6/6" in err
+    # the two evaluations' lines reach the log as they are, after the header
+    assert [line.split()[0] for line in lines] == ["step", "3", "6"]
+
+
 def _hidden_loss(teacher, student, examples):
     losses = {}
     distill_step(teacher, student, examples, temperature=2.0, soft_weight=0.0, gold_weight=0.0, hidden_weight=1.0, drop=0.0, sgd=None, losses=losses)

@@ -2,6 +2,7 @@
 pipeline. The work is done by distill.py and compress.py; these commands read
 the data, check what the user asked for and report."""
 
+import sys
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -109,6 +110,7 @@ def distill_cli(
             eval_every=eval_every,
             seed=seed,
             log=msg.text,
+            progress=sys.stderr.isatty(),
         )
     msg.good(f"distilled in {time.perf_counter() - start:.0f} s; best dev score {best['score']:.4f} at step {best.get('step')}")
     msg.good(f"Saved pipeline to {output_path / 'model-best'} and {output_path / 'model-last'}")
