@@ -9,9 +9,15 @@ sent --requests requests or run --seconds seconds. Per level: sentences/s,
 words/s, p50/p95/p99 latency and the mean batch size (texts per `nlp.pipe`
 call, from the server's /metrics). The same levels then run on a server
 with --max-batch-texts 1 (no batching), and, with no server running,
-`nlp.pipe(batch_size=32)` tags the same sentences in this process. The
-load generator shares the machine with the server: on a small machine its
-own CPU time lowers the server's figures.
+`nlp.pipe(batch_size=32)` tags the same sentences in this process.
+
+Where the clients run: by default (`--client-cpus 1`) the load generator is
+pinned to the last CPU core and the servers and the offline run to the
+others, with as many torch threads as they have cores, so that server and
+offline run get the same compute and the clients' own CPU time (which on a
+real deployment is spent on other machines) is not taken from the server.
+`--client-cpus 0` runs everything on all cores, the clients competing with
+the server.
 
     python bench/serve.py [--model bench/results/conll/model/model-best] [--report serve]
 """
@@ -25,8 +31,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Set, Tuple
 
+import aiohttp
 import httpx
 import numpy as np
 import spacy
@@ -57,15 +64,26 @@ def scrape(url: str) -> Dict[str, float]:
     return figures
 
 
-class Server:
-    """`bertprod serve` in a subprocess on a free loopback port."""
+def split_cores(client_cpus: int) -> Tuple[Set[int], Set[int]]:
+    """(the server's cores, the clients' cores) of this process's cores:
+    the clients get the last `client_cpus`, or all cores when 0."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if not client_cpus:
+        return set(cpus), set(cpus)
+    if client_cpus >= len(cpus):
+        raise SystemExit(f"--client-cpus {client_cpus} leaves the server no core of {len(cpus)}")
+    return set(cpus[:-client_cpus]), set(cpus[-client_cpus:])
 
-    def __init__(self, model: str, threads: int, max_batch_texts: int, max_wait_ms: float) -> None:
+
+class Server:
+    """`bertprod serve` in a subprocess on a free loopback port, on `cpus`."""
+
+    def __init__(self, model: str, threads: int, max_batch_texts: int, max_wait_ms: float, cpus: Set[int]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "spacy", "bertprod", "serve", model, "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--threads", str(threads), "--max-batch-texts", str(max_batch_texts), "--max-wait-ms", str(max_wait_ms), "--max-queue", "4096", "--log-level", "warning"]
-        self.process = subprocess.Popen(command)
+        self.process = subprocess.Popen(command, preexec_fn=lambda: os.sched_setaffinity(0, cpus))
 
     def __enter__(self) -> "Server":
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -97,33 +115,42 @@ class Server:
 
 async def closed_loop(url: str, texts: Sequence[str], words: Sequence[int], clients: int, requests: int, seconds: float) -> Dict[str, Any]:
     """`clients` clients, each sending the next sentence when its answer is
-    back, until `requests` were sent or `seconds` passed."""
+    back, until `requests` were sent or `seconds` passed. The clients are
+    aiohttp's: httpx's connection pool spent about 20 ms of CPU a request
+    at 128 connections, so the load generator, not the server, set the pace."""
     latencies: List[float] = []
     done_words = 0
     errors = 0
     sent = 0
     deadline = time.monotonic() + seconds
+    endpoint = f"{url}/v1/process"
 
-    async def client(http: httpx.AsyncClient) -> None:
+    async def client(http: aiohttp.ClientSession) -> None:
         nonlocal done_words, errors, sent
         while sent < requests and time.monotonic() < deadline:
             index = sent % len(texts)
             sent += 1
             start = time.perf_counter()
             try:
-                response = await http.post("/v1/process", json={"texts": [texts[index]]})
-            except httpx.TransportError:  # a dropped connection: counted, not fatal to the run
+                async with http.post(endpoint, json={"texts": [texts[index]]}) as response:
+                    await response.read()
+                    status = response.status
+            except aiohttp.ClientError:  # a dropped connection: counted, not fatal to the run
                 errors += 1
                 continue
-            if response.status_code == 200:
+            if status == 200:
                 latencies.append(time.perf_counter() - start)
                 done_words += words[index]
             else:
                 errors += 1
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
-        await asyncio.gather(*(http.post("/v1/process", json={"texts": [texts[i % len(texts)]]}) for i in range(clients)))  # connect
+    async def connect(http: aiohttp.ClientSession, i: int) -> None:
+        async with http.post(endpoint, json={"texts": [texts[i % len(texts)]]}) as response:
+            await response.read()
+
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as http:
+        await asyncio.gather(*(connect(http, i) for i in range(clients)))  # open the connections
         start = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         wall = time.perf_counter() - start
@@ -143,7 +170,7 @@ async def closed_loop(url: str, texts: Sequence[str], words: Sequence[int], clie
 
 def run_levels(args: argparse.Namespace, texts: Sequence[str], words: Sequence[int], max_batch_texts: int) -> List[Dict[str, Any]]:
     rows = []
-    with Server(args.model, args.threads, max_batch_texts, args.max_wait_ms) as server:
+    with Server(args.model, args.threads, max_batch_texts, args.max_wait_ms, args.server_cores) as server:
         for clients in args.clients:
             before = scrape(server.url)
             row = asyncio.run(closed_loop(server.url, texts, words, clients, args.requests, args.seconds))
@@ -168,14 +195,19 @@ def main() -> None:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128], help="concurrent clients, one level each")
     parser.add_argument("--requests", type=int, default=3000, help="requests per level at most")
     parser.add_argument("--seconds", type=float, default=30.0, help="seconds per level at most")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads of the server and of the offline run")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads of the server and of the offline run (0: one per core they run on)")
+    parser.add_argument("--client-cpus", type=int, default=1, help="cores kept for the load generator, the server and the offline run on the others (0: all share all cores)")
     parser.add_argument("--max-batch-texts", type=int, default=32, help="the batched server's --max-batch-texts")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the servers' --max-wait-ms")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     parser.add_argument("--note", default="", help="a remark on the run's conditions, kept in the report")
     args = parser.parse_args()
+    args.server_cores, client_cores = split_cores(args.client_cpus)
+    args.threads = args.threads or len(args.server_cores)
     torch.set_num_threads(args.threads)
     print("machine:", describe(), flush=True)
+    print(f"server and offline run on cores {sorted(args.server_cores)} with {args.threads} threads; load generator on cores {sorted(client_cores)}", flush=True)
+    os.sched_setaffinity(0, client_cores)
     docs = [d for d in conll_to_docs(args.data, n_sents=1) if d.text.strip()]
     if args.sentences:
         docs = docs[: args.sentences]
@@ -188,6 +220,7 @@ def main() -> None:
     print("server, no batching (--max-batch-texts 1):", flush=True)
     unbatched = run_levels(args, texts, words, 1)
 
+    os.sched_setaffinity(0, args.server_cores)
     nlp = spacy.load(args.model)
     seconds = time_pipe(nlp, texts, batch_size=32, repeats=2)
     offline = {"sentences": len(texts), "seconds": round(seconds, 2), "sentences_per_s": round(len(texts) / seconds, 1), "words_per_s": round(sum(words) / seconds, 1)}
@@ -209,7 +242,8 @@ def main() -> None:
         ratios = comparison[-1]
         print(f"  {row['clients']:>4} clients: {ratios['vs_offline']:.2f}x offline, {ratios['vs_unbatched']}x unbatched, p99 {ratios['p99_vs_single_request']}x the single-request p50", flush=True)
     if args.report:
-        settings = {"threads": args.threads, "max_batch_texts": args.max_batch_texts, "max_wait_ms": args.max_wait_ms, "requests_per_level": args.requests, "seconds_per_level": args.seconds}
+        settings = {"threads": args.threads, "server_cores": len(args.server_cores), "client_cores": len(client_cores), "shared": args.client_cpus == 0}
+        settings.update({"max_batch_texts": args.max_batch_texts, "max_wait_ms": args.max_wait_ms, "requests_per_level": args.requests, "seconds_per_level": args.seconds})
         figures = {"model": args.model, "data": args.data, "sentences": len(texts), "words": sum(words), "cpu_count": os.cpu_count(), "settings": settings}
         figures.update({"batched": batched, "unbatched": unbatched, "offline": offline, "comparison": comparison})
         write_report(args.report, figures, note=args.note)
