@@ -184,6 +184,34 @@ def annotate(file: str = "annotate") -> str:
     return text + source_line(r)
 
 
+#: bench/lean.py's four rows a model, in order
+LEAN_ROWS = ("torch fp32", "ONNX int8", "ONNX int8 fused", "ONNX int8 fused inference-only (lean env)")
+
+
+def lean(file: str = "lean") -> str:
+    """bench/lean.py: torch fp32 against the ONNX rows, the last in the lean (no torch) environment."""
+    r = load(file)
+    f = r["figures"]
+    rows = [
+        "| model | pipeline | environment MB | wheel MB | cold start s | RSS MB | words/s | F1 |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    notes = []
+    for model, runs in f["results"].items():
+        for name, run in runs.items():
+            cells = (model, name, f"{run['env_mb']:,.0f}", f"{run['wheel_mb']:.1f}", f"{run['cold_start_s']:.2f}", f"{run['rss_rss_mb']:,.0f}", f"{run['words_per_s']:,.0f}", f"{run['f1']:.2f}")
+            rows.append("| " + " | ".join(cells) + " |")
+        torch_row, unfused, fused, lean_row = (runs[name] for name in LEAN_ROWS)
+        notes.append(
+            f"{model}: cold start {lean_row['cold_start_s'] / torch_row['cold_start_s']:.2f}x torch fp32's; "
+            f"fusion {fused['words_per_s'] / unfused['words_per_s'] - 1:+.0%} words/s over the unfused ONNX int8"
+        )
+    lean_env, full_env = f["environments"]["lean"], f["environments"]["full"]
+    text = "\n".join(rows) + f"\n\nLean virtualenv: {lean_env['venv_folder_mb']:,.0f} MB on disk (its installed distributions {lean_env['env_mb']:,.0f} MB)"
+    text += f" against {full_env['env_mb']:,.0f} MB of distributions for `[train]`. "
+    return text + "; ".join(notes) + ".\n" + source_line(r)
+
+
 RENDERERS: Dict[str, Callable[[], str]] = {
     "long_docs": long_docs,
     "conll_ner": conll_ner,
@@ -194,6 +222,7 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "production_ner": production_ner,
     "serve": serve,
     "annotate": annotate,
+    "lean": lean,
 }
 
 
