@@ -32,6 +32,7 @@ cache): `pip install -c requirements.txt "spacy_bertprod-*.whl[runtime]"`.
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -192,7 +193,11 @@ def make_lean_venv(path: Path, work: Path) -> str:
     shutil.rmtree(path, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
     python = str(path / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(ROOT / "requirements.txt"), f"{wheel}[runtime]"], check=True)
+    # pip takes no extras in a constraints file (requirements.txt pins ray[serve]): the pins without them
+    constraints = work / "constraints.txt"
+    pins = [re.sub(r"\[[^\]]*\]", "", line) for line in (ROOT / "requirements.txt").read_text(encoding="utf8").splitlines() if "==" in line and not line.startswith("#")]
+    constraints.write_text("\n".join(pins) + "\n", encoding="utf8")
+    subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(constraints), f"{wheel}[runtime]"], check=True)
     return python
 
 
