@@ -443,3 +443,22 @@ def test_meta_writes_the_pipelines_own_scores_and_package_fields(tmp_path, train
     assert "✘ [E087] The scores file" in out
     out = bertprod("meta", tmp_path, exit_code=1)
     assert "✘ [E086]" in out
+
+
+def test_render_html_draws_the_pipelines_entities(trained_ner_path, tmp_path):
+    """scripts/render_html.py (project.yml's evaluate -> metrics/<task>.html):
+    spaCy's --displacy-path draws nothing for a bertprod_ner pipeline; this
+    page shows each text with the entities the pipeline found."""
+    nlp = spacy.load(trained_ner_path)
+    corpus = tmp_path / "test.spacy"
+    DocBin(docs=[nlp.make_doc(text) for text, _ in TRAIN_DATA]).to_disk(corpus)
+    out = tmp_path / "metrics" / "ner.html"
+    subprocess.run([sys.executable, str(ROOT / "scripts/render_html.py"), str(trained_ner_path), str(corpus), str(out), "--limit", "2"], check=True)
+    html = out.read_text(encoding="utf8")
+    drawn = [nlp(text) for text, _ in TRAIN_DATA[:2]]
+    assert any(doc.ents for doc in drawn), "the trained tiny pipeline should find entities in its training texts"
+    for doc in drawn:
+        for ent in doc.ents:
+            # displaCy's ent markup: the span's text, then its label in a span
+            assert re.search(re.escape(ent.text) + r"\s*<span[^>]*>" + ent.label_ + "</span>", html), (ent.text, ent.label_)
+    assert "Warsaw" not in html  # --limit 2: the third text is not drawn
