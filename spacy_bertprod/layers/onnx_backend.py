@@ -49,14 +49,20 @@ FUSION_ATOL = 1e-3
 
 
 #: Intra-op threads of ONNX Runtime sessions where torch is not loaded: 0 is
-#: ONNX Runtime's default (one per physical core), 1 in a forked worker of
-#: `nlp.pipe(n_process=...)`, as torch does there (transformer.py).
+#: ONNX Runtime's default (one per physical core), 1 in a forked worker.
 _threads_without_torch = 0
 
 
 def _one_thread_after_fork() -> None:
+    """In a forked child (`nlp.pipe(n_process=...)` under the "fork" start
+    method), run the encoders on one thread: GNU OpenMP's thread pool does
+    not survive fork, so once the parent has predicted, a multi-threaded
+    torch op in the child waits forever. Each process is one worker anyway."""
     global _threads_without_torch
     _threads_without_torch = 1
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 os.register_at_fork(after_in_child=_one_thread_after_fork)

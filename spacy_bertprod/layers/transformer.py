@@ -12,8 +12,6 @@ nothing; an encoder exported `--inference-only` has no torch weights at all
 (`InferenceOnlyWeights`, its HF config only).
 """
 
-import os
-import sys
 from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 import numpy as np
@@ -237,16 +235,3 @@ def set_hf_module(encoder: Model, module: Any, *, to_device: bool = False) -> No
     if to_device:
         module.to(shim.device)
     shim._model = module
-
-
-def _torch_single_thread_after_fork() -> None:
-    """In a forked child (`nlp.pipe(n_process=...)` under the "fork" start
-    method), run torch on one thread: GNU OpenMP's thread pool does not
-    survive fork, so once the parent has predicted, a multi-threaded torch
-    op in the child waits forever. Each process is one worker anyway."""
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
-
-
-os.register_at_fork(after_in_child=_torch_single_thread_after_fork)
