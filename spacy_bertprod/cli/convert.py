@@ -47,15 +47,21 @@ def find_source(data_dir: Path, places: Sequence[str]) -> Optional[str]:
     for place in places:
         archive, _, member = place.partition("!")
         path = data_dir / archive
-        if path.is_file() and (not member or member in zipfile.ZipFile(path).namelist()):
+        if path.is_file() and (not member or _zip_has(path, member)):
             return str(path) + ("!" + member if member else "")
     return None
+
+
+def _zip_has(path: Path, member: str) -> bool:
+    with zipfile.ZipFile(path) as archive:
+        return member in archive.namelist()
 
 
 def _read_text(source: str) -> str:
     archive, _, member = source.partition("!")
     if member:
-        return zipfile.ZipFile(archive).read(member).decode("utf8")
+        with zipfile.ZipFile(archive) as zipped:
+            return zipped.read(member).decode("utf8")
     return Path(archive).read_text(encoding="utf8")
 
 
