@@ -50,8 +50,8 @@ class RayAnnotator:
     actor's own: Ray Data calls the actor from a thread that is not the one
     that ran __init__, and torch's OpenMP keeps a thread team per calling
     thread. With two teams on the actor's cores OpenMP stops spinning
-    between parallel regions, and the encoder ran about a fifth slower on
-    2 cores (126 against 100 docs/s in steady state, bench/annotate.py)."""
+    between parallel regions, and the encoder ran markedly slower on 2
+    cores (bench/reported/annotate_before_ray_fixes.json, before this)."""
 
     def __init__(self, pipeline: str, batch_size: int, docbin: bool, gpu: bool, threads: int) -> None:
         self.batch_size = batch_size
@@ -116,7 +116,7 @@ def run_ray(settings: Settings, root: Path, pending: List[ShardSpec], collector:
             # annotation): it takes no CPU from the actors' share, and one
             # task at a time, as each task in flight starts a worker process
             # (a Python start and imports: seconds of the actors' CPU; with
-            # no limit, 20 shards started 16 processes on 2 cores)
+            # no limit, Ray warned of 16 worker processes for 20 shards)
             .flat_map(read, num_cpus=0, compute=ray.data.TaskPoolStrategy(size=1))
             .map_batches(
                 RayAnnotator,
