@@ -179,7 +179,10 @@ def annotate(file: str = "annotate") -> str:
     f = r["figures"]
     rows = ["| run | docs | seconds | docs/s |", "| --- | --- | --- | --- |"]
     for name, run in f["runs"].items():
-        rows.append(f"| {name} | {run['docs']:,} | {run['seconds']:.1f} | {run['docs_per_s']:,.1f} |")
+        seconds = f"{run['seconds']:.1f}"
+        if len(run.get("all_seconds", [])) > 1:
+            seconds += " (median of " + ", ".join(f"{s:.1f}" for s in run["all_seconds"]) + ")"
+        rows.append(f"| {name} | {run['docs']:,} | {seconds} | {run['docs_per_s']:,.1f} |")
     text = "\n".join(rows) + f"\n\nOverhead over the plain loop at 1 worker: Ray {f['ray_overhead_pct_1_worker']:+.1f}%, local engine {f['local_overhead_pct_1_worker']:+.1f}%.\n"
     return text + source_line(r)
 
