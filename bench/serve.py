@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import describe, time_pipe, write_report  # noqa: E402
 
 from spacy_bertprod.convert import conll_to_docs  # noqa: E402
+from spacy_bertprod.serve.settings import ServeSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 600
@@ -78,11 +79,12 @@ def split_cores(client_cpus: int) -> Tuple[Set[int], Set[int]]:
 class Server:
     """`bertprod serve` in a subprocess on a free loopback port, on `cpus`."""
 
-    def __init__(self, model: str, threads: int, max_batch_texts: int, max_wait_ms: float, cpus: Set[int]) -> None:
+    def __init__(self, model: str, threads: int, max_batch_texts: int, max_wait_ms: float, mmap_threshold: int, cpus: Set[int]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "spacy", "bertprod", "serve", model, "--host", "127.0.0.1", "--port", str(self.port)]
         command += ["--threads", str(threads), "--max-batch-texts", str(max_batch_texts), "--max-wait-ms", str(max_wait_ms), "--max-queue", "4096", "--log-level", "warning"]
+        command += ["--mmap-threshold", str(mmap_threshold)]
         self.process = subprocess.Popen(command, preexec_fn=lambda: os.sched_setaffinity(0, cpus))
 
     def __enter__(self) -> "Server":
@@ -170,7 +172,7 @@ async def closed_loop(url: str, texts: Sequence[str], words: Sequence[int], clie
 
 def run_levels(args: argparse.Namespace, texts: Sequence[str], words: Sequence[int], max_batch_texts: int) -> List[Dict[str, Any]]:
     rows = []
-    with Server(args.model, args.threads, max_batch_texts, args.max_wait_ms, args.server_cores) as server:
+    with Server(args.model, args.threads, max_batch_texts, args.max_wait_ms, args.mmap_threshold, args.server_cores) as server:
         for clients in args.clients:
             before = scrape(server.url)
             row = asyncio.run(closed_loop(server.url, texts, words, clients, args.requests, args.seconds))
@@ -199,6 +201,7 @@ def main() -> None:
     parser.add_argument("--client-cpus", type=int, default=1, help="cores kept for the load generator, the server and the offline run on the others (0: all share all cores)")
     parser.add_argument("--max-batch-texts", type=int, default=32, help="the batched server's --max-batch-texts")
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the servers' --max-wait-ms")
+    parser.add_argument("--mmap-threshold", type=int, default=ServeSettings().mmap_threshold, help="the servers' --mmap-threshold (the offline run pins nothing, as a plain script does not)")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     parser.add_argument("--note", default="", help="a remark on the run's conditions, kept in the report")
     args = parser.parse_args()
@@ -244,6 +247,7 @@ def main() -> None:
     if args.report:
         settings = {"threads": args.threads, "server_cores": len(args.server_cores), "client_cores": len(client_cores), "shared": args.client_cpus == 0}
         settings.update({"max_batch_texts": args.max_batch_texts, "max_wait_ms": args.max_wait_ms, "requests_per_level": args.requests, "seconds_per_level": args.seconds})
+        settings["mmap_threshold"] = args.mmap_threshold
         figures = {"model": args.model, "data": args.data, "sentences": len(texts), "words": sum(words), "cpu_count": os.cpu_count(), "settings": settings}
         figures.update({"batched": batched, "unbatched": unbatched, "offline": offline, "comparison": comparison})
         write_report(args.report, figures, note=args.note)

@@ -170,6 +170,9 @@ def serve(file: str = "serve") -> str:
     text = "\n".join(rows) + f"\n\n{f['sentences']:,} CoNLL-2003 test sentences ({f['words']:,} words), one a request; single-request p50 {single:.1f} ms"
     if p99_8 is not None:
         text += f"; p99 at 8 clients {p99_8:.2f}x that"
+    threshold = f["settings"].get("mmap_threshold")
+    if threshold is not None:
+        text += f"; servers' `--mmap-threshold` {threshold:,} bytes"
     return text + ".\n" + source_line(r)
 
 
@@ -224,6 +227,7 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "soak": soak,
     "production_ner": production_ner,
     "serve": serve,
+    "serve_mmap_1mib": lambda: serve("serve_mmap_1mib"),
     "annotate": annotate,
     "lean": lean,
 }

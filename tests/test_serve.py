@@ -422,19 +422,22 @@ def test_shutdown_finishes_queued_requests():
     assert all(t in gate.seen for t in texts)
 
 
-def test_the_server_pins_the_mmap_threshold_and_releases_memory_every_n_batches(monkeypatch):
-    """The soak benchmark's two calls for long-running processes (memory.py)."""
+@pytest.mark.parametrize("threshold,pins", [(ServeSettings().mmap_threshold, [128 * 1024]), (1 << 20, [1 << 20]), (0, [])])
+def test_the_server_pins_the_mmap_threshold_and_releases_memory_every_n_batches(monkeypatch, threshold, pins):
+    """The soak benchmark's two calls for long-running processes (memory.py):
+    the pinned threshold is the setting's, and 0 pins nothing."""
     import spacy_bertprod.serve.app as app_module
     import spacy_bertprod.serve.batcher as batcher_module
 
-    calls = {"pin": 0, "release": 0}
-    monkeypatch.setattr(app_module, "pin_mmap_threshold", lambda: calls.__setitem__("pin", calls["pin"] + 1))
-    monkeypatch.setattr(batcher_module, "release_memory", lambda: calls.__setitem__("release", calls["release"] + 1))
-    with serving(create_app(gate_pipeline(), ServeSettings(release_every=2))) as url:
+    pinned: List[int] = []
+    released = []
+    monkeypatch.setattr(app_module, "pin_mmap_threshold", pinned.append)
+    monkeypatch.setattr(batcher_module, "release_memory", lambda: released.append(1))
+    with serving(create_app(gate_pipeline(), ServeSettings(release_every=2, mmap_threshold=threshold))) as url:
         wait_ready(url)
         for i in range(5):
             assert httpx.post(f"{url}/v1/process", json={"texts": [f"text {i}"]}).status_code == 200
-    assert calls == {"pin": 1, "release": 2}
+    assert pinned == pins and len(released) == 2
 
 
 def test_a_closed_batcher_refuses_new_texts():
@@ -458,7 +461,8 @@ def test_cli_serve_help_and_a_bad_setting(trained_ner_path):
     runner = CliRunner()
     result = runner.invoke(bertprod_cli, ["serve", "--help"])
     assert result.exit_code == 0
-    for option in ("--workers", "--max-batch-texts", "--max-batch-wordpieces", "--max-wait-ms", "--max-queue", "--max-body-bytes", "--max-text-chars", "--request-timeout", "--threads"):
+    options = ("--workers", "--max-batch-texts", "--max-batch-wordpieces", "--max-wait-ms", "--max-queue", "--max-body-bytes", "--max-text-chars", "--request-timeout", "--threads")
+    for option in (*options, "--mmap-threshold"):
         assert option in result.output
     bad = runner.invoke(bertprod_cli, ["serve", str(trained_ner_path), "--max-batch-texts", "0"])
     assert bad.exit_code == 1 and "[E120]" in bad.output

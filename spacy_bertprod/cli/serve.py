@@ -27,6 +27,7 @@ def serve_cli(
     max_text_chars: int = Opt(DEFAULT.max_text_chars, "--max-text-chars", help="Characters per text limit (413)"),
     request_timeout_s: float = Opt(DEFAULT.request_timeout_s, "--request-timeout", help="Seconds before a request gets 504 (its texts not started are dropped)"),
     release_every: int = Opt(DEFAULT.release_every, "--release-every", help="Return freed heap memory to the OS every N batches (0: never)"),
+    mmap_threshold: int = Opt(DEFAULT.mmap_threshold, "--mmap-threshold", help="Bytes from which glibc maps a block on its own, pinned (0: glibc's moving threshold; larger: faster, RSS may climb)"),
     log_level: str = Opt("info", "--log-level", help="uvicorn's log level"),
 ) -> None:
     """Serve PIPELINE over HTTP with dynamic batching: POST /v1/process,
@@ -47,5 +48,6 @@ def serve_cli(
             request_timeout_s=request_timeout_s,
             threads=threads,
             release_every=release_every,
+            mmap_threshold=mmap_threshold,
         )
         run(pipeline, settings, host=host, port=port, workers=workers, log_level=log_level)

@@ -3,8 +3,8 @@
 Routes: POST /v1/process (texts -> `doc_annotations` per text, through the
 dynamic batcher), GET /health (the process answers), GET /ready (the
 pipeline is loaded and has run once: a load balancer sends traffic only
-then), GET /metrics (Prometheus). The lifespan pins glibc's mmap threshold,
-starts the batcher's thread and, at shutdown, finishes what is queued.
+then), GET /metrics (Prometheus). The lifespan pins glibc's mmap threshold
+(`mmap_threshold`, unless 0), starts the batcher's thread and, at shutdown, finishes what is queued.
 """
 
 import asyncio
@@ -153,7 +153,8 @@ def create_app(nlp: Language, settings: Optional[ServeSettings] = None) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pin_mmap_threshold()
+        if settings.mmap_threshold:
+            pin_mmap_threshold(settings.mmap_threshold)
         set_threads(settings.threads)
         batcher.start()
         yield

@@ -37,6 +37,12 @@ class ServeSettings:
         torch's default (the CLI sets cores // workers).
     release_every: hand freed heap pages back to the OS every N batches
         (`memory.release_memory`); 0 never.
+    mmap_threshold: bytes from which glibc serves a block from its own
+        mapping, pinned for the process (`memory.pin_mmap_threshold`); 0
+        leaves glibc's moving threshold. The default keeps RSS flat under
+        changing text lengths but costs throughput (every large activation
+        buffer is mapped and faulted in afresh); a larger value is faster
+        and lets RSS climb (README "Serving").
     retry_after_s: the Retry-After seconds of a 503.
     """
 
@@ -49,6 +55,7 @@ class ServeSettings:
     request_timeout_s: float = 30.0
     threads: int = 0
     release_every: int = 100
+    mmap_threshold: int = 128 * 1024
     retry_after_s: int = 1
 
     def __post_init__(self) -> None:
