@@ -37,6 +37,9 @@ from spacy_bertprod.annotate import Settings, annotate  # noqa: E402
 from spacy_bertprod.convert import conll_to_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+PLAIN, RAY_1 = "plain nlp.pipe", "ray engine, 1 worker"
+#: the engine rows, in the report's order: name -> (engine, workers)
+ENGINE_ROWS = {"local engine, 1 worker": ("local", 1), "local engine, 2 workers": ("local", 2), RAY_1: ("ray", 1), "ray engine, 2 workers": ("ray", 2)}
 
 
 def corpus_texts(data: Path, n_docs: int) -> List[str]:
@@ -99,21 +102,20 @@ def main() -> None:
     corpus = work / "corpus.jsonl"
     corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf8")
     print(f"{len(texts)} documents ({sum(len(t) for t in texts)} characters), batch size {args.batch_size}, shards of {args.shard_size}", flush=True)
-    order = ["plain nlp.pipe", "local engine, 1 worker", "local engine, 2 workers", "ray engine, 1 worker", "ray engine, 2 workers"]
     # the ratio's two runs take turns first, then the other rows once each
-    schedule = ["plain nlp.pipe", "ray engine, 1 worker"] * args.repeats + order[1:3] + order[4:]
-    measured: Dict[str, List[Dict[str, Any]]] = {name: [] for name in order}
+    schedule = [PLAIN, RAY_1] * args.repeats + [name for name in ENGINE_ROWS if name != RAY_1]
+    measured: Dict[str, List[Dict[str, Any]]] = {name: [] for name in (PLAIN, *ENGINE_ROWS)}
     for name in schedule:
-        if name == "plain nlp.pipe":
+        if name == PLAIN:
             run = plain_pipe(args.model, texts, args.batch_size)
         else:
-            engine, workers = name.split()[0], int(name.split(", ")[1].split()[0])
+            engine, workers = ENGINE_ROWS[name]
             run = engine_run(args.model, corpus, work / f"out-{engine}-{workers}", engine, workers, args)
         measured[name].append(run)
         print(f"{name:<24} {run}", flush=True)
-    runs = {name: median_run(measured[name]) for name in order}
-    overhead = 100 * (runs["ray engine, 1 worker"]["seconds"] / runs["plain nlp.pipe"]["seconds"] - 1)
-    local_overhead = 100 * (runs["local engine, 1 worker"]["seconds"] / runs["plain nlp.pipe"]["seconds"] - 1)
+    runs = {name: median_run(row_runs) for name, row_runs in measured.items()}
+    overhead = 100 * (runs[RAY_1]["seconds"] / runs[PLAIN]["seconds"] - 1)
+    local_overhead = 100 * (runs["local engine, 1 worker"]["seconds"] / runs[PLAIN]["seconds"] - 1)
     print(f"Ray overhead over plain nlp.pipe at 1 worker: {overhead:+.1f}% (local engine: {local_overhead:+.1f}%)")
     figures = {"docs": args.docs, "batch_size": args.batch_size, "shard_size": args.shard_size, "repeats": args.repeats, "runs": runs}
     figures.update({"ray_overhead_pct_1_worker": round(overhead, 1), "local_overhead_pct_1_worker": round(local_overhead, 1)})

@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, Mapping
 
 import srsly
 
@@ -182,7 +182,7 @@ def module_from_config(config: Dict[str, Any]) -> Any:
     hf_config = AutoConfig.for_model(model_type, **cfg)
     # the model class straight from its type's name: AutoModel.from_config
     # imports the config module of every architecture transformers knows to
-    # find it (about a second of every pipeline load, in every worker)
+    # find it, in every pipeline load of every worker
     name = _base_model_names().get(model_type)
     build = getattr(transformers, name)._from_config if name and hasattr(transformers, name) else AutoModel.from_config
     try:
@@ -191,14 +191,14 @@ def module_from_config(config: Dict[str, Any]) -> Any:
         return build(hf_config)
 
 
-def _base_model_names() -> Dict[str, str]:
+def _base_model_names() -> Mapping[str, str]:
     """transformers' own model_type -> base model class name table (what
     AutoModel resolves), or an empty one where it has moved."""
     try:
         from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
     except ImportError:
         return {}
-    return dict(MODEL_MAPPING_NAMES)
+    return MODEL_MAPPING_NAMES
 
 
 def add_case_types(module: Any, name: str) -> None:

@@ -4,7 +4,8 @@ Routes: POST /v1/process (texts -> `doc_annotations` per text, through the
 dynamic batcher), GET /health (the process answers), GET /ready (the
 pipeline is loaded and has run once: a load balancer sends traffic only
 then), GET /metrics (Prometheus). The lifespan pins glibc's mmap threshold
-(`mmap_threshold`, unless 0), starts the batcher's thread and, at shutdown, finishes what is queued.
+(`mmap_threshold`, unless 0), starts the batcher's thread and, at shutdown,
+finishes what is queued.
 """
 
 import asyncio
