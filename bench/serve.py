@@ -245,9 +245,17 @@ def main() -> None:
         ratios = comparison[-1]
         print(f"  {row['clients']:>4} clients: {ratios['vs_offline']:.2f}x offline, {ratios['vs_unbatched']}x unbatched, p99 {ratios['p99_vs_single_request']}x the single-request p50", flush=True)
     if args.report:
-        settings = {"threads": args.threads, "server_cores": len(args.server_cores), "client_cores": len(client_cores), "shared": args.client_cpus == 0}
-        settings.update({"max_batch_texts": args.max_batch_texts, "max_wait_ms": args.max_wait_ms, "requests_per_level": args.requests, "seconds_per_level": args.seconds})
-        settings["mmap_threshold"] = args.mmap_threshold
+        settings = {
+            "threads": args.threads,
+            "server_cores": len(args.server_cores),
+            "client_cores": len(client_cores),
+            "shared": args.client_cpus == 0,
+            "max_batch_texts": args.max_batch_texts,
+            "max_wait_ms": args.max_wait_ms,
+            "mmap_threshold": args.mmap_threshold,
+            "requests_per_level": args.requests,
+            "seconds_per_level": args.seconds,
+        }
         figures = {"model": args.model, "data": args.data, "sentences": len(texts), "words": sum(words), "cpu_count": os.cpu_count(), "settings": settings}
         figures.update({"batched": batched, "unbatched": unbatched, "offline": offline, "comparison": comparison})
         write_report(args.report, figures, note=args.note)
