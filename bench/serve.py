@@ -8,8 +8,12 @@ request and the next as soon as the answer arrives, until the level has
 sent --requests requests or run --seconds seconds. Per level: sentences/s,
 words/s, p50/p95/p99 latency and the mean batch size (texts per `nlp.pipe`
 call, from the server's /metrics). The same levels then run on a server
-with --max-batch-texts 1 (no batching), and, with no server running,
-`nlp.pipe(batch_size=32)` tags the same sentences in this process.
+with --max-batch-texts 1 (no batching). Each level is followed by offline
+`nlp.pipe(batch_size=32)` in this process over the sentences that level
+sent, on the server's cores: its "vs offline" ratio compares the two on the
+same text minutes apart at most (this VM's speed drifts by 10-30% over tens
+of minutes, and the first sentences of the file are longer than its mean).
+At the end, offline runs once more over all the sentences (best of 2).
 
 Where the clients run: by default (`--client-cpus 1`) the load generator is
 pinned to the last CPU core and the servers and the offline run to the
@@ -38,6 +42,7 @@ import httpx
 import numpy as np
 import spacy
 import torch
+from spacy.language import Language
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import describe, time_pipe, write_report  # noqa: E402
@@ -46,6 +51,10 @@ from spacy_bertprod.convert import conll_to_docs  # noqa: E402
 from spacy_bertprod.serve.settings import ServeSettings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
+# this process tokenizes (the offline runs) before it starts the servers:
+# with Rust tokenizers' thread pool in use, each fork would warn and turn it
+# off in the server; off from the start, on the one core each has
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 READY_TIMEOUT_S = 600
 
 
@@ -170,7 +179,27 @@ async def closed_loop(url: str, texts: Sequence[str], words: Sequence[int], clie
     }
 
 
-def run_levels(args: argparse.Namespace, texts: Sequence[str], words: Sequence[int], max_batch_texts: int) -> List[Dict[str, Any]]:
+def offline_rate(nlp: Language, texts: Sequence[str], words: Sequence[int], cores: Set[int]) -> Dict[str, Any]:
+    """`nlp.pipe(batch_size=32)` over these sentences in this process, on the
+    servers' cores (the server beside it idle): the reference of one level."""
+    client_cores = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cores)
+    try:
+        start = time.perf_counter()
+        for _doc in nlp.pipe(texts, batch_size=32):
+            pass
+        seconds = time.perf_counter() - start
+    finally:
+        os.sched_setaffinity(0, client_cores)
+    return {"sentences": len(texts), "seconds": round(seconds, 2), "sentences_per_s": round(len(texts) / seconds, 1), "words_per_s": round(sum(words) / seconds, 1)}
+
+
+def run_levels(args: argparse.Namespace, texts: Sequence[str], words: Sequence[int], max_batch_texts: int, nlp: Language) -> List[Dict[str, Any]]:
+    """Each level of clients against one server, each followed by the offline
+    run over the sentences that level sent, in their order: the VM's speed
+    drifts over minutes and the first sentences of the file are not of its
+    mean length, so a level is compared with offline work on the same text,
+    done right after it."""
     rows = []
     with Server(args.model, args.threads, max_batch_texts, args.max_wait_ms, args.mmap_threshold, args.server_cores) as server:
         for clients in args.clients:
@@ -179,11 +208,14 @@ def run_levels(args: argparse.Namespace, texts: Sequence[str], words: Sequence[i
             after = scrape(server.url)
             batches = after["bertprod_batch_texts_count"] - before["bertprod_batch_texts_count"]
             row["mean_batch_texts"] = round((after["bertprod_batch_texts_sum"] - before["bertprod_batch_texts_sum"]) / max(batches, 1), 2)
+            sent = range(row["requests"] + row["errors"])
+            row["offline"] = offline_rate(nlp, [texts[i % len(texts)] for i in sent], [words[i % len(texts)] for i in sent], args.server_cores)
             rows.append(row)
             print(
                 f"  {clients:>4} clients: {row['sentences_per_s']:>7.1f} sentences/s {row['words_per_s']:>8.1f} words/s"
                 f"  p50 {row['p50_ms']:>7.1f} ms  p95 {row['p95_ms']:>7.1f} ms  p99 {row['p99_ms']:>7.1f} ms"
-                f"  mean batch {row['mean_batch_texts']:>5.2f}  ({row['requests']} requests, {row['errors']} errors)",
+                f"  mean batch {row['mean_batch_texts']:>5.2f}  ({row['requests']} requests, {row['errors']} errors)"
+                f"; offline on the same sentences {row['offline']['sentences_per_s']:.1f} sentences/s",
                 flush=True,
             )
     return rows
@@ -218,13 +250,14 @@ def main() -> None:
     words = [sum(not t.is_space for t in d) for d in docs]
     print(f"{len(texts)} sentences from {args.data}, {sum(words)} words; levels of {args.clients} clients, each at most {args.requests} requests / {args.seconds} s", flush=True)
 
+    nlp = spacy.load(args.model)
+    list(nlp.pipe(texts[:64], batch_size=32))  # warm-up
     print(f"server, dynamic batching (--max-batch-texts {args.max_batch_texts}, --max-wait-ms {args.max_wait_ms}):", flush=True)
-    batched = run_levels(args, texts, words, args.max_batch_texts)
+    batched = run_levels(args, texts, words, args.max_batch_texts, nlp)
     print("server, no batching (--max-batch-texts 1):", flush=True)
-    unbatched = run_levels(args, texts, words, 1)
+    unbatched = run_levels(args, texts, words, 1, nlp)
 
     os.sched_setaffinity(0, args.server_cores)
-    nlp = spacy.load(args.model)
     seconds = time_pipe(nlp, texts, batch_size=32, repeats=2)
     offline = {"sentences": len(texts), "seconds": round(seconds, 2), "sentences_per_s": round(len(texts) / seconds, 1), "words_per_s": round(sum(words) / seconds, 1)}
     print(f"offline nlp.pipe(batch_size=32): {offline['sentences_per_s']:.1f} sentences/s, {offline['words_per_s']:.1f} words/s (best of 2)", flush=True)
@@ -237,7 +270,7 @@ def main() -> None:
         comparison.append(
             {
                 "clients": row["clients"],
-                "vs_offline": round(row["sentences_per_s"] / offline["sentences_per_s"], 2),
+                "vs_offline": round(row["sentences_per_s"] / row["offline"]["sentences_per_s"], 2),
                 "vs_unbatched": round(row["sentences_per_s"] / other["sentences_per_s"], 2) if other else None,
                 "p99_vs_single_request": round(row["p99_ms"] / single, 2) if single else None,
             }
