@@ -13,6 +13,9 @@ with --max-batch-texts 1 (no batching). Each level is followed by offline
 sent, on the server's cores: its "vs offline" ratio compares the two on the
 same text minutes apart at most (this VM's speed drifts by 10-30% over tens
 of minutes, and the first sentences of the file are longer than its mean).
+Where the server's CPU goes, per level: milliseconds a request in its main
+thread (the event loop) and in its other threads (the batcher), against
+offline's CPU milliseconds a sentence.
 At the end, offline runs once more over all the sentences (best of 2).
 
 Where the clients run: by default (`--client-cpus 1`) the load generator is
@@ -35,7 +38,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import aiohttp
 import httpx
@@ -179,19 +182,51 @@ async def closed_loop(url: str, texts: Sequence[str], words: Sequence[int], clie
     }
 
 
+def thread_cpu(pid: int) -> Dict[int, float]:
+    """CPU seconds of each thread of process `pid` so far (Linux /proc; empty
+    elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    seconds = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
+    return seconds
+
+
+def cpu_per_request(pid: int, before: Dict[int, float], after: Dict[int, float], requests: int) -> Optional[Dict[str, float]]:
+    """The server's CPU milliseconds per answered request: its main thread
+    (uvicorn's event loop: HTTP, validation, the wordpiece count, JSON of the
+    answer, metrics) and its other threads (the batcher's nlp.pipe and
+    torch's)."""
+    if not after or not requests:
+        return None
+    delta = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
+    loop = delta.get(pid, 0.0)
+    return {"event_loop": round(1000 * loop / requests, 2), "other_threads": round(1000 * (sum(delta.values()) - loop) / requests, 2)}
+
+
 def offline_rate(nlp: Language, texts: Sequence[str], words: Sequence[int], cores: Set[int]) -> Dict[str, Any]:
     """`nlp.pipe(batch_size=32)` over these sentences in this process, on the
     servers' cores (the server beside it idle): the reference of one level."""
     client_cores = os.sched_getaffinity(0)
     os.sched_setaffinity(0, cores)
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _doc in nlp.pipe(texts, batch_size=32):
             pass
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         os.sched_setaffinity(0, client_cores)
-    return {"sentences": len(texts), "seconds": round(seconds, 2), "sentences_per_s": round(len(texts) / seconds, 1), "words_per_s": round(sum(words) / seconds, 1)}
+    rates = {"sentences_per_s": round(len(texts) / seconds, 1), "words_per_s": round(sum(words) / seconds, 1)}
+    return {"sentences": len(texts), "seconds": round(seconds, 2), **rates, "cpu_ms_per_sentence": round(1000 * cpu / len(texts), 2)}
 
 
 def run_levels(args: argparse.Namespace, texts: Sequence[str], words: Sequence[int], max_batch_texts: int, nlp: Language) -> List[Dict[str, Any]]:
@@ -203,9 +238,10 @@ def run_levels(args: argparse.Namespace, texts: Sequence[str], words: Sequence[i
     rows = []
     with Server(args.model, args.threads, max_batch_texts, args.max_wait_ms, args.mmap_threshold, args.server_cores) as server:
         for clients in args.clients:
-            before = scrape(server.url)
+            before, cpu_before = scrape(server.url), thread_cpu(server.process.pid)
             row = asyncio.run(closed_loop(server.url, texts, words, clients, args.requests, args.seconds))
-            after = scrape(server.url)
+            after, cpu_after = scrape(server.url), thread_cpu(server.process.pid)
+            row["cpu_ms_per_request"] = cpu_per_request(server.process.pid, cpu_before, cpu_after, row["requests"])
             batches = after["bertprod_batch_texts_count"] - before["bertprod_batch_texts_count"]
             row["mean_batch_texts"] = round((after["bertprod_batch_texts_sum"] - before["bertprod_batch_texts_sum"]) / max(batches, 1), 2)
             sent = range(row["requests"] + row["errors"])
@@ -215,7 +251,8 @@ def run_levels(args: argparse.Namespace, texts: Sequence[str], words: Sequence[i
                 f"  {clients:>4} clients: {row['sentences_per_s']:>7.1f} sentences/s {row['words_per_s']:>8.1f} words/s"
                 f"  p50 {row['p50_ms']:>7.1f} ms  p95 {row['p95_ms']:>7.1f} ms  p99 {row['p99_ms']:>7.1f} ms"
                 f"  mean batch {row['mean_batch_texts']:>5.2f}  ({row['requests']} requests, {row['errors']} errors)"
-                f"; offline on the same sentences {row['offline']['sentences_per_s']:.1f} sentences/s",
+                f"; offline on the same sentences {row['offline']['sentences_per_s']:.1f} sentences/s"
+                f"; CPU ms a request {row['cpu_ms_per_request']}, offline a sentence {row['offline']['cpu_ms_per_sentence']}",
                 flush=True,
             )
     return rows

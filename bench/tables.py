@@ -153,8 +153,9 @@ def serve(file: str = "serve") -> str:
     f = r["figures"]
     ratios = {c["clients"]: c for c in f["comparison"]}
     rows = [
-        "| server | clients | sentences/s | words/s | p50 ms | p95 ms | p99 ms | mean batch | offline, same sentences, sentences/s | vs offline | vs unbatched |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| server | clients | sentences/s | words/s | p50 ms | p95 ms | p99 ms | mean batch"
+        " | CPU ms a request: event loop + other threads | offline, same sentences: sentences/s (CPU ms a sentence) | vs offline | vs unbatched |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, runs in (("batched", f["batched"]), ("unbatched", f["unbatched"])):
         for row in runs:
@@ -163,12 +164,16 @@ def serve(file: str = "serve") -> str:
             # reports before the per-level offline runs compared every level with the final one
             offline = row.get("offline", f["offline"])
             same = f"{row['offline']['sentences_per_s']:,.1f}" if "offline" in row else ""
+            if "cpu_ms_per_sentence" in row.get("offline", {}):
+                same += f" ({row['offline']['cpu_ms_per_sentence']:.1f})"
+            cpu = row.get("cpu_ms_per_request")
+            cpu_cell = f"{cpu['event_loop']:.1f} + {cpu['other_threads']:.1f}" if cpu else ""
             vs_offline = f"{c['vs_offline']:.2f}x" if c else f"{row['sentences_per_s'] / offline['sentences_per_s']:.2f}x"
             latency = f"{row['p50_ms']:.1f} | {row['p95_ms']:.1f} | {row['p99_ms']:.1f}"
-            ratios_cells = f"{same} | {vs_offline} | {vs_unbatched}"
+            ratios_cells = f"{cpu_cell} | {same} | {vs_offline} | {vs_unbatched}"
             rows.append(f"| {name} | {row['clients']} | {row['sentences_per_s']:,.1f} | {row['words_per_s']:,.0f} | {latency} | {row.get('mean_batch_texts', 0):.2f} | {ratios_cells} |")
     o = f["offline"]
-    rows.append(f"| offline `nlp.pipe(batch_size=32)`, all sentences | | {o['sentences_per_s']:,.1f} | {o['words_per_s']:,.0f} | | | | | | | |")
+    rows.append(f"| offline `nlp.pipe(batch_size=32)`, all sentences | | {o['sentences_per_s']:,.1f} | {o['words_per_s']:,.0f} | | | | | | | | |")
     single = min(f["batched"], key=lambda row: row["clients"])["p50_ms"]  # the fewest clients: 1
     p99_8 = next((c["p99_vs_single_request"] for c in f["comparison"] if c["clients"] == 8), None)
     text = "\n".join(rows) + f"\n\n{f['sentences']:,} CoNLL-2003 test sentences ({f['words']:,} words), one a request; single-request p50 {single:.1f} ms"
