@@ -16,6 +16,14 @@ much as the overhead to be measured, so the two runs that make that ratio
 (the plain loop and Ray at 1 worker) run `--repeats` times each, taking
 turns, and each row's seconds are the median of its runs (all are kept).
 
+Where the time goes: every run records the CPU seconds of this process and
+of each process it started (Ray's daemons, Ray Data's helper actors and task
+workers, the actors; spaCy's workers), by role, sampled from /proc; the
+plain loop its own CPU seconds and, apart, its pipeline load in this
+process. A last Ray run over the first shard only, nearly all start-up,
+gives Ray's fixed cost: its seconds less the plain loop's time for that
+shard.
+
     python bench/annotate.py [--model bench/results/conll/model/model-best] [--docs 20000] [--repeats 3] [--report annotate]
 """
 
@@ -24,9 +32,10 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 import spacy
 
@@ -50,26 +59,98 @@ def corpus_texts(data: Path, n_docs: int) -> List[str]:
     return [texts[i % len(texts)] for i in range(n_docs)]
 
 
+class CPUByProcess:
+    """CPU seconds of this process and of every process started while it
+    watches (Ray's daemons, workers and actors; spaCy's workers), by role,
+    from /proc once a second. A process's last sample counts: up to a second
+    of a process that exits during the run (Ray's, at shutdown) is missed."""
+
+    ROLES = (
+        ("Ray actors (the pipeline)", lambda cmd: cmd.startswith("ray::MapWorker")),
+        ("Ray's daemons", lambda cmd: "/ray/" in cmd or cmd.startswith(("ray::DashboardAgent", "ray::RuntimeEnvAgent"))),
+        ("Ray Data's helper actors", lambda cmd: cmd.startswith(("ray::_StatsActor", "ray::ActorLocationTracker", "ray::_Autoscaling"))),
+        ("Ray's task workers (the reads)", lambda cmd: cmd.startswith("ray::")),
+    )
+
+    def __init__(self) -> None:
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.before = set(self.pids())
+        self.me = str(os.getpid())
+        self.start = self.cpu(self.me)[0]
+        self.seen: Dict[str, Any] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.watch, daemon=True)
+
+    @staticmethod
+    def pids() -> List[str]:
+        return [pid for pid in os.listdir("/proc") if pid.isdigit()]
+
+    def cpu(self, pid: str) -> Tuple[float, str]:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/cmdline") as cmdline:
+            cmd = cmdline.read().replace("\0", " ")
+        # an exited process (a zombie) has no command line: keep the last one
+        return (int(fields[11]) + int(fields[12])) / self.tick, cmd or self.seen.get(pid, (0.0, ""))[1]
+
+    def sample(self) -> None:
+        for pid in self.pids():
+            if pid not in self.before or pid == self.me:
+                try:
+                    self.seen[pid] = self.cpu(pid)
+                except OSError:  # it exited
+                    pass
+
+    def watch(self) -> None:
+        while not self.stop.wait(1.0):
+            self.sample()
+
+    def __enter__(self) -> "CPUByProcess":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sample()
+
+    def by_role(self) -> Dict[str, float]:
+        roles = {"this process (driver)": self.seen.get(self.me, (self.start, ""))[0] - self.start}
+        for pid, (seconds, cmd) in self.seen.items():
+            if pid == self.me:
+                continue
+            role = next((name for name, match in self.ROLES if match(cmd)), "other processes started by the run")
+            roles[role] = roles.get(role, 0.0) + seconds
+        return {role: round(seconds, 1) for role, seconds in roles.items() if seconds}
+
+
 def plain_pipe(model: str, texts: List[str], batch_size: int) -> Dict[str, Any]:
     """The reference: nlp.pipe over the texts in this process (pipeline
-    loaded and warmed up before the clock starts)."""
-    nlp = spacy.load(model)
-    list(nlp.pipe(texts[:64], batch_size=batch_size))
+    loaded and warmed up before the clock starts; the load is timed apart,
+    as each engine run includes one in every worker or actor)."""
     start = time.perf_counter()
+    nlp = spacy.load(model)
+    load_seconds = time.perf_counter() - start
+    list(nlp.pipe(texts[:64], batch_size=batch_size))
+    start, cpu = time.perf_counter(), time.process_time()
     words = sum(len(doc) for doc in nlp.pipe(texts, batch_size=batch_size))
-    seconds = time.perf_counter() - start
-    return {"docs": len(texts), "words": words, "seconds": round(seconds, 2), "docs_per_s": round(len(texts) / seconds, 1)}
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    run = {"docs": len(texts), "words": words, "seconds": round(seconds, 2), "docs_per_s": round(len(texts) / seconds, 1)}
+    return {**run, "cpu_seconds": {"this process": round(cpu, 1)}, "load_seconds": round(load_seconds, 2)}
 
 
-def engine_run(model: str, corpus: Path, out: Path, engine: str, workers: int, args: argparse.Namespace) -> Dict[str, Any]:
-    """One end-to-end `annotate` run into an empty folder."""
+def engine_run(model: str, corpus: Path, docs: int, out: Path, engine: str, workers: int, args: argparse.Namespace) -> Dict[str, Any]:
+    """One end-to-end `annotate` run into an empty folder, with the CPU time
+    of every process it started."""
     shutil.rmtree(out, ignore_errors=True)
     settings = Settings(pipeline=model, input_path=str(corpus), output_dir=str(out), engine=engine, workers=workers, batch_size=args.batch_size, shard_size=args.shard_size)
-    start = time.perf_counter()
-    summary = annotate(settings)
-    seconds = time.perf_counter() - start
-    assert summary.docs == args.docs and summary.rejected == 0, summary
-    return {"docs": summary.docs, "words": summary.words, "seconds": round(seconds, 2), "docs_per_s": round(summary.docs / seconds, 1), "shards": summary.shards_written}
+    with CPUByProcess() as cpu:
+        start = time.perf_counter()
+        summary = annotate(settings)
+        seconds = time.perf_counter() - start
+    assert summary.docs == docs and summary.rejected == 0, summary
+    run = {"docs": summary.docs, "words": summary.words, "seconds": round(seconds, 2), "docs_per_s": round(summary.docs / seconds, 1), "shards": summary.shards_written}
+    return {**run, "cpu_seconds": cpu.by_role()}
 
 
 def median_run(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
@@ -110,14 +191,20 @@ def main() -> None:
             run = plain_pipe(args.model, texts, args.batch_size)
         else:
             engine, workers = ENGINE_ROWS[name]
-            run = engine_run(args.model, corpus, work / f"out-{engine}-{workers}", engine, workers, args)
+            run = engine_run(args.model, corpus, args.docs, work / f"out-{engine}-{workers}", engine, workers, args)
         measured[name].append(run)
         print(f"{name:<24} {run}", flush=True)
     runs = {name: median_run(row_runs) for name, row_runs in measured.items()}
+    # Ray's fixed cost: a run over the first shard only is nearly all start-up
+    first = work / "corpus-first-shard.jsonl"
+    first.write_text("".join(corpus.read_text(encoding="utf8").splitlines(keepends=True)[: args.shard_size]), encoding="utf8")
+    startup = engine_run(args.model, first, args.shard_size, work / "out-ray-1-first-shard", "ray", 1, args)
+    startup["fixed_seconds"] = round(startup["seconds"] - args.shard_size / runs[PLAIN]["docs_per_s"], 1)
+    print(f"ray engine, 1 worker, first shard only {startup}", flush=True)
     overhead = 100 * (runs[RAY_1]["seconds"] / runs[PLAIN]["seconds"] - 1)
     local_overhead = 100 * (runs["local engine, 1 worker"]["seconds"] / runs[PLAIN]["seconds"] - 1)
     print(f"Ray overhead over plain nlp.pipe at 1 worker: {overhead:+.1f}% (local engine: {local_overhead:+.1f}%)")
-    figures = {"docs": args.docs, "batch_size": args.batch_size, "shard_size": args.shard_size, "repeats": args.repeats, "runs": runs}
+    figures = {"docs": args.docs, "batch_size": args.batch_size, "shard_size": args.shard_size, "repeats": args.repeats, "runs": runs, "ray_first_shard": startup}
     figures.update({"ray_overhead_pct_1_worker": round(overhead, 1), "local_overhead_pct_1_worker": round(local_overhead, 1)})
     if args.report:
         note = "engine runs are end to end: reading, pipeline loading in every worker/actor, Ray start-up, JSON and shard writes"
