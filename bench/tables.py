@@ -185,18 +185,41 @@ def serve(file: str = "serve") -> str:
     return text + ".\n" + source_line(r)
 
 
+#: bench/annotate.py's process roles, as the table names them
+CPU_ROLES = {
+    "this process": "this process",
+    "this process (driver)": "driver",
+    "Ray actors (the pipeline)": "actors",
+    "Ray's task workers (the reads)": "read workers",
+    "Ray's daemons": "Ray daemons",
+    "Ray Data's helper actors": "Ray Data helpers",
+    "other processes started by the run": "other (spaCy workers)",
+}
+
+
 def annotate(file: str = "annotate") -> str:
     """bench/annotate.py: docs/s of a plain nlp.pipe loop and the two engines."""
     r = load(file)
     f = r["figures"]
-    rows = ["| run | docs | seconds | docs/s |", "| --- | --- | --- | --- |"]
-    for name, run in f["runs"].items():
+    with_cpu = any("cpu_seconds" in run for run in f["runs"].values())
+    rows = ["| run | docs | seconds | docs/s |" + (" CPU seconds by process |" if with_cpu else ""), "| --- | --- | --- | --- |" + (" --- |" if with_cpu else "")]
+    runs = dict(f["runs"])
+    if "ray_first_shard" in f:
+        runs["ray engine, 1 worker, first shard only"] = f["ray_first_shard"]
+    for name, run in runs.items():
         seconds = f"{run['seconds']:.1f}"
         if len(run.get("all_seconds", [])) > 1:
             seconds += " (median of " + ", ".join(f"{s:.1f}" for s in run["all_seconds"]) + ")"
-        rows.append(f"| {name} | {run['docs']:,} | {seconds} | {run['docs_per_s']:,.1f} |")
-    text = "\n".join(rows) + f"\n\nOverhead over the plain loop at 1 worker: Ray {f['ray_overhead_pct_1_worker']:+.1f}%, local engine {f['local_overhead_pct_1_worker']:+.1f}%.\n"
-    return text + source_line(r)
+        by_role = run.get("cpu_seconds", {})
+        order = [role for role in CPU_ROLES if role in by_role] + [role for role in by_role if role not in CPU_ROLES]
+        cpu = ", ".join(f"{CPU_ROLES.get(role, role)} {by_role[role]:.1f}" for role in order)
+        rows.append(f"| {name} | {run['docs']:,} | {seconds} | {run['docs_per_s']:,.1f} |" + (f" {cpu} |" if with_cpu else ""))
+    text = "\n".join(rows) + f"\n\nOverhead over the plain loop at 1 worker: Ray {f['ray_overhead_pct_1_worker']:+.1f}%, local engine {f['local_overhead_pct_1_worker']:+.1f}%."
+    if "ray_first_shard" in f:
+        first, plain = f["ray_first_shard"], f["runs"]["plain nlp.pipe"]
+        text += f" Ray's fixed cost, the first-shard run less the plain loop's time for its {first['docs']:,} documents: {first['fixed_seconds']:.1f} s."
+        text += f" The plain loop's pipeline load ({plain['load_seconds']:.1f} s, in a process that had imported its libraries) is not in its seconds."
+    return text + "\n" + source_line(r)
 
 
 #: bench/lean.py's four rows a model, in order
