@@ -260,6 +260,7 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "production_ner": production_ner,
     "serve": serve,
     "serve_mmap_1mib": lambda: serve("serve_mmap_1mib"),
+    "serve_no_pin": lambda: serve("serve_no_pin"),
     "annotate": annotate,
     "lean": lean,
 }
