@@ -74,10 +74,10 @@ class CPUByProcess:
 
     def __init__(self) -> None:
         self.tick = os.sysconf("SC_CLK_TCK")
+        self.seen: Dict[str, Tuple[float, str]] = {}
         self.before = set(self.pids())
         self.me = str(os.getpid())
         self.start = self.cpu(self.me)[0]
-        self.seen: Dict[str, Any] = {}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.watch, daemon=True)
 
