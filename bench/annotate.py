@@ -155,11 +155,12 @@ def engine_run(model: str, corpus: Path, docs: int, out: Path, engine: str, work
 
 def median_run(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
     """One row: the run of median seconds (the lower middle of an even
-    count), with every run's seconds beside it."""
+    count), with every run's seconds and CPU seconds beside it."""
     middle = sorted(runs, key=lambda run: run["seconds"])[(len(runs) - 1) // 2]
     row = dict(middle)
     if len(runs) > 1:
         row["all_seconds"] = [run["seconds"] for run in runs]
+        row["all_cpu_seconds"] = [run["cpu_seconds"] for run in runs]
     return row
 
 
