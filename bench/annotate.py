@@ -40,7 +40,7 @@ from typing import Any, Dict, List, Tuple
 import spacy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, read_sst2_test, write_report  # noqa: E402
+from common import describe, read_sst2_test, stat_cpu_seconds, write_report  # noqa: E402
 
 from spacy_bertprod.annotate import Settings, annotate  # noqa: E402
 from spacy_bertprod.convert import conll_to_docs  # noqa: E402
@@ -73,7 +73,6 @@ class CPUByProcess:
     )
 
     def __init__(self) -> None:
-        self.tick = os.sysconf("SC_CLK_TCK")
         self.seen: Dict[str, Tuple[float, str]] = {}
         self.before = set(self.pids())
         self.me = str(os.getpid())
@@ -86,12 +85,11 @@ class CPUByProcess:
         return [pid for pid in os.listdir("/proc") if pid.isdigit()]
 
     def cpu(self, pid: str) -> Tuple[float, str]:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
+        seconds = stat_cpu_seconds(f"/proc/{pid}/stat")
         with open(f"/proc/{pid}/cmdline") as cmdline:
             cmd = cmdline.read().replace("\0", " ")
         # an exited process (a zombie) has no command line: keep the last one
-        return (int(fields[11]) + int(fields[12])) / self.tick, cmd or self.seen.get(pid, (0.0, ""))[1]
+        return seconds, cmd or self.seen.get(pid, (0.0, ""))[1]
 
     def sample(self) -> None:
         for pid in self.pids():

@@ -38,6 +38,15 @@ def describe() -> str:
 REPORTED = Path(__file__).resolve().parent / "reported"
 
 
+def stat_cpu_seconds(path: str) -> float:
+    """User plus system CPU seconds from a /proc stat file (a process's
+    `/proc/PID/stat` or a thread's `/proc/PID/task/TID/stat`); OSError once
+    it has gone."""
+    with open(path) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def isa_flags() -> List[str]:
     """The CPU's SIMD flags that int8 and fp32 speed depend on (from lscpu)."""
     try:

@@ -48,7 +48,7 @@ import torch
 from spacy.language import Language
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, time_pipe, write_report  # noqa: E402
+from common import describe, stat_cpu_seconds, time_pipe, write_report  # noqa: E402
 
 from spacy_bertprod.convert import conll_to_docs  # noqa: E402
 from spacy_bertprod.serve.settings import ServeSettings  # noqa: E402
@@ -185,7 +185,6 @@ async def closed_loop(url: str, texts: Sequence[str], words: Sequence[int], clie
 def thread_cpu(pid: int) -> Dict[int, float]:
     """CPU seconds of each thread of process `pid` so far (Linux /proc; empty
     elsewhere)."""
-    tick = os.sysconf("SC_CLK_TCK")
     seconds = {}
     try:
         tids = os.listdir(f"/proc/{pid}/task")
@@ -193,11 +192,9 @@ def thread_cpu(pid: int) -> Dict[int, float]:
         return {}
     for tid in tids:
         try:
-            with open(f"/proc/{pid}/task/{tid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            seconds[int(tid)] = stat_cpu_seconds(f"/proc/{pid}/task/{tid}/stat")
         except OSError:  # the thread ended
             continue
-        seconds[int(tid)] = (int(fields[11]) + int(fields[12])) / tick
     return seconds
 
 
