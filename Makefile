@@ -2,12 +2,13 @@
 #   make demo   set up .venv, train bertprod_ner on the shipped sample with the
 #               embedded MiniLM, and print the entities of example sentences
 #   make test   set up .venv, run the linters and the type checker (make lint),
+#               build the documentation site with --strict (make docs),
 #               then the test suite (what .ci/run calls)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo lint test bench-ner
+.PHONY: setup demo lint docs test bench-ner
 
 setup: $(VENV)/.installed
 
@@ -26,7 +27,13 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy spacy_bertprod
 
-test: lint
+# the site (docs/, mkdocs.yml) into the git-ignored site/; --strict fails on
+# broken links and pages outside the nav; the reference pages are generated
+# from the code (docs/hooks.py)
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir site
+
+test: lint docs
 	$(PY) -m pytest -q -p no:cacheprovider
 
 bench-ner: setup
