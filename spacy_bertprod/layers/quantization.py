@@ -23,7 +23,7 @@ _INT8_PARTS = ("int8_weight", "int8_scales", "int8_zero_points", "int8_axis", "i
 def quiet_deprecations() -> Iterator[None]:
     """Hide torch's notices that `torch.ao.quantization` and quantized
     tensors are deprecated (in favour of torchao), raised on every int8
-    quantize and load: the user cannot act on them (see the README on int8)."""
+    quantize and load: the user cannot act on them (see docs/usage/int8-onnx.md)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
         warnings.filterwarnings("ignore", message=r"torch\.quantize_per_tensor, torch\.quantize_per_channel and other quantized tensor creation", category=UserWarning)

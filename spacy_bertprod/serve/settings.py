@@ -42,7 +42,7 @@ class ServeSettings:
         leaves glibc's moving threshold. The default keeps RSS flat under
         changing text lengths but costs throughput (every large activation
         buffer is mapped and faulted in afresh); a larger value is faster
-        and lets RSS climb (README "Serving").
+        and lets RSS climb (docs: design/mmap-pin.md).
     retry_after_s: the Retry-After seconds of a 503.
     """
 
