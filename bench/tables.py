@@ -1,14 +1,14 @@
-"""The README's figure tables, rendered from the committed result files.
+"""The benchmarks page's figure tables, rendered from the committed result files.
 
-Every table of figures in README.md sits between `<!-- table: NAME -->` and
-`<!-- /table -->`, where NAME is a renderer below and the figures come from
+Every table of figures in docs/benchmarks.md sits between `<!-- table: NAME -->`
+and `<!-- /table -->`, where NAME is a renderer below and the figures come from
 bench/reported/<file>.json, written by the benchmark that measured them
-(`--report`). tests/test_readme_figures.py checks that each table in the
-README is exactly what its result file renders, so no figure can drift from
+(`--report`). tests/test_benchmark_tables.py checks that each table on the
+page is exactly what its result file renders, so no figure can drift from
 the run it came from.
 
     python bench/tables.py            # show the tables
-    python bench/tables.py --write    # rewrite them in README.md
+    python bench/tables.py --write    # rewrite them in docs/benchmarks.md
 """
 
 import argparse
@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTED = ROOT / "bench/reported"
-README = ROOT / "README.md"
+PAGE = ROOT / "docs/benchmarks.md"
 BLOCK = re.compile(r"<!-- table: (?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /table -->", re.S)
 
 
@@ -261,7 +261,10 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "serve": serve,
     "serve_mmap_1mib": lambda: serve("serve_mmap_1mib"),
     "serve_no_pin": lambda: serve("serve_no_pin"),
+    "soak_no_pin": lambda: soak("soak_no_pin"),
+    "soak_mmap_1mib": lambda: soak("soak_mmap_1mib"),
     "annotate": annotate,
+    "annotate_before_ray_fixes": lambda: annotate("annotate_before_ray_fixes"),
     "lean": lean,
 }
 
@@ -270,20 +273,20 @@ def blocks(text: str) -> List[re.Match]:
     return list(BLOCK.finditer(text))
 
 
-def render_readme(text: str) -> str:
-    """README text with every table block rendered anew from its result file."""
+def render_page(text: str) -> str:
+    """The page's text with every table block rendered anew from its result file."""
     return BLOCK.sub(lambda m: f"<!-- table: {m['name']} -->\n{RENDERERS[m['name']]()}<!-- /table -->", text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--write", action="store_true", help="rewrite the tables in README.md")
+    parser.add_argument("--write", action="store_true", help="rewrite the tables in docs/benchmarks.md")
     args = parser.parse_args()
-    text = README.read_text(encoding="utf8")
-    new = render_readme(text)
+    text = PAGE.read_text(encoding="utf8")
+    new = render_page(text)
     if args.write:
-        README.write_text(new, encoding="utf8")
-        print(f"rewrote {len(blocks(new))} tables in {README}")
+        PAGE.write_text(new, encoding="utf8")
+        print(f"rewrote {len(blocks(new))} tables in {PAGE}")
     else:
         for m in blocks(new):
             print(f"== {m['name']}\n{m['body']}")

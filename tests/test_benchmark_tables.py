@@ -1,5 +1,6 @@
-"""Every table of figures in the README is what its committed result file
-(bench/reported/*.json, written by the benchmark that measured it) renders."""
+"""Every table of figures on the benchmarks page (docs/benchmarks.md) is what
+its committed result file (bench/reported/*.json, written by the benchmark
+that measured it) renders."""
 
 import json
 import sys
@@ -14,13 +15,22 @@ import tables  # noqa: E402
 REQUIRED = ("command", "git_commit", "machine", "isa_flags", "date", "figures")
 
 
-def test_every_readme_table_matches_its_result_file():
-    text = tables.README.read_text(encoding="utf8")
+def test_every_benchmarks_table_matches_its_result_file():
+    text = tables.PAGE.read_text(encoding="utf8")
     found = tables.blocks(text)
-    assert found, "the README has no figure tables"
+    assert found, "the benchmarks page has no figure tables"
     for block in found:
-        assert block["name"] in tables.RENDERERS, f"README table {block['name']!r} has no renderer in bench/tables.py"
-        assert block["body"] == tables.RENDERERS[block["name"]](), f"README table {block['name']!r} differs from its result file: run `python bench/tables.py --write`"
+        assert block["name"] in tables.RENDERERS, f"table {block['name']!r} has no renderer in bench/tables.py"
+        assert block["body"] == tables.RENDERERS[block["name"]](), f"table {block['name']!r} differs from its result file: run `python bench/tables.py --write`"
+
+
+def test_every_result_file_has_a_table():
+    """A committed report that no table renders is a figure nobody can see."""
+    shown = {name for name in (m["name"] for m in tables.blocks(tables.PAGE.read_text(encoding="utf8")))}
+    sources = {"shared_encoder": "sst2_textcat"}
+    rendered_files = {sources.get(name, name) for name in shown}
+    unshown = {p.stem for p in tables.REPORTED.glob("*.json")} - rendered_files
+    assert not unshown, f"bench/reported/{sorted(unshown)} have no table on docs/benchmarks.md"
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "bench/reported").glob("*.json")), ids=lambda p: p.name)
@@ -45,7 +55,7 @@ def _scaled(value, factor):
 
 def test_a_changed_figure_is_caught(tmp_path, monkeypatch):
     """The check itself can fail: the figures of a result file changed."""
-    text = tables.README.read_text(encoding="utf8")
+    text = tables.PAGE.read_text(encoding="utf8")
     name = tables.blocks(text)[0]["name"]
     source = {"shared_encoder": "sst2_textcat"}.get(name, name)
     report = json.loads((tables.REPORTED / f"{source}.json").read_text(encoding="utf8"))
