@@ -29,9 +29,10 @@ lint: setup
 
 # the site (docs/, mkdocs.yml) into the git-ignored site/; --strict fails on
 # broken links and pages outside the nav; the reference pages are generated
-# from the code (docs/hooks.py)
+# from the code (docs/hooks.py). Not --quiet: it hides the warnings that
+# --strict counts, and the build passes with broken links.
 docs: setup
-	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 test: lint docs
 	$(PY) -m pytest -q -p no:cacheprovider

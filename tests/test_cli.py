@@ -109,7 +109,7 @@ def test_python_m_spacy_bertprod_help(tmp_path):
 
 
 def test_project_makefile_and_readme_call_registered_commands():
-    """project.yml, the Makefile (`make demo`) and the README name commands
+    """project.yml, the Makefile (`make demo`), the README and the docs pages name commands
     that exist: bertprod's, or spaCy's own."""
     ours = {c.name for c in bertprod_cli.registered_commands}
     spacys = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name or g.typer_instance.info.name for g in app.registered_groups}
@@ -119,6 +119,11 @@ def test_project_makefile_and_readme_call_registered_commands():
         called = re.findall(r"-m spacy bertprod ([\w-]+)", text)
         assert called and set(called) <= ours, (name, set(called) - ours)
         assert set(re.findall(r"-m spacy (\w[\w-]*)", text)) <= spacys, name
+    # the docs site's pages may show no command, but those they show exist
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        text = page.read_text(encoding="utf8")
+        assert set(re.findall(r"-m spacy bertprod ([\w-]+)", text)) <= ours, page
+        assert set(re.findall(r"-m spacy (\w[\w-]*)", text)) <= spacys, page
 
 
 def test_convert_all(tmp_path):

@@ -40,6 +40,8 @@ def test_make_test_builds_the_docs_strictly():
     assert test_deps and "docs" in test_deps[1].split()
     docs_recipe = re.search(r"^docs:.*\n((?:\t.*\n)+)", makefile, flags=re.M)
     assert docs_recipe and re.search(r"mkdocs build .*--strict", docs_recipe[1])
+    # mkdocs' --quiet drops the warnings before --strict counts them
+    assert "--quiet" not in docs_recipe[1] and " -q" not in docs_recipe[1]
 
 
 def nav_pages(nav: list) -> list:
