@@ -177,10 +177,11 @@ class BertprodNER(TeacherStudentMixin, TrainablePipe):
         key = self.cfg["spans_key"]
         for doc, (spans, scores) in zip(docs, predictions):
             ents = [Span(doc, s, e, label=label) for s, e, label in spans]
-            covered = {i for ent in ents for i in range(ent.start, ent.end)}
-            missing = [doc[i : i + 1] for i, token in enumerate(doc) if token.ent_iob == 0 and i not in covered]
+            missing = doc.to_array("ENT_IOB") == 0
+            for ent in ents:
+                missing[ent.start : ent.end] = False
             kept = _kept_scored_spans(doc, key)
-            doc.set_ents(ents, outside=missing, default="unmodified")
+            doc.set_ents(ents, outside=_runs(doc, missing), default="unmodified")
             scored = sorted(list(zip(ents, scores)) + kept, key=lambda pair: (pair[0].start, pair[0].end))
             set_scored_spans(doc, key, [span for span, _ in scored], [score for _, score in scored])
 
@@ -256,7 +257,13 @@ class BertprodNER(TeacherStudentMixin, TrainablePipe):
 def _preset_tokens(doc: Doc) -> np.ndarray:
     """Tokens inside a preset entity or blocked (`ent_iob_` "B" or "I"): the
     ones spaCy's `ner` may not give an entity of its own."""
-    return np.fromiter((t.ent_iob in (1, 3) for t in doc), dtype=bool, count=len(doc))
+    return np.isin(doc.to_array("ENT_IOB"), (1, 3))
+
+
+def _runs(doc: Doc, mask: np.ndarray) -> List[Span]:
+    """The runs of consecutive tokens where `mask` is true, as spans."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype("int8"), [0]))))
+    return [doc[int(start) : int(end)] for start, end in zip(edges[::2], edges[1::2])]
 
 
 def _kept_scored_spans(doc: Doc, key: str) -> List[Tuple[Span, float]]:
