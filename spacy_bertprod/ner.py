@@ -75,7 +75,9 @@ def make_bertprod_ner(nlp: Language, name: str, model: Model, spans_key: str, sc
 
 
 class BertprodNER(TeacherStudentMixin, TrainablePipe):
-    """Named entity recognition with a fine-tuned transformer."""
+    """Named entity recognition with a fine-tuned transformer. Preset
+    entities and blocked tokens are kept, as by spaCy's `ner` (see the
+    module docstring)."""
 
     def __init__(
         self,
