@@ -4,7 +4,7 @@ Decoding only ever yields valid sequences: an entity is `U-X` or `B-X I-X* L-X`,
 so there are no orphan inside or last tags.
 """
 
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -35,11 +35,23 @@ def transition_constraints(tag_names: Sequence[str]) -> Tuple[np.ndarray, np.nda
     return allowed, may_start, may_end
 
 
-def viterbi(log_probs: np.ndarray, allowed: np.ndarray, may_start: np.ndarray, may_end: np.ndarray) -> np.ndarray:
-    """Best tag path under the constraints; log_probs is (n_tokens, n_tags)."""
+def viterbi(log_probs: np.ndarray, allowed: np.ndarray, may_start: np.ndarray, may_end: np.ndarray, fixed: Optional[np.ndarray] = None) -> np.ndarray:
+    """Best tag path under the constraints; log_probs is (n_tokens, n_tags).
+
+    `fixed` (n_tokens,) holds a tag id the path must take at a token, or -1
+    where the model's scores decide: the path goes through the fixed tags and
+    the free tokens around them are decoded to fit (an entity closes before a
+    fixed "O" and opens after it). The fixed tags must themselves form a
+    valid run; where they are all -1 this is the unconstrained decode.
+    """
     n, n_tags = log_probs.shape
     if n == 0:
         return np.zeros(0, dtype="int64")
+    if fixed is not None and (fixed >= 0).any():
+        rows = np.flatnonzero(fixed >= 0)
+        log_probs = log_probs.copy()
+        log_probs[rows] = NEG
+        log_probs[rows, fixed[rows]] = 0.0
     trans = np.where(allowed, 0.0, NEG)
     score = log_probs[0] + np.where(may_start, 0.0, NEG)
     back = np.zeros((n, n_tags), dtype="int64")

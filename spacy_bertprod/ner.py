@@ -4,6 +4,22 @@ Each token gets a BILUO tag distribution; a constrained Viterbi pass turns
 them into valid entities. Entity confidence is the mean probability of the
 chosen tags over the entity's tokens, stored as `span._.bertprod_score` and
 in `doc.spans[spans_key]` (`SpanGroup.attrs["scores"]`).
+
+Entities already on the doc are kept, as spaCy's own `ner` keeps them (an
+`entity_ruler` placed before this component, `doc.set_ents`):
+- a preset entity (its tokens' `ent_iob_` is "B"/"I" with a label) stays as
+  it is, label (even one the model does not know), `kb_id` and `ent_id`;
+- a blocked token (`doc.set_ents(..., blocked=[...])`: `ent_iob_` "B" with
+  no label) gets no entity and stays blocked;
+- tokens marked "O" or missing ("") are the model's to predict: spaCy's
+  `ner` overwrites a preset "O" too (setting `doc.ents` marks every other
+  token "O", so a ruler's doc is all "O" around its entities).
+The model's tags are decoded with Viterbi around the preset and blocked
+tokens, so a predicted entity never overlaps them; it may sit right beside
+them. Missing tokens left without an entity become "O". The span group and
+`span._.bertprod_score` hold the predicted entities (and the preset ones that
+were already in the group from an earlier run); a preset entity keeps
+whatever score it had.
 """
 
 from itertools import islice
@@ -59,7 +75,9 @@ def make_bertprod_ner(nlp: Language, name: str, model: Model, spans_key: str, sc
 
 
 class BertprodNER(TeacherStudentMixin, TrainablePipe):
-    """Named entity recognition with a fine-tuned transformer."""
+    """Named entity recognition with a fine-tuned transformer. Preset
+    entities and blocked tokens are kept, as by spaCy's `ner` (see the
+    module docstring)."""
 
     def __init__(
         self,
@@ -146,17 +164,28 @@ class BertprodNER(TeacherStudentMixin, TrainablePipe):
             inside = np.array([t == "O" or t.startswith("I-") for t in self.tag_names])
             log_probs[np.ix_(space, ~inside)] = NEG
             log_probs[np.ix_(space, inside)] = 0.0
-        path = viterbi(log_probs, allowed, may_start, may_end)
+        # Preset entities and blocked tokens are fixed to "O" in the model's tag
+        # space: a predicted entity closes before them and opens after them.
+        fixed = np.where(_preset_tokens(doc), self.tag_names.index("O"), -1)
+        path = viterbi(log_probs, allowed, may_start, may_end, fixed)
         spans = path_to_spans(path, self.tag_names)
         chosen = probs[np.arange(len(path)), path]
         scores = [float(chosen[s:e][~space[s:e]].mean()) for s, e, _ in spans]
         return spans, scores
 
     def set_annotations(self, docs: Iterable[Doc], predictions: List[Decoded]) -> None:
+        """Add the predicted entities beside the preset ones (see the module
+        docstring); blocked and "O" tokens outside them keep their marks."""
+        key = self.cfg["spans_key"]
         for doc, (spans, scores) in zip(docs, predictions):
             ents = [Span(doc, s, e, label=label) for s, e, label in spans]
-            doc.ents = ents
-            set_scored_spans(doc, self.cfg["spans_key"], ents, scores)
+            missing = doc.to_array("ENT_IOB") == 0
+            for ent in ents:
+                missing[ent.start : ent.end] = False
+            kept = _kept_scored_spans(doc, key)
+            doc.set_ents(ents, outside=_runs(doc, missing), default="unmodified")
+            scored = sorted(list(zip(ents, scores)) + kept, key=lambda pair: (pair[0].start, pair[0].end))
+            set_scored_spans(doc, key, [span for span, _ in scored], [score for _, score in scored])
 
     def annotations(self, doc: Doc) -> Dict[str, Any]:
         """The entities this component found, as JSON data (`Annotating`)."""
@@ -225,3 +254,26 @@ class BertprodNER(TeacherStudentMixin, TrainablePipe):
         pipe_from_disk(self, path, exclude, output_width=lambda: len(self.tag_names))
         apply_config(self.cfg, self._settings)
         return self
+
+
+def _preset_tokens(doc: Doc) -> np.ndarray:
+    """Tokens inside a preset entity or blocked (`ent_iob_` "B" or "I"): the
+    ones spaCy's `ner` may not give an entity of its own."""
+    return np.isin(doc.to_array("ENT_IOB"), (1, 3))
+
+
+def _runs(doc: Doc, mask: np.ndarray) -> List[Span]:
+    """The runs of consecutive tokens where `mask` is true, as spans."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype("int8"), [0]))))
+    return [doc[int(start) : int(end)] for start, end in zip(edges[::2], edges[1::2])]
+
+
+def _kept_scored_spans(doc: Doc, key: str) -> List[Tuple[Span, float]]:
+    """Spans (and scores) of the group `key` that are still preset entities:
+    running the component again on its own output keeps them in the group."""
+    group = doc.spans.get(key)
+    if group is None:
+        return []
+    ents = {(ent.start, ent.end, ent.label) for ent in doc.ents}
+    scores = group.attrs.get("scores", [])
+    return [(span, score) for span, score in zip(group, scores) if (span.start, span.end, span.label) in ents]

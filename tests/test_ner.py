@@ -4,7 +4,7 @@ import sys
 import numpy as np
 import pytest
 import spacy
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 from spacy.training import Example
 
 from conftest import TRAIN_DATA, make_examples, ner_config, random_text, train
@@ -189,3 +189,111 @@ def test_nan_loss_raises_spacys_own_error(trained_ner_path):
     scores = [np.full((len(eg.predicted), len(ner.tag_names)), np.nan, dtype="float32") for eg in examples]
     with pytest.raises(ValueError, match=r"\[E910\].*'bertprod_ner'"):
         ner.get_loss(examples, scores)
+
+
+# -- preset and blocked entities (as spaCy's own `ner` keeps them) -------------
+MERKEL = TRAIN_DATA[0][0]  # "Angela Merkel visited the Siemens plant in Munich."
+
+
+def _force_tags(monkeypatch, ner, tags):
+    """Make `ner`'s model give each token of the next doc its tag in `tags`
+    with probability 0.6 ("B-ORG|U-ORG": and the second 0.3), the rest 0.1
+    shared: tests of the decode that do not hang on training."""
+    from thinc.api import Model
+
+    probs = np.full((len(tags), len(ner.tag_names)), 0.1 / (len(ner.tag_names) - 2), dtype="float32")
+    for i, choice in enumerate(tags):
+        first, _, second = choice.partition("|")
+        probs[i, ner.tag_names.index(second or "O")] = 0.3
+        probs[i, ner.tag_names.index(first)] = 0.6
+
+    def forward(model, docs, is_train):
+        assert [len(doc) for doc in docs] == [len(tags)]
+        return [probs], lambda d_scores: d_scores
+
+    monkeypatch.setattr(ner, "model", Model("forced_tags", forward))
+
+
+def _ents(doc):
+    return [(e.text, e.label_) for e in doc.ents]
+
+
+def test_entity_ruler_entities_are_kept(trained_ner_path):
+    plain = spacy.load(trained_ner_path)
+    assert _ents(plain(MERKEL)) == [("Angela Merkel", "PER"), ("Siemens", "ORG"), ("Munich", "LOC")]
+    nlp = spacy.load(trained_ner_path)
+    ruler = nlp.add_pipe("entity_ruler", before="bertprod_ner")
+    ruler.add_patterns([{"label": "PRODUCT", "pattern": "Munich", "id": "munich"}])
+    doc = nlp(MERKEL)
+    # the ruler's label (unknown to the model) survives; the model's entities are written around it
+    assert _ents(doc) == [("Angela Merkel", "PER"), ("Siemens", "ORG"), ("Munich", "PRODUCT")]
+    assert doc.ents[2].ent_id_ == "munich"
+    # the span group and scores hold what the model found; the ruler's entity has no score
+    group = doc.spans["bertprod_ner"]
+    assert [(s.text, s.label_) for s in group] == [("Angela Merkel", "PER"), ("Siemens", "ORG")]
+    assert len(group.attrs["scores"]) == 2 and all(0.0 < s._.bertprod_score <= 1.0 for s in group)
+    assert doc.ents[2]._.bertprod_score is None
+    assert [e["text"] for e in nlp.get_pipe("bertprod_ner").annotations(doc)["entities"]] == ["Angela Merkel", "Siemens"]
+
+
+def test_preset_entity_keeps_its_kb_id_and_span(trained):
+    nlp, _ = trained
+    doc = nlp.make_doc(MERKEL)
+    doc.set_ents([Span(doc, 2, 4, label="MISC", kb_id="Q1")], default="missing")  # "visited the"
+    doc = nlp.get_pipe("bertprod_ner")(doc)
+    assert _ents(doc) == [("Angela Merkel", "PER"), ("visited the", "MISC"), ("Siemens", "ORG"), ("Munich", "LOC")]
+    assert doc.ents[1].kb_id_ == "Q1"
+    assert [t.ent_iob_ for t in doc] == ["B", "I", "B", "I", "B", "O", "O", "B", "O"]
+
+
+def test_blocked_tokens_get_no_entity(trained):
+    nlp, _ = trained
+    ner = nlp.get_pipe("bertprod_ner")
+    doc = nlp.make_doc(MERKEL)
+    doc.set_ents([], blocked=[doc[7:8]], default="unmodified")  # Munich, which the model tags LOC
+    doc = ner(doc)
+    assert _ents(doc) == [("Angela Merkel", "PER"), ("Siemens", "ORG")]
+    assert (doc[7].ent_iob_, doc[7].ent_type_) == ("B", "")  # still blocked, as spaCy's ner leaves it
+    assert [t.ent_iob_ for t in doc][3:7] == ["O", "B", "O", "O"]  # missing tokens become "O"
+
+
+def test_blocked_tokens_get_no_entity_whatever_the_scores(trained, monkeypatch):
+    nlp, _ = trained
+    ner = nlp.get_pipe("bertprod_ner")
+    doc = nlp.make_doc("Paris London Berlin Tokyo")
+    doc.set_ents([], blocked=[doc[1:3]], default="missing")
+    # the scores want Paris, "London Berlin" and Tokyo as LOC
+    _force_tags(monkeypatch, ner, ["U-LOC", "B-LOC", "L-LOC", "U-LOC"])
+    doc = ner(doc)
+    assert [(e.start, e.end) for e in doc.ents] == [(0, 1), (3, 4)]
+    assert [(t.ent_iob_, t.ent_type_) for t in doc] == [("B", "LOC"), ("B", ""), ("B", ""), ("B", "LOC")]
+
+
+def test_predicted_entity_beside_a_preset_one(trained, monkeypatch):
+    nlp, _ = trained
+    ner = nlp.get_pipe("bertprod_ner")
+    doc = nlp.make_doc("Siemens Munich plant works")
+    doc.set_ents([Span(doc, 1, 2, label="PRODUCT")])  # every other token "O"
+    # the scores want "Siemens Munich" as one ORG; the preset Munich cuts it to Siemens
+    _force_tags(monkeypatch, ner, ["B-ORG|U-ORG", "L-ORG", "O", "U-PER"])
+    doc = ner(doc)
+    assert [(e.start, e.end, e.label_) for e in doc.ents] == [(0, 1, "ORG"), (1, 2, "PRODUCT"), (3, 4, "PER")]
+    # "O" set beforehand is the model's to overwrite, as in spaCy's ner
+    assert [(s.start, s.label_) for s in doc.spans["bertprod_ner"]] == [(0, "ORG"), (3, "PER")]
+
+
+def test_outside_tokens_are_predicted_over(trained):
+    nlp, _ = trained
+    doc = nlp.make_doc(MERKEL)
+    doc.ents = []  # every token "O", as a ruler that matched nothing leaves a doc
+    assert _ents(nlp.get_pipe("bertprod_ner")(doc)) == [("Angela Merkel", "PER"), ("Siemens", "ORG"), ("Munich", "LOC")]
+
+
+def test_running_twice_keeps_entities_and_scores(trained):
+    nlp, _ = trained
+    doc = nlp(MERKEL)
+    first = [(s.start, s.end, s.label_, s._.bertprod_score) for s in doc.spans["bertprod_ner"]]
+    doc = nlp(doc)
+    assert len(first) == 3
+    assert [(s.start, s.end, s.label_, s._.bertprod_score) for s in doc.spans["bertprod_ner"]] == first
+    assert doc.spans["bertprod_ner"].attrs["scores"] == [score for *_, score in first]
