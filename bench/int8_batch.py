@@ -92,7 +92,7 @@ def main() -> None:
             flush=True,
         )
     if args.report:
-        write_report(args.report, {"model": args.model, "batch_size": args.batch_size, "variants": figures})
+        write_report(args.report, {"model": args.model, "batch_size": args.batch_size, "variants": figures}, models={"bertprod_ner": args.model})
 
 
 if __name__ == "__main__":

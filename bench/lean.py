@@ -314,7 +314,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     }
     (args.out / "result.json").write_text(json.dumps(figures, indent=2))
     if args.report:
-        write_report(args.report, figures)
+        write_report(args.report, figures, models=models)
 
 
 if __name__ == "__main__":
