@@ -41,7 +41,7 @@ from spacy.scorer import get_ner_prf
 from spacy.training import Example
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, progress, read_sst2_test, record_made_by, spacy_transformers_pipeline, write_report  # noqa: E402
+from common import describe, model_provenance, progress, read_sst2_test, record_made_by, spacy_transformers_pipeline, write_report  # noqa: E402
 
 from spacy_bertprod.compress import onnx_pipeline, quantize_pipeline  # noqa: E402
 from spacy_bertprod.convert import conll_to_docs, sst2_to_docs  # noqa: E402
@@ -410,6 +410,9 @@ def main() -> None:
     parser.add_argument("--students-only", action="store_true", help="distil the missing students, then stop (nothing timed)")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
+    for name in args.tasks.split(",") if args.report else ():
+        # before the run: a report needs each teacher's record (students are recorded when distilled)
+        model_provenance(Path(getattr(args, f"{name}_teacher") or TASKS[name].teacher))
     torch.set_num_threads(args.threads)
     print("machine:", describe(), flush=True)
     rows: List[Dict[str, Any]] = []

@@ -55,7 +55,7 @@ import torch
 from spacy.language import Language
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, stat_cpu_seconds, write_report  # noqa: E402
+from common import describe, model_provenance, stat_cpu_seconds, write_report  # noqa: E402
 
 from spacy_bertprod.convert import conll_to_docs  # noqa: E402
 from spacy_bertprod.serve.settings import ServeSettings  # noqa: E402
@@ -295,6 +295,8 @@ def main() -> None:
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     parser.add_argument("--note", default="", help="a remark on the run's conditions, kept in the report")
     args = parser.parse_args()
+    if args.report:
+        model_provenance(Path(args.model))  # before the run, not after it: a report needs the model's record
     if args.repeats < 3 and args.report:
         parser.error("--repeats: a report needs at least 3 rounds (median and spread)")
     args.server_cores, client_cores = split_cores(args.client_cpus)

@@ -23,7 +23,7 @@ import spacy
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import TRAIN_LOG, describe, record_made_by, save_result  # noqa: E402
+from common import TRAIN_LOG, describe, model_provenance, record_made_by, save_result  # noqa: E402
 
 from spacy_bertprod.export import qa_to_hf  # noqa: E402
 from spacy_bertprod.squad import read_squad, squad_scores  # noqa: E402
@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the config's system.seed (training shuffling and initialization)")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
+    if args.report and args.skip_train:
+        model_provenance(Path(args.out) / "model/model-best")  # before the run: a report needs the model's record
     torch.set_num_threads(args.threads)
     out, data = Path(args.out), Path(args.data)
     print("machine:", describe(), flush=True)
