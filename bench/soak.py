@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import built_in_run, describe, write_report  # noqa: E402
+from common import built_in_run, describe, model_provenance, write_report  # noqa: E402
 
 from spacy_bertprod.serve.settings import ServeSettings  # noqa: E402
 
@@ -377,6 +377,8 @@ def main() -> None:
     for pipeline in args.trained:
         if pipeline not in pipelines:
             parser.error(f"--trained: {pipeline!r} is not one of --pipelines {pipelines}")
+        if args.report:
+            model_provenance(Path(args.trained[pipeline]))  # before the run: a report needs the model's record
     print("machine:", describe(), flush=True)
     figures: Dict[str, Any] = {"docs": args.docs, "every": args.every, "model": args.model, "threads": args.threads, "release_every": args.release_every, "train_steps": args.train_steps}
     if args.compare_thresholds:
