@@ -325,14 +325,16 @@ def compare_thresholds(args: argparse.Namespace, pipelines: List[str], threshold
             summary.append(row)
             d = row["drift"]
             print(f"{pipeline:<8} mmap threshold {threshold:>8}: median drift {d['median'] * 100:.1f}% (min {d['min'] * 100:.1f}%, max {d['max'] * 100:.1f}%) over {len(drifts)} runs", flush=True)
+    verdicts = {}
     for pipeline in pipelines:
         rows = sorted((r for r in summary if r["pipeline"] == pipeline), key=lambda r: r["drift"]["median"])
         if len(rows) > 1:
             best, second = rows[0], rows[1]
-            apart = best["drift"]["max"] < second["drift"]["min"]
-            verdict = f"lowest median drift: {best['mmap_threshold']}" + ("" if apart else f" (its spread overlaps {second['mmap_threshold']}'s: not separated)")
-            print(f"{pipeline}: {verdict}", flush=True)
-    return {"runs": {p: {str(t): r for t, r in by.items()} for p, by in runs.items()}, "summary": summary, "failed": failed}
+            # separated: the lowest threshold's worst run drifted less than the runner-up's best
+            verdicts[pipeline] = {"lowest_median_drift": best["mmap_threshold"], "runner_up": second["mmap_threshold"], "separated": best["drift"]["max"] < second["drift"]["min"]}
+            apart = "" if verdicts[pipeline]["separated"] else f" (its spread overlaps {second['mmap_threshold']}'s: not separated)"
+            print(f"{pipeline}: lowest median drift: {best['mmap_threshold']}{apart}", flush=True)
+    return {"runs": {p: {str(t): r for t, r in by.items()} for p, by in runs.items()}, "summary": summary, "verdicts": verdicts, "failed": failed}
 
 
 def main() -> None:

@@ -142,3 +142,23 @@ def test_serve_ratios_are_words_per_second_of_the_same_round():
     assert ratio["all"] == [0.8, 0.9, 0.9] and ratio["median"] == 0.9 and (ratio["min"], ratio["max"]) == (0.8, 0.9)
     assert summary["batched"]["32"]["vs_unbatched"]["median"] == 2.0
     assert summary["unbatched"]["32"]["vs_offline"]["all"] == [0.4, 0.45, 0.5]
+
+
+def test_tables_render_a_serve_report_in_rounds(tmp_path, monkeypatch):
+    import serve
+    import tables
+
+    def level(clients, words_per_s):
+        return {"clients": clients, "words_per_s": words_per_s, "sentences_per_s": 1.0, "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "mean_batch_texts": 1.0}
+
+    rounds = [{"offline": {"words_per_s": 1000}, "batched": [level(32, b)], "unbatched": [level(32, 400)]} for b in (800, 900, 700)]
+    summary = serve.summarise(rounds, [32])
+    target = {**summary["batched"]["32"]["vs_offline"], "target": 0.85, "met": False}
+    figures = {"sentences": 800, "words": 10000, "settings": {"repeats": 3, "mmap_threshold": 131072, "server_cores": 1}, "summary": summary, "rounds": rounds}
+    figures["targets"] = {"batched_vs_offline_32_clients": target, "unbatched_vs_offline_32_clients": summary["unbatched"]["32"]["vs_offline"]}
+    report = {"command": "python bench/serve.py", "git_commit": "0" * 40, "date": "", "machine": "m", "isa_flags": ["avx2"], "figures": figures}
+    (tmp_path / "serve_rounds.json").write_text(json.dumps(report))
+    monkeypatch.setattr(tables, "REPORTED", tmp_path)
+    text = tables.serve("serve_rounds")
+    assert "| batched | 32 | 800 (700-900) |" in text and "0.80x (0.70-0.90) |" in text
+    assert "0.80x (0.70-0.90) against the target 0.85x (missed)" in text
