@@ -411,8 +411,10 @@ def main() -> None:
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
     for name in args.tasks.split(",") if args.report else ():
-        # before the run: a report needs each teacher's record (students are recorded when distilled)
+        # before the run: a report needs each teacher's and existing student's record (a new student is recorded when distilled)
         model_provenance(Path(getattr(args, f"{name}_teacher") or TASKS[name].teacher))
+        if (Path(args.students) / name / "model-best").exists():
+            model_provenance(Path(args.students) / name / "model-best")
     torch.set_num_threads(args.threads)
     print("machine:", describe(), flush=True)
     rows: List[Dict[str, Any]] = []
