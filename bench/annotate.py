@@ -1,30 +1,34 @@
 """Throughput of `bertprod annotate` on one machine: what the engines cost
-over a plain `nlp.pipe` loop.
+over a plain `nlp.pipe` loop, split into a fixed start-up and a cost per
+document.
 
 The corpus: the CoNLL-2003 test sentences and the SST-2 test sentences,
-repeated to `--docs` documents, as one JSONL file. The trained NER pipeline
-annotates it five ways, one after another in this run: a plain `nlp.pipe`
-loop (the reference, nothing read or written), the local engine with 1 and 2
-workers (spaCy's n_process) and the Ray engine with 1 and 2 actors (a local
-Ray started by each run, its CPUs shared out over the actors). Each engine
-run is end to end, as a user sees it: reading, loading the pipeline (in each
-worker or actor), Ray's start-up, JSON output and shard writes. Ray's
-overhead is its time over the plain loop's at 1 worker.
+repeated to each of `--sizes` documents, as one JSONL file per size. The
+trained NER pipeline annotates it with a plain `nlp.pipe` loop (the
+reference, nothing read or written, the pipeline loaded before the clock
+starts) and with the Ray engine at 1 worker (a local Ray started by the run;
+end to end, as a user sees it: reading, Ray's start-up, loading the pipeline
+in the actor, JSON output and shard writes).
 
-This VM's speed drifts by several percent between runs of a few minutes, as
-much as the overhead to be measured, so the two runs that make that ratio
-(the plain loop and Ray at 1 worker) run `--repeats` times each, taking
-turns, and each row's seconds are the median of its runs (all are kept).
+This VM's speed drifts by several percent between runs of a few minutes, so
+the two run in interleaved pairs: `--repeats` rounds, each a pair (plain,
+Ray; their order alternating from round to round) at every size. Each
+round's overheads (Ray's seconds less the plain loop's, per size) are fitted
+with a line over the sizes: its intercept is Ray's fixed start-up, its slope
+Ray's extra seconds per document, reported as a share of the plain loop's
+seconds per document (the slope of its own times). Both are reported as the
+median over the rounds with their spread (min-max), against the targets:
+per-document overhead at most 10% of the plain loop, fixed start-up at most
+15 s. Then, unless --skip-other-rows, the local engine at 1 and 2 workers
+(spaCy's n_process) and Ray at 2 workers run once each at the largest size.
 
-Where the time goes: every run records the CPU seconds of this process and
-of each process it started (Ray's daemons, Ray Data's helper actors and task
-workers, the actors; spaCy's workers), by role, sampled from /proc; the
-plain loop its own CPU seconds and, apart, its pipeline load in this
-process. A last Ray run over the first shard only, nearly all start-up,
-gives Ray's fixed cost: its seconds less the plain loop's time for that
-shard.
+Where the time goes: every engine run records the CPU seconds of this
+process and of each process it started (Ray's daemons, Ray Data's helper
+actors and task workers, the actors; spaCy's workers), by role, sampled
+from /proc; the plain loop its own CPU seconds and, apart, its pipeline
+load in this process.
 
-    python bench/annotate.py [--model bench/results/conll/model/model-best] [--docs 20000] [--repeats 3] [--report annotate]
+    python bench/annotate.py [--model bench/results/conll/model/model-best] [--sizes 5000,40000] [--repeats 3] [--report annotate]
 """
 
 import argparse
@@ -37,10 +41,11 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+import numpy as np
 import spacy
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, read_sst2_test, stat_cpu_seconds, write_report  # noqa: E402
+from common import describe, model_provenance, read_sst2_test, stat_cpu_seconds, write_report  # noqa: E402
 
 from spacy_bertprod.annotate import Settings, annotate  # noqa: E402
 from spacy_bertprod.convert import conll_to_docs  # noqa: E402
@@ -49,6 +54,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PLAIN, RAY_1 = "plain nlp.pipe", "ray engine, 1 worker"
 #: the engine rows, in the report's order: name -> (engine, workers)
 ENGINE_ROWS = {"local engine, 1 worker": ("local", 1), "local engine, 2 workers": ("local", 2), RAY_1: ("ray", 1), "ray engine, 2 workers": ("ray", 2)}
+#: Ray at 1 worker against the plain loop: extra seconds per document as a
+#: share of the plain loop's, and the fixed start-up in seconds, at most
+TARGET_PER_DOC_SHARE, TARGET_FIXED_S = 0.10, 15.0
 
 
 def corpus_texts(data: Path, n_docs: int) -> List[str]:
@@ -151,64 +159,103 @@ def engine_run(model: str, corpus: Path, docs: int, out: Path, engine: str, work
     return {**run, "cpu_seconds": cpu.by_role()}
 
 
-def median_run(runs: List[Dict[str, Any]]) -> Dict[str, Any]:
-    """One row: the run of median seconds (the lower middle of an even
-    count), with every run's seconds and CPU seconds beside it."""
-    middle = sorted(runs, key=lambda run: run["seconds"])[(len(runs) - 1) // 2]
-    row = dict(middle)
-    if len(runs) > 1:
-        row["all_seconds"] = [run["seconds"] for run in runs]
-        row["all_cpu_seconds"] = [run["cpu_seconds"] for run in runs]
-    return row
+def spread(values: List[float], digits: int = 3) -> Dict[str, Any]:
+    """Median and min-max over the rounds, with every value."""
+    return {"median": round(float(np.median(values)), digits), "min": round(min(values), digits), "max": round(max(values), digits), "all": [round(v, digits) for v in values]}
+
+
+def fit_overhead(pairs: List[Dict[str, Any]]) -> Dict[str, float]:
+    """One round's pairs (one per size) fitted with lines over the corpus
+    size: Ray's overhead (its seconds less the plain loop's) = fixed
+    start-up + per-document overhead x documents; the plain loop's seconds
+    per document is the slope of its own times."""
+    docs = np.array([pair["docs"] for pair in pairs], dtype=float)
+    plain = np.array([pair["plain"]["seconds"] for pair in pairs])
+    ray = np.array([pair["ray"]["seconds"] for pair in pairs])
+    slope, intercept = np.polyfit(docs, ray - plain, 1)
+    plain_per_doc = np.polyfit(docs, plain, 1)[0]
+    return {"fixed_seconds": float(intercept), "overhead_ms_per_doc": float(1000 * slope), "plain_ms_per_doc": float(1000 * plain_per_doc), "per_doc_share": float(slope / plain_per_doc)}
+
+
+def write_corpus(work: Path, data: Path, docs: int) -> Tuple[Path, List[str]]:
+    texts = corpus_texts(data, docs)
+    corpus = work / f"corpus-{docs}.jsonl"
+    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf8")
+    print(f"{len(texts)} documents ({sum(len(t) for t in texts)} characters) in {corpus}", flush=True)
+    return corpus, texts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "bench/results/conll/model/model-best"), help="trained bertprod_ner pipeline")
     parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets"), help="folder with conll2003/ and sst2/")
-    parser.add_argument("--docs", type=int, default=20000, help="documents in the corpus")
+    parser.add_argument("--sizes", default="5000,40000", help="corpus sizes in documents (at least two) for the paired runs; the other rows run at the largest")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--shard-size", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=3, help="runs each of the plain loop and Ray at 1 worker, taking turns (median reported)")
-    parser.add_argument("--work", default=str(ROOT / "bench/results/annotate"), help="folder for the corpus and the outputs (git-ignored)")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of paired runs (plain loop, Ray at 1 worker) at every size")
+    parser.add_argument("--skip-other-rows", action="store_true", help="no local engine or Ray at 2 workers runs")
+    parser.add_argument("--work", default=str(ROOT / "bench/results/annotate"), help="folder for the corpora and the outputs (git-ignored)")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
+    if args.report:
+        model_provenance(Path(args.model))  # before the run, not after it: a report needs the model's record
+    sizes = sorted(int(size) for size in args.sizes.split(","))
+    if len(set(sizes)) < 2:
+        parser.error("--sizes: at least two different corpus sizes, to separate the fixed start-up from the cost per document")
     # the plain loop tokenizes in this process before the local engine forks
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     print("machine:", describe(), flush=True)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    texts = corpus_texts(Path(args.data), args.docs)
-    corpus = work / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)), encoding="utf8")
-    print(f"{len(texts)} documents ({sum(len(t) for t in texts)} characters), batch size {args.batch_size}, shards of {args.shard_size}", flush=True)
-    # the ratio's two runs take turns first, then the other rows once each
-    schedule = [PLAIN, RAY_1] * args.repeats + [name for name in ENGINE_ROWS if name != RAY_1]
-    measured: Dict[str, List[Dict[str, Any]]] = {name: [] for name in (PLAIN, *ENGINE_ROWS)}
-    for name in schedule:
-        if name == PLAIN:
-            run = plain_pipe(args.model, texts, args.batch_size)
-        else:
-            engine, workers = ENGINE_ROWS[name]
-            run = engine_run(args.model, corpus, args.docs, work / f"out-{engine}-{workers}", engine, workers, args)
-        measured[name].append(run)
-        print(f"{name:<24} {run}", flush=True)
-    runs = {name: median_run(row_runs) for name, row_runs in measured.items()}
-    # Ray's fixed cost: a run over the first shard only is nearly all start-up
-    first = work / "corpus-first-shard.jsonl"
-    first.write_text("".join(corpus.read_text(encoding="utf8").splitlines(keepends=True)[: args.shard_size]), encoding="utf8")
-    startup = engine_run(args.model, first, args.shard_size, work / "out-ray-1-first-shard", "ray", 1, args)
-    startup["fixed_seconds"] = round(startup["seconds"] - args.shard_size / runs[PLAIN]["docs_per_s"], 1)
-    print(f"ray engine, 1 worker, first shard only {startup}", flush=True)
-    overhead = 100 * (runs[RAY_1]["seconds"] / runs[PLAIN]["seconds"] - 1)
-    local_overhead = 100 * (runs["local engine, 1 worker"]["seconds"] / runs[PLAIN]["seconds"] - 1)
-    print(f"Ray overhead over plain nlp.pipe at 1 worker: {overhead:+.1f}% (local engine: {local_overhead:+.1f}%)")
-    figures = {"docs": args.docs, "batch_size": args.batch_size, "shard_size": args.shard_size, "repeats": args.repeats, "runs": runs, "ray_first_shard": startup}
-    figures.update({"ray_overhead_pct_1_worker": round(overhead, 1), "local_overhead_pct_1_worker": round(local_overhead, 1)})
+    corpora = {size: write_corpus(work, Path(args.data), size) for size in sizes}
+    print(f"batch size {args.batch_size}, shards of {args.shard_size}; {args.repeats} rounds of pairs at {sizes} documents", flush=True)
+    rounds = []
+    for repeat in range(args.repeats):
+        pairs = []
+        for size in sizes:
+            corpus, texts = corpora[size]
+            pair: Dict[str, Any] = {"docs": size, "order": [PLAIN, RAY_1] if repeat % 2 == 0 else [RAY_1, PLAIN]}
+            for name in pair["order"]:
+                if name == PLAIN:
+                    pair["plain"] = plain_pipe(args.model, texts, args.batch_size)
+                else:
+                    pair["ray"] = engine_run(args.model, corpus, size, work / "out-ray-1", "ray", 1, args)
+            pair["overhead_seconds"] = round(pair["ray"]["seconds"] - pair["plain"]["seconds"], 2)
+            print(f"round {repeat + 1}, {size} docs: plain {pair['plain']['seconds']:.1f} s, Ray at 1 worker {pair['ray']['seconds']:.1f} s, overhead {pair['overhead_seconds']:+.1f} s", flush=True)
+            pairs.append(pair)
+        rounds.append({"round": repeat + 1, "pairs": pairs, "fit": fit_overhead(pairs)})
+        fit = rounds[-1]["fit"]
+        per_doc = f"{fit['overhead_ms_per_doc']:.2f} ms = {fit['per_doc_share']:.1%} of the plain loop's {fit['plain_ms_per_doc']:.2f} ms"
+        print(f"round {repeat + 1} fit: fixed start-up {fit['fixed_seconds']:.1f} s, per document {per_doc}", flush=True)
+    fits = [r["fit"] for r in rounds]
+    fixed = spread([f["fixed_seconds"] for f in fits], 1)
+    share = spread([f["per_doc_share"] for f in fits])
+    results = {
+        "fixed_seconds": {**fixed, "target_at_most": TARGET_FIXED_S, "met": fixed["median"] <= TARGET_FIXED_S},
+        "per_doc_share": {**share, "target_at_most": TARGET_PER_DOC_SHARE, "met": share["median"] <= TARGET_PER_DOC_SHARE},
+        "overhead_ms_per_doc": spread([f["overhead_ms_per_doc"] for f in fits], 2),
+        "plain_ms_per_doc": spread([f["plain_ms_per_doc"] for f in fits], 2),
+    }
+    print(
+        f"Ray at 1 worker over the plain loop, median (min-max) of {args.repeats} rounds: fixed start-up {fixed['median']:.1f} s ({fixed['min']:.1f}-{fixed['max']:.1f}), "
+        f"target <= {TARGET_FIXED_S:.0f} s: {'met' if results['fixed_seconds']['met'] else 'MISSED'}; "
+        f"per document {share['median']:.1%} of the plain loop ({share['min']:.1%}-{share['max']:.1%}), target <= {TARGET_PER_DOC_SHARE:.0%}: {'met' if results['per_doc_share']['met'] else 'MISSED'}",
+        flush=True,
+    )
+    figures: Dict[str, Any] = {"sizes": sizes, "batch_size": args.batch_size, "shard_size": args.shard_size, "repeats": args.repeats, "rounds": rounds, "ray_1_worker_vs_plain": results}
+    if not args.skip_other_rows:
+        corpus, _texts = corpora[sizes[-1]]
+        others = {}
+        for name, (engine, workers) in ENGINE_ROWS.items():
+            if name == RAY_1:
+                continue
+            others[name] = engine_run(args.model, corpus, sizes[-1], work / f"out-{engine}-{workers}", engine, workers, args)
+            print(f"{name:<24} {others[name]}", flush=True)
+        figures["other_rows"] = others
     if args.report:
-        note = "engine runs are end to end: reading, pipeline loading in every worker/actor, Ray start-up, JSON and shard writes"
-        note += f"; the plain loop and Ray at 1 worker ran {args.repeats} times each, taking turns (median)"
-        write_report(args.report, figures, note=note)
+        note = "engine runs are end to end: reading, pipeline loading in every worker/actor, Ray start-up, JSON and shard writes; "
+        note += f"the plain loop and Ray at 1 worker ran in {args.repeats} rounds of interleaved pairs at {sizes} documents, fitted per round"
+        write_report(args.report, figures, note=note, models={"bertprod_ner": args.model})
 
 
 if __name__ == "__main__":

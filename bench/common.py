@@ -68,17 +68,96 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def write_report(name: str, figures: Dict[str, Any], note: str = "") -> Path:
+#: written by a bench script into the folder it trained or distilled a model
+#: in: the command, commit and date that made it, so a report can say how to
+#: make the model again
+MADE_BY = "bench_made_by.json"
+#: spaCy's training log (one JSON line per evaluation), asked for by the bench
+#: scripts that train (`training.logger.output_file`)
+TRAIN_LOG = "train_log.jsonl"
+
+
+def command_line() -> str:
+    return " ".join(["python"] + sys.argv)
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def record_made_by(folder: Path, **facts: Any) -> None:
+    """Say in `folder` (a training or distillation output folder) which
+    command at which commit made the model in it, with `facts` (e.g. the
+    step model-best was taken at and its dev score)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"command": command_line(), "git_commit": git_commit(), "date": utc_now(), **facts}
+    (folder / MADE_BY).write_text(json.dumps(record, indent=2) + "\n", encoding="utf8")
+
+
+def built_in_run(how: str) -> Dict[str, Any]:
+    """The provenance of a model the bench script builds in the run itself
+    (no training folder): this command and commit make it again."""
+    return {"command": command_line(), "git_commit": git_commit(), "how": how}
+
+
+def best_logged_step(log: Path) -> Optional[Dict[str, Any]]:
+    """The evaluation of highest score in a spaCy training log (what
+    model-best holds): its step and score; None without a log."""
+    if not log.exists():
+        return None
+    lines = [json.loads(line) for line in log.read_text(encoding="utf8").splitlines() if line.strip()]
+    scored = [line for line in lines if line.get("score") is not None]
+    if not scored:
+        return None
+    best = max(scored, key=lambda line: line["score"])
+    return {"best_step": best["step"], "best_dev_score": best["score"], "evaluations": len(scored)}
+
+
+def model_provenance(path: Path) -> Dict[str, Any]:
+    """How the pipeline at `path` was made, from its training output folder
+    (`path` or, for model-best/model-last, its parent): the bench command and
+    commit that made it (MADE_BY), the step model-best was taken at and its
+    dev score (the training log), and the dev scores spaCy saved in its
+    meta.json. Raises SystemExit when no record says how to make it: a figure
+    must not come from a model only an unrecorded folder holds."""
+    path = Path(path)
+    provenance: Dict[str, Any] = {"path": str(path)}
+    for folder in (path, path.parent):
+        if (folder / MADE_BY).exists():
+            provenance.update(json.loads((folder / MADE_BY).read_text(encoding="utf8")))
+        best = best_logged_step(folder / TRAIN_LOG)
+        if best and "best_step" not in provenance:
+            provenance.update(best)
+    meta = path / "meta.json"
+    if meta.exists():
+        performance = json.loads(meta.read_text(encoding="utf8")).get("performance", {})
+        provenance["meta_performance"] = {k: v for k, v in performance.items() if isinstance(v, (int, float))}
+    if "command" not in provenance:
+        raise SystemExit(
+            f"{path} has no {MADE_BY} beside it, so nothing says how it was made: train it with the bench script that "
+            "records it (bench/conll_ner.py, bench/sst2_textcat.py, bench/squad_qa.py, bench/production.py for students) "
+            "or pass a model that has one"
+        )
+    return provenance
+
+
+def write_report(name: str, figures: Dict[str, Any], note: str = "", models: Optional[Dict[str, Any]] = None, rows_commits: Optional[Dict[str, str]] = None) -> Path:
     """Write bench/reported/<name>.json: the command, commit, machine, date and
-    figures of one run. Commit the file together with the README rows it backs."""
+    figures of one run, and for each model the run used (label -> path, or a
+    dict saying how the script built it in the run) how it was made.
+    `rows_commits` names the commit of each row that ran at another commit
+    than the report's. Commit the file together with the README rows it backs."""
     REPORTED.mkdir(parents=True, exist_ok=True)
+    made = {label: model if isinstance(model, dict) else model_provenance(Path(model)) for label, model in (models or {}).items()}
     report = {
-        "command": " ".join(["python"] + sys.argv),
+        "command": command_line(),
         "git_commit": git_commit(),
         "machine": describe(),
         "isa_flags": isa_flags(),
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": utc_now(),
         "note": note,
+        "models": made,
+        "rows_commits": rows_commits or {},
         "figures": figures,
     }
     path = REPORTED / f"{name}.json"
@@ -87,12 +166,12 @@ def write_report(name: str, figures: Dict[str, Any], note: str = "") -> Path:
     return path
 
 
-def save_result(out: Path, result: Dict[str, Any], report: str = "") -> None:
+def save_result(out: Path, result: Dict[str, Any], report: str = "", models: Optional[Dict[str, Any]] = None) -> None:
     """A benchmark's figures: out/result.json (ignored), and with `report`
     the committed bench/reported/<report>.json as well."""
     (out / "result.json").write_text(json.dumps(result, indent=2))
     if report:
-        write_report(report, result)
+        write_report(report, result, models=models)
 
 
 def read_sst2_test(path: Path, nlp) -> list:

@@ -24,7 +24,7 @@ from spacy.scorer import get_ner_prf
 from spacy.training import Example
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, write_report  # noqa: E402
+from common import describe, model_provenance, write_report  # noqa: E402
 
 from spacy_bertprod.compress import onnx_pipeline, quantize_pipeline  # noqa: E402
 from spacy_bertprod.convert import conll_to_docs  # noqa: E402
@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
+    if args.report:
+        model_provenance(Path(args.model))  # before the run, not after it: a report needs the model's record
     torch.set_num_threads(args.threads)
     print("machine:", describe(), flush=True)
     teacher = spacy.load(args.model)
@@ -92,7 +94,7 @@ def main() -> None:
             flush=True,
         )
     if args.report:
-        write_report(args.report, {"model": args.model, "batch_size": args.batch_size, "variants": figures})
+        write_report(args.report, {"model": args.model, "batch_size": args.batch_size, "variants": figures}, models={"bertprod_ner": args.model})
 
 
 if __name__ == "__main__":

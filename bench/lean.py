@@ -285,7 +285,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(json.dumps(WORKERS[mode](*typed)))
         return
     sys.path.insert(0, str(Path(__file__).parent))
-    from common import describe, write_report
+    from common import describe, model_provenance, write_report
 
     args.out = args.out.resolve()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -293,6 +293,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     models = {"teacher": args.teacher.resolve()}
     if args.student is not None:
         models["student"] = args.student.resolve()
+    for path in models.values() if args.report else ():
+        model_provenance(path)  # before the run: a report needs each model's record
     start = time.time()
     print("lean virtualenv ...", flush=True)
     lean_python = args.lean_python or make_lean_venv(args.out / "lean-venv", args.out)
@@ -314,7 +316,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     }
     (args.out / "result.json").write_text(json.dumps(figures, indent=2))
     if args.report:
-        write_report(args.report, figures)
+        write_report(args.report, figures, models=models)
 
 
 if __name__ == "__main__":

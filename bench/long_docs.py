@@ -13,7 +13,7 @@ wall time.
 as it was at commit C (its `spacy_bertprod` from `git archive`), for
 comparison.
 
-    python bench/long_docs.py [--sizes 50000 200000 1000000] [--threads 2]
+    python bench/long_docs.py [--sizes 50000 200000 1000000] [--threads 2] [--report long_docs]
         [--old-commit bf0a8fe --old-sizes 50000]
 """
 
@@ -139,12 +139,13 @@ def main() -> None:
     parser.add_argument("--data", default=str(CONLL_TEST))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--note", default="", help="added to the report (e.g. what else ran on the machine)")
+    parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     parser.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure(args.child, Path(args.data), args.threads)), flush=True)
         return
-    from common import describe, write_report
+    from common import built_in_run, describe, write_report
 
     print("machine:", describe(), flush=True)
     rows = []
@@ -163,7 +164,9 @@ def main() -> None:
         "one nlp(text) per fresh subprocess after a warm-up; growth = peak RSS (VmHWM reset before the call) "
         f"- RSS before; torch threads {args.threads}. {args.note}"
     )
-    write_report("long_docs", {"rows": rows}, note=note.strip())
+    if args.report:
+        model = built_in_run("bertprod_ner's default model (the embedded MiniLM), head initialised and untrained, built in each child process")
+        write_report(args.report, {"rows": rows}, note=note.strip(), models={"bertprod_ner": model})
 
 
 if __name__ == "__main__":

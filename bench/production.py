@@ -41,7 +41,7 @@ from spacy.scorer import get_ner_prf
 from spacy.training import Example
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, progress, read_sst2_test, spacy_transformers_pipeline, write_report  # noqa: E402
+from common import describe, model_provenance, progress, read_sst2_test, record_made_by, spacy_transformers_pipeline, write_report  # noqa: E402
 
 from spacy_bertprod.compress import onnx_pipeline, quantize_pipeline  # noqa: E402
 from spacy_bertprod.convert import conll_to_docs, sst2_to_docs  # noqa: E402
@@ -307,7 +307,7 @@ def student_for(task: Task, teacher, args) -> Path:
     dev = task.dev_examples(student)
     print(f"  distilling {task.name}: {len(train)} train / {len(dev)} dev examples, {settings}", flush=True)
     start = time.perf_counter()
-    distill(
+    best_scores = distill(
         teacher,
         student,
         train,
@@ -320,6 +320,8 @@ def student_for(task: Task, teacher, args) -> Path:
         log=lambda line: print("   ", line, flush=True),
     )
     print(f"  distilled in {time.perf_counter() - start:.0f} s", flush=True)
+    teacher_path = str(getattr(args, f"{task.name}_teacher") or task.teacher)
+    record_made_by(path, teacher=teacher_path, distill_settings=settings, best_step=best_scores.get("step"), best_dev_score=best_scores.get("score"))
     return best
 
 
@@ -331,9 +333,12 @@ def measure(task: Task, nlp) -> Dict[str, Any]:
     return row
 
 
-def run_task(task: Task, args, tmp: Path) -> List[Dict[str, Any]]:
-    teacher = spacy.load(getattr(args, f"{task.name}_teacher") or task.teacher)
+def run_task(task: Task, args, tmp: Path, models: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The task's rows; `models` gets the teacher's and the student's paths."""
+    teacher_path = getattr(args, f"{task.name}_teacher") or task.teacher
+    teacher = spacy.load(teacher_path)
     student_path = student_for(task, teacher, args)
+    models.update({f"{task.name} teacher": teacher_path, f"{task.name} student": student_path})
     student = spacy.load(student_path)
     student_encoder = student.get_pipe(task.component).model.get_ref("encoder")
     n_layers = f"{hf_module(student_encoder).config.num_hidden_layers}L"
@@ -405,9 +410,15 @@ def main() -> None:
     parser.add_argument("--students-only", action="store_true", help="distil the missing students, then stop (nothing timed)")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
+    for name in args.tasks.split(",") if args.report else ():
+        # before the run: a report needs each teacher's and existing student's record (a new student is recorded when distilled)
+        model_provenance(Path(getattr(args, f"{name}_teacher") or TASKS[name].teacher))
+        if (Path(args.students) / name / "model-best").exists():
+            model_provenance(Path(args.students) / name / "model-best")
     torch.set_num_threads(args.threads)
     print("machine:", describe(), flush=True)
-    rows = []
+    rows: List[Dict[str, Any]] = []
+    models: Dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.tasks.split(","):
             task = TASKS[name](args, Path(args.data))
@@ -417,7 +428,7 @@ def main() -> None:
             unit = "questions" if name == "qa" else "words"
             dataset = "CoNLL-2003 test" if name == "ner" else "SST-2 test" if name == "textcat" else f"SQuAD dev-v1.1, first {len(task.rows)} questions"
             print(f"\n{name.upper()} ({dataset}; {unit}/s with nlp.pipe batch 32; latency over {args.latency_docs} single docs)", flush=True)
-            rows.extend(run_task(task, args, Path(tmp)))
+            rows.extend(run_task(task, args, Path(tmp), models))
     if args.students_only:
         return
     table = markdown(rows)
@@ -427,7 +438,7 @@ def main() -> None:
     (out / "production.json").write_text(json.dumps({"machine": describe(), "args": vars(args), "rows": rows}, indent=2))
     (out / "production.md").write_text(table + "\n")
     if args.report:
-        write_report(args.report, {"rows": rows})
+        write_report(args.report, {"rows": rows}, models=models)
 
 
 if __name__ == "__main__":

@@ -1,22 +1,29 @@
 """The HTTP service under load: dynamic batching against offline
 `nlp.pipe` and against the same server without batching.
 
-Starts `python -m spacy bertprod serve MODEL` on 127.0.0.1 (a subprocess),
-waits for /ready, and drives it with a closed-loop load generator: N clients
+Starts `python -m spacy bertprod serve MODEL` twice on 127.0.0.1 (one server
+with dynamic batching, one with --max-batch-texts 1: no batching), waits for
+/ready, and drives them with a closed-loop load generator: N clients
 (default 1, 8, 32, 128), each sending one CoNLL-2003 test sentence per
-request and the next as soon as the answer arrives, until the level has
-sent --requests requests or run --seconds seconds. Per level: sentences/s,
-words/s, p50/p95/p99 latency and the mean batch size (texts per `nlp.pipe`
-call, from the server's /metrics). The same levels then run on a server
-with --max-batch-texts 1 (no batching). Each level is followed by offline
-`nlp.pipe(batch_size=32)` in this process over the sentences that level
-sent, on the server's cores: its "vs offline" ratio compares the two on the
-same text minutes apart at most (this VM's speed drifts by 10-30% over tens
-of minutes, and the first sentences of the file are longer than its mean).
-Where the server's CPU goes, per level: milliseconds a request in its main
-thread (the event loop) and in its other threads (the batcher), against
-offline's CPU milliseconds a sentence.
-At the end, offline runs once more over all the sentences (best of 2).
+request and the next as soon as the answer arrives. Every level sends the
+same fixed list of --sentences sentences (the first of the file), each
+exactly once, so every level and the offline reference tag the same words;
+a level that takes longer than --level-budget seconds fails the run (choose
+fewer sentences). The offline reference is `nlp.pipe(batch_size=32)` in this
+process over those sentences, on the server's cores.
+
+This VM's speed drifts by 10-30% over tens of minutes, so the work runs in
+--repeats rounds (at least 3), each round the offline run, the batched
+server's levels and the unbatched server's levels, in an order rotated from
+round to round. Every ratio is words/s over words/s of the same round; the
+report gives each figure's median and spread (min-max) over the rounds, and
+the batched-vs-offline ratio at 32 clients against its target (0.85x, on one
+server core with the default settings), the unbatched ratio without one.
+Per level: words/s, sentences/s, p50/p95/p99 latency, the mean batch size
+(texts per `nlp.pipe` call, from the server's /metrics), and where the
+server's CPU goes (milliseconds a request in its main thread, the event
+loop, and in its other threads, the batcher), against offline's CPU
+milliseconds a sentence.
 
 Where the clients run: by default (`--client-cpus 1`) the load generator is
 pinned to the last CPU core and the servers and the offline run to the
@@ -26,7 +33,7 @@ real deployment is spent on other machines) is not taken from the server.
 `--client-cpus 0` runs everything on all cores, the clients competing with
 the server.
 
-    python bench/serve.py [--model bench/results/conll/model/model-best] [--report serve]
+    python bench/serve.py [--model bench/results/conll/model/model-best] [--sentences 800] [--repeats 3] [--report serve]
 """
 
 import argparse
@@ -48,7 +55,7 @@ import torch
 from spacy.language import Language
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, stat_cpu_seconds, time_pipe, write_report  # noqa: E402
+from common import describe, model_provenance, stat_cpu_seconds, write_report  # noqa: E402
 
 from spacy_bertprod.convert import conll_to_docs  # noqa: E402
 from spacy_bertprod.serve.settings import ServeSettings  # noqa: E402
@@ -59,6 +66,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # off in the server; off from the start, on the one core each has
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 READY_TIMEOUT_S = 600
+#: batched words/s over offline words/s at 32 clients, on one server core with the default settings
+TARGET_VS_OFFLINE = 0.85
 
 
 def free_port() -> int:
@@ -127,22 +136,21 @@ class Server:
                 self.process.wait()
 
 
-async def closed_loop(url: str, texts: Sequence[str], words: Sequence[int], clients: int, requests: int, seconds: float) -> Dict[str, Any]:
-    """`clients` clients, each sending the next sentence when its answer is
-    back, until `requests` were sent or `seconds` passed. The clients are
+async def closed_loop(url: str, texts: Sequence[str], words: Sequence[int], clients: int) -> Dict[str, Any]:
+    """`clients` clients, each sending the next sentence of `texts` when its
+    answer is back, until every sentence was sent once. The clients are
     aiohttp's: httpx's connection pool spent about 20 ms of CPU a request
     at 128 connections, so the load generator, not the server, set the pace."""
     latencies: List[float] = []
     done_words = 0
     errors = 0
     sent = 0
-    deadline = time.monotonic() + seconds
     endpoint = f"{url}/v1/process"
 
     async def client(http: aiohttp.ClientSession) -> None:
         nonlocal done_words, errors, sent
-        while sent < requests and time.monotonic() < deadline:
-            index = sent % len(texts)
+        while sent < len(texts):
+            index = sent
             sent += 1
             start = time.perf_counter()
             try:
@@ -168,7 +176,7 @@ async def closed_loop(url: str, texts: Sequence[str], words: Sequence[int], clie
         start = time.perf_counter()
         await asyncio.gather(*(client(http) for _ in range(clients)))
         wall = time.perf_counter() - start
-    ms = np.asarray(latencies) * 1000
+    ms = np.asarray(latencies or [float("nan")]) * 1000
     return {
         "clients": clients,
         "requests": len(latencies),
@@ -226,51 +234,71 @@ def offline_rate(nlp: Language, texts: Sequence[str], words: Sequence[int], core
     return {"sentences": len(texts), "seconds": round(seconds, 2), **rates, "cpu_ms_per_sentence": round(1000 * cpu / len(texts), 2)}
 
 
-def run_levels(args: argparse.Namespace, texts: Sequence[str], words: Sequence[int], max_batch_texts: int, nlp: Language) -> List[Dict[str, Any]]:
-    """Each level of clients against one server, each followed by the offline
-    run over the sentences that level sent, in their order: the VM's speed
-    drifts over minutes and the first sentences of the file are not of its
-    mean length, so a level is compared with offline work on the same text,
-    done right after it."""
-    rows = []
-    with Server(args.model, args.threads, max_batch_texts, args.max_wait_ms, args.mmap_threshold, args.server_cores) as server:
-        for clients in args.clients:
-            before, cpu_before = scrape(server.url), thread_cpu(server.process.pid)
-            row = asyncio.run(closed_loop(server.url, texts, words, clients, args.requests, args.seconds))
-            after, cpu_after = scrape(server.url), thread_cpu(server.process.pid)
-            row["cpu_ms_per_request"] = cpu_per_request(server.process.pid, cpu_before, cpu_after, row["requests"])
-            batches = after["bertprod_batch_texts_count"] - before["bertprod_batch_texts_count"]
-            row["mean_batch_texts"] = round((after["bertprod_batch_texts_sum"] - before["bertprod_batch_texts_sum"]) / max(batches, 1), 2)
-            sent = range(row["requests"] + row["errors"])
-            row["offline"] = offline_rate(nlp, [texts[i % len(texts)] for i in sent], [words[i % len(texts)] for i in sent], args.server_cores)
-            rows.append(row)
-            print(
-                f"  {clients:>4} clients: {row['sentences_per_s']:>7.1f} sentences/s {row['words_per_s']:>8.1f} words/s"
-                f"  p50 {row['p50_ms']:>7.1f} ms  p95 {row['p95_ms']:>7.1f} ms  p99 {row['p99_ms']:>7.1f} ms"
-                f"  mean batch {row['mean_batch_texts']:>5.2f}  ({row['requests']} requests, {row['errors']} errors)"
-                f"; offline on the same sentences {row['offline']['sentences_per_s']:.1f} sentences/s"
-                f"; CPU ms a request {row['cpu_ms_per_request']}, offline a sentence {row['offline']['cpu_ms_per_sentence']}",
-                flush=True,
-            )
-    return rows
+def run_level(args: argparse.Namespace, server: Server, texts: Sequence[str], words: Sequence[int], clients: int) -> Dict[str, Any]:
+    """One level of clients against one server over all the sentences."""
+    before, cpu_before = scrape(server.url), thread_cpu(server.process.pid)
+    row = asyncio.run(closed_loop(server.url, texts, words, clients))
+    after, cpu_after = scrape(server.url), thread_cpu(server.process.pid)
+    row["cpu_ms_per_request"] = cpu_per_request(server.process.pid, cpu_before, cpu_after, row["requests"])
+    batches = after["bertprod_batch_texts_count"] - before["bertprod_batch_texts_count"]
+    row["mean_batch_texts"] = round((after["bertprod_batch_texts_sum"] - before["bertprod_batch_texts_sum"]) / max(batches, 1), 2)
+    print(
+        f"    {clients:>4} clients: {row['words_per_s']:>8.1f} words/s {row['sentences_per_s']:>7.1f} sentences/s"
+        f"  p50 {row['p50_ms']:>7.1f} ms  p95 {row['p95_ms']:>7.1f} ms  p99 {row['p99_ms']:>7.1f} ms"
+        f"  mean batch {row['mean_batch_texts']:>5.2f}  ({row['seconds']:.1f} s, {row['errors']} errors); CPU ms a request {row['cpu_ms_per_request']}",
+        flush=True,
+    )
+    if row["errors"]:
+        raise SystemExit(f"{row['errors']} of {len(texts)} requests failed at {clients} clients: the level did not tag the same sentences as the others")
+    if row["seconds"] > args.level_budget:
+        raise SystemExit(f"{clients} clients took {row['seconds']:.0f} s, over --level-budget {args.level_budget:.0f} s: run with fewer --sentences")
+    return row
+
+
+def spread(values: Sequence[float]) -> Dict[str, Any]:
+    """Median and min-max of one figure over the rounds, with every value."""
+    return {"median": round(float(np.median(values)), 3), "min": min(values), "max": max(values), "all": list(values)}
+
+
+def summarise(rounds: List[Dict[str, Any]], clients: Sequence[int]) -> Dict[str, Any]:
+    """Per server and level, the median and spread over the rounds of its
+    words/s, latencies and batch size, and of its words/s over the same
+    round's offline words/s (and, batched, over the unbatched level's)."""
+    summary: Dict[str, Any] = {"offline_words_per_s": spread([r["offline"]["words_per_s"] for r in rounds])}
+    for server in ("batched", "unbatched"):
+        levels = {}
+        for i, n in enumerate(clients):
+            rows = [(r[server][i], r) for r in rounds]
+            level = {key: spread([row[key] for row, _ in rows]) for key in ("words_per_s", "sentences_per_s", "p50_ms", "p95_ms", "p99_ms", "mean_batch_texts")}
+            level["vs_offline"] = spread([round(row["words_per_s"] / r["offline"]["words_per_s"], 3) for row, r in rows])
+            if server == "batched":
+                level["vs_unbatched"] = spread([round(row["words_per_s"] / r["unbatched"][i]["words_per_s"], 3) for row, r in rows])
+            levels[str(n)] = level
+        summary[server] = levels
+    return summary
 
 
 def main() -> None:
+    defaults = ServeSettings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "bench/results/conll/model/model-best"), help="trained pipeline to serve")
     parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/conll2003/test.txt"), help="CoNLL-2003 file whose sentences are sent")
-    parser.add_argument("--sentences", type=int, default=0, help="distinct sentences to use (0: all of the file)")
+    parser.add_argument("--sentences", type=int, default=800, help="the fixed list every level and the offline run tag: the file's first N sentences")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32, 128], help="concurrent clients, one level each")
-    parser.add_argument("--requests", type=int, default=3000, help="requests per level at most")
-    parser.add_argument("--seconds", type=float, default=30.0, help="seconds per level at most")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of offline + batched levels + unbatched levels, in rotated order (at least 3)")
+    parser.add_argument("--level-budget", type=float, default=60.0, help="seconds a level may take; a slower one fails the run (choose fewer --sentences)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads of the server and of the offline run (0: one per core they run on)")
     parser.add_argument("--client-cpus", type=int, default=1, help="cores kept for the load generator, the server and the offline run on the others (0: all share all cores)")
-    parser.add_argument("--max-batch-texts", type=int, default=32, help="the batched server's --max-batch-texts")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0, help="the servers' --max-wait-ms")
-    parser.add_argument("--mmap-threshold", type=int, default=ServeSettings().mmap_threshold, help="the servers' --mmap-threshold (the offline run pins nothing, as a plain script does not)")
+    parser.add_argument("--max-batch-texts", type=int, default=defaults.max_batch_texts, help="the batched server's --max-batch-texts")
+    parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms, help="the servers' --max-wait-ms")
+    parser.add_argument("--mmap-threshold", type=int, default=defaults.mmap_threshold, help="the servers' --mmap-threshold (the offline run pins nothing, as a plain script does not)")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     parser.add_argument("--note", default="", help="a remark on the run's conditions, kept in the report")
     args = parser.parse_args()
+    if args.report:
+        model_provenance(Path(args.model))  # before the run, not after it: a report needs the model's record
+    if args.repeats < 3 and args.report:
+        parser.error("--repeats: a report needs at least 3 rounds (median and spread)")
     args.server_cores, client_cores = split_cores(args.client_cpus)
     args.threads = args.threads or len(args.server_cores)
     torch.set_num_threads(args.threads)
@@ -278,39 +306,51 @@ def main() -> None:
     print(f"server and offline run on cores {sorted(args.server_cores)} with {args.threads} threads; load generator on cores {sorted(client_cores)}", flush=True)
     os.sched_setaffinity(0, client_cores)
     docs = [d for d in conll_to_docs(args.data, n_sents=1) if d.text.strip()]
-    if args.sentences:
-        docs = docs[: args.sentences]
+    if len(docs) < args.sentences:
+        parser.error(f"--sentences {args.sentences}: {args.data} has {len(docs)}")
+    docs = docs[: args.sentences]
     texts = [d.text for d in docs]
     words = [sum(not t.is_space for t in d) for d in docs]
-    print(f"{len(texts)} sentences from {args.data}, {sum(words)} words; levels of {args.clients} clients, each at most {args.requests} requests / {args.seconds} s", flush=True)
+    print(f"{len(texts)} sentences from {args.data}, {sum(words)} words, sent by every level of {args.clients} clients; {args.repeats} rounds", flush=True)
 
     nlp = spacy.load(args.model)
     list(nlp.pipe(texts[:64], batch_size=32))  # warm-up
-    print(f"server, dynamic batching (--max-batch-texts {args.max_batch_texts}, --max-wait-ms {args.max_wait_ms}):", flush=True)
-    batched = run_levels(args, texts, words, args.max_batch_texts, nlp)
-    print("server, no batching (--max-batch-texts 1):", flush=True)
-    unbatched = run_levels(args, texts, words, 1, nlp)
+    rounds: List[Dict[str, Any]] = []
+    with (
+        Server(args.model, args.threads, args.max_batch_texts, args.max_wait_ms, args.mmap_threshold, args.server_cores) as batched_server,
+        Server(args.model, args.threads, 1, args.max_wait_ms, args.mmap_threshold, args.server_cores) as unbatched_server,
+    ):
+        servers = {"batched": batched_server, "unbatched": unbatched_server}
+        parts = ["offline", "batched", "unbatched"]
+        for repeat in range(args.repeats):
+            order = parts[repeat % 3 :] + parts[: repeat % 3]
+            result: Dict[str, Any] = {"round": repeat + 1, "order": order}
+            print(f"round {repeat + 1}/{args.repeats} ({', '.join(order)}):", flush=True)
+            for part in order:
+                if part == "offline":
+                    result["offline"] = offline_rate(nlp, texts, words, args.server_cores)
+                    o = result["offline"]
+                    print(f"  offline nlp.pipe(batch_size=32): {o['words_per_s']:.1f} words/s, CPU ms a sentence {o['cpu_ms_per_sentence']}", flush=True)
+                    continue
+                print(f"  {part} server (--max-batch-texts {args.max_batch_texts if part == 'batched' else 1}):", flush=True)
+                result[part] = [run_level(args, servers[part], texts, words, clients) for clients in args.clients]
+            rounds.append(result)
 
-    os.sched_setaffinity(0, args.server_cores)
-    seconds = time_pipe(nlp, texts, batch_size=32, repeats=2)
-    offline = {"sentences": len(texts), "seconds": round(seconds, 2), "sentences_per_s": round(len(texts) / seconds, 1), "words_per_s": round(sum(words) / seconds, 1)}
-    print(f"offline nlp.pipe(batch_size=32): {offline['sentences_per_s']:.1f} sentences/s, {offline['words_per_s']:.1f} words/s (best of 2)", flush=True)
-
-    by_clients = {row["clients"]: row for row in unbatched}
-    single = next((row["p50_ms"] for row in batched if row["clients"] == 1), None)
-    comparison = []
-    for row in batched:
-        other = by_clients.get(row["clients"])
-        comparison.append(
-            {
-                "clients": row["clients"],
-                "vs_offline": round(row["sentences_per_s"] / row["offline"]["sentences_per_s"], 2),
-                "vs_unbatched": round(row["sentences_per_s"] / other["sentences_per_s"], 2) if other else None,
-                "p99_vs_single_request": round(row["p99_ms"] / single, 2) if single else None,
-            }
-        )
-        ratios = comparison[-1]
-        print(f"  {row['clients']:>4} clients: {ratios['vs_offline']:.2f}x offline, {ratios['vs_unbatched']}x unbatched, p99 {ratios['p99_vs_single_request']}x the single-request p50", flush=True)
+    summary = summarise(rounds, args.clients)
+    one_core_defaults = len(args.server_cores) == 1 and args.max_batch_texts == defaults.max_batch_texts and args.max_wait_ms == defaults.max_wait_ms
+    one_core_defaults = one_core_defaults and args.mmap_threshold == defaults.mmap_threshold
+    targets = {}
+    if "32" in summary["batched"]:
+        vs = summary["batched"]["32"]["vs_offline"]
+        met = vs["median"] >= TARGET_VS_OFFLINE if one_core_defaults else None
+        targets["batched_vs_offline_32_clients"] = {**vs, "target": TARGET_VS_OFFLINE, "met": met, "target_conditions": one_core_defaults}
+        targets["unbatched_vs_offline_32_clients"] = summary["unbatched"]["32"]["vs_offline"]
+        status = "n/a (not one server core with the default settings)" if met is None else ("met" if met else "MISSED")
+        print(f"batched vs offline at 32 clients: {vs['median']:.2f}x (min {vs['min']:.2f}x, max {vs['max']:.2f}x), target {TARGET_VS_OFFLINE}x: {status}", flush=True)
+        u = targets["unbatched_vs_offline_32_clients"]
+        print(f"unbatched vs offline at 32 clients: {u['median']:.2f}x (min {u['min']:.2f}x, max {u['max']:.2f}x)", flush=True)
+    for n, level in summary["batched"].items():
+        print(f"  {n:>4} clients batched: {level['vs_offline']['median']:.2f}x offline, {level['vs_unbatched']['median']:.2f}x unbatched (words/s, median of {args.repeats})", flush=True)
     if args.report:
         settings = {
             "threads": args.threads,
@@ -320,12 +360,12 @@ def main() -> None:
             "max_batch_texts": args.max_batch_texts,
             "max_wait_ms": args.max_wait_ms,
             "mmap_threshold": args.mmap_threshold,
-            "requests_per_level": args.requests,
-            "seconds_per_level": args.seconds,
+            "level_budget_s": args.level_budget,
+            "repeats": args.repeats,
         }
         figures = {"model": args.model, "data": args.data, "sentences": len(texts), "words": sum(words), "cpu_count": os.cpu_count(), "settings": settings}
-        figures.update({"batched": batched, "unbatched": unbatched, "offline": offline, "comparison": comparison})
-        write_report(args.report, figures, note=args.note)
+        figures.update({"clients": args.clients, "rounds": rounds, "summary": summary, "targets": targets})
+        write_report(args.report, figures, note=args.note, models={"served": args.model})
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import spacy
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, save_result  # noqa: E402
+from common import TRAIN_LOG, describe, model_provenance, record_made_by, save_result  # noqa: E402
 
 from spacy_bertprod.export import qa_to_hf  # noqa: E402
 from spacy_bertprod.squad import read_squad, squad_scores  # noqa: E402
@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the config's system.seed (training shuffling and initialization)")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
+    if args.report and args.skip_train:
+        model_provenance(Path(args.out) / "model/model-best")  # before the run: a report needs the model's record
     torch.set_num_threads(args.threads)
     out, data = Path(args.out), Path(args.data)
     print("machine:", describe(), flush=True)
@@ -80,9 +82,12 @@ def main() -> None:
             "training.optimizer.learn_rate.warmup_steps": max(steps // 10, 1),
             "training.optimizer.learn_rate.initial_rate": args.lr,
             "system.seed": args.seed,
+            "training.logger.output_file": str(model_dir / TRAIN_LOG),
         }
+        (model_dir / TRAIN_LOG).unlink(missing_ok=True)  # spaCy appends to it
         start = time.perf_counter()
         train(args.config, model_dir, overrides=overrides, use_gpu=args.gpu_id)
+        record_made_by(model_dir, config=args.config, overrides=overrides)
         print(f"training time: {time.perf_counter() - start:.0f} s ({args.epochs} epochs)", flush=True)
     if args.train_only:
         return
@@ -144,7 +149,7 @@ def main() -> None:
         print(f"  same answer offsets as HF: {same * 100:.2f}%  (same text after snapping to spaCy tokens: {same_text * 100:.2f}%)")
         print(f"  speed ratio bertprod / HF: {hf_s / ours_s:.2f}x")
         result["hf_pipeline"] = {"em": hf_em, "f1": hf_f1, "questions_per_second": len(dev) / hf_s, "same_offsets": same, "same_text": same_text}
-    save_result(out, result, args.report)
+    save_result(out, result, args.report, models={"bertprod_qa": last if last.exists() else model_dir / "model-best"})
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import torch
 from spacy.training import Example
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, read_sst2_test, save_result, spacy_transformers_pipeline, time_pipe  # noqa: E402
+from common import TRAIN_LOG, built_in_run, describe, model_provenance, read_sst2_test, record_made_by, save_result, spacy_transformers_pipeline, time_pipe  # noqa: E402
 
 from spacy_bertprod.convert import conll_to_docs, sst2_to_docs, write_docbin  # noqa: E402
 from spacy_bertprod.hf_loader import embedded_model_path  # noqa: E402
@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true", help="scores only, no timing")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
+    if args.report and args.skip_train:
+        model_provenance(Path(args.out) / "model/model-best")  # before the run: a report needs the model's record
     torch.set_num_threads(args.threads)
     out, data = Path(args.out), Path(args.data)
     print("machine:", describe(), flush=True)
@@ -102,13 +104,17 @@ def main() -> None:
             "training.optimizer.learn_rate.warmup_steps": max(steps // 10, 1),
             "training.optimizer.learn_rate.initial_rate": args.lr,
             "system.seed": args.seed,
+            "training.logger.output_file": str(model_dir / TRAIN_LOG),
         }
+        (model_dir / TRAIN_LOG).unlink(missing_ok=True)  # spaCy appends to it
         start = time.perf_counter()
         train(args.config, model_dir, overrides=overrides, use_gpu=args.gpu_id)
+        record_made_by(model_dir, config=args.config, overrides=overrides)
         print(f"training time: {time.perf_counter() - start:.0f} s ({args.epochs} epochs, {len(train_docs)} sentences)", flush=True)
 
     best = model_dir / "model-best"
-    nlp = spacy.load(best if best.exists() else model_dir / "model-last")
+    best = best if best.exists() else model_dir / "model-last"
+    nlp = spacy.load(best)
     acc, scores = scores_of(nlp, test_docs, args.batch_size)
     dev_acc, dev_scores = scores_of(nlp, dev_docs, args.batch_size)
     print(f"\nTEST (SST-2 test split, {len(test_docs)} sentences; model-best picked on dev), spaCy scorer:")
@@ -127,7 +133,7 @@ def main() -> None:
         "dev_macro_f": dev_scores["cats_macro_f"],
     }
     if args.skip_speed:
-        save_result(out, result, args.report)
+        save_result(out, result, args.report, models={"bertprod_textcat": best})
         return
 
     texts = [d.text for d in test_docs]
@@ -173,7 +179,12 @@ def main() -> None:
             "shared_encoder_seconds": {label: {"conll_test": t_conll, "sst2_test": t_sst} for label, (t_conll, t_sst) in timings.items()},
         }
     )
-    save_result(out, result, args.report)
+    models = {
+        "bertprod_textcat": best,
+        "spacy-transformers baseline": built_in_run("spacy-transformers transformer + textcat on the embedded MiniLM, initialised on 50 train sentences, untrained (speed only)"),
+        "shared-encoder pipelines": built_in_run("configs/ner.cfg, configs/ner_textcat.cfg and ner.cfg + bertprod_textcat, heads initialised on 20 CoNLL test documents, untrained (speed only)"),
+    }
+    save_result(out, result, args.report, models=models)
 
 
 if __name__ == "__main__":

@@ -107,9 +107,36 @@ def int8_batch(file: str = "int8_batch") -> str:
     return "\n".join(rows) + "\n" + source_line(r)
 
 
+def spread_cell(s: Dict[str, Any], fmt: str = "{:.2f}", unit: str = "") -> str:
+    """A median with its spread over repeated runs: `0.72x (0.64-0.90)`."""
+    return f"{fmt.format(s['median'])}{unit} ({fmt.format(s['min'])}-{fmt.format(s['max'])})"
+
+
+def soak_thresholds(r: Dict[str, Any]) -> str:
+    """bench/soak.py --compare-thresholds: median drift and spread per threshold."""
+    f = r["figures"]
+    rows = [
+        f"| pipeline | mmap threshold | max drift after warm-up: median (min-max) of {f['repeats']} | docs/s: median (min-max) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in f["summary"]:
+        threshold = f"{row['mmap_threshold'] // 1024:,} KiB" if row["mmap_threshold"] else "none (glibc's moving threshold)"
+        drift = spread_cell(row["drift"], "{:.1%}")
+        rows.append(f"| {row['pipeline']} | {threshold} | {drift} | {spread_cell(row['docs_per_second'], '{:.0f}')} |")
+    for failed in f["failed"]:
+        rows.append(f"| {failed['pipeline']} | {failed['mmap_threshold']:,} | failed (round {failed['round']}) | |")
+    text = "\n".join(rows) + f"\n\n{f['docs']:,} documents a run ({f['model']} model, heads trained {f['train_steps']} updates)"
+    text += f", release_memory() every {f['release_every']:,}; runs in turns, {f['repeats']} rounds."
+    for pipeline, v in f.get("verdicts", {}).items():
+        text += f" {pipeline}: lowest median drift at {v['lowest_median_drift']:,} bytes" + ("" if v["separated"] else f", its spread overlapping {v['runner_up']:,}'s") + "."
+    return text + "\n" + source_line(r)
+
+
 def soak(file: str = "soak") -> str:
     r = load(file)
     f = r["figures"]
+    if "summary" in f:
+        return soak_thresholds(r)
     release = f.get("release_every", 0)
     when = f"release_memory() every {release:,} docs" if release else "no release_memory()"
     if f.get("mmap_threshold"):
@@ -118,11 +145,17 @@ def soak(file: str = "soak") -> str:
         f"| pipeline ({f['model']} model, {when}) | docs | docs/s | RSS MiB every {f['every']:,} docs | max drift after warm-up |",
         "| --- | --- | --- | --- | --- |",
     ]
+    wrote = all("cats" in row for row in f["results"])  # reports since the soak counts what each pipeline writes
+    if wrote:
+        rows[0] += " entities / docs with cats / answers |"
+        rows[1] += " --- |"
     for row in f["results"]:
         series = " ".join(f"{s['rss_mib']:.0f}" for s in row["rss_series_mib"])
         rows.append(f"| {row['pipeline']} | {row['docs']:,} | {row['docs_per_second']:.0f} | {series} | {row['max_drift_after_warm_up'] * 100:.1f}% |")
+        if wrote:
+            rows[-1] += f" {row['entities']:,} / {row['cats']:,} / {row['answers']:,} |"
     for name in f["failed"]:
-        rows.append(f"| {name} | failed | | | |")
+        rows.append(f"| {name} | failed | | | |" + (" |" if wrote else ""))
     return "\n".join(rows) + "\n" + source_line(r)
 
 
@@ -147,10 +180,38 @@ def production_ner(file: str = "production_ner") -> str:
     return "\n".join(rows) + "\n" + source_line(r)
 
 
+def serve_rounds(r: Dict[str, Any]) -> str:
+    """bench/serve.py in rounds: every level on the same sentences, medians
+    and spread over the rounds, ratios in words/s."""
+    f = r["figures"]
+    s = f["summary"]
+    rows = [
+        "| server | clients | words/s | p50 ms | p95 ms | p99 ms | mean batch | vs offline (words/s) | vs unbatched (words/s) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in ("batched", "unbatched"):
+        for clients, level in s[name].items():
+            cells = [spread_cell(level["words_per_s"], "{:,.0f}")] + [spread_cell(level[key], "{:.1f}") for key in ("p50_ms", "p95_ms", "p99_ms", "mean_batch_texts")]
+            cells += [spread_cell(level["vs_offline"], unit="x"), spread_cell(level["vs_unbatched"], unit="x") if "vs_unbatched" in level else ""]
+            rows.append(f"| {name} | {clients} | " + " | ".join(cells) + " |")
+    rows.append(f"| offline `nlp.pipe(batch_size=32)` | | {spread_cell(s['offline_words_per_s'], '{:,.0f}')} | | | | | | |")
+    text = "\n".join(rows) + f"\n\nMedian (min-max) of {f['settings']['repeats']} rounds; every level and the offline run tag the same"
+    text += f" {f['sentences']:,} CoNLL-2003 test sentences ({f['words']:,} words), one a request."
+    target = f["targets"].get("batched_vs_offline_32_clients")
+    if target:
+        status = {True: "met", False: "missed", None: "not judged: not one server core with the default settings"}[target["met"]]
+        text += f" Batched vs offline at 32 clients: {spread_cell(target, unit='x')} against the target {target['target']}x ({status});"
+        text += f" unbatched: {spread_cell(f['targets']['unbatched_vs_offline_32_clients'], unit='x')}."
+    text += f" Servers' `--mmap-threshold` {f['settings']['mmap_threshold']:,} bytes, {f['settings']['server_cores']} server core(s).\n"
+    return text + source_line(r)
+
+
 def serve(file: str = "serve") -> str:
     """bench/serve.py: the server with and without batching, and offline nlp.pipe."""
     r = load(file)
     f = r["figures"]
+    if "rounds" in f:
+        return serve_rounds(r)
     ratios = {c["clients"]: c for c in f["comparison"]}
     rows = [
         "| server | clients | sentences/s | words/s | p50 ms | p95 ms | p99 ms | mean batch"
@@ -197,10 +258,31 @@ CPU_ROLES = {
 }
 
 
+def annotate_pairs(r: Dict[str, Any]) -> str:
+    """bench/annotate.py in paired rounds: Ray's fixed start-up and its cost
+    per document, fitted over corpus sizes, with their spread."""
+    f = r["figures"]
+    rows = ["| round | docs | plain nlp.pipe s | ray engine, 1 worker s | overhead s |", "| --- | --- | --- | --- | --- |"]
+    for rnd in f["rounds"]:
+        for pair in rnd["pairs"]:
+            rows.append(f"| {rnd['round']} | {pair['docs']:,} | {pair['plain']['seconds']:.1f} | {pair['ray']['seconds']:.1f} | {pair['overhead_seconds']:+.1f} |")
+    for name, run in f.get("other_rows", {}).items():
+        rows.append(f"| {name} | {run['docs']:,} | | {run['seconds']:.1f} | |")
+    v = f["ray_1_worker_vs_plain"]
+    fixed, share = v["fixed_seconds"], v["per_doc_share"]
+    text = "\n".join(rows) + f"\n\nRay at 1 worker over the plain loop, fitted per round over {', '.join(f'{n:,}' for n in f['sizes'])} documents, median (min-max) of {f['repeats']}:"
+    text += f" fixed start-up {spread_cell(fixed, '{:.1f}', ' s')} (target at most {fixed['target_at_most']:.0f} s: {'met' if fixed['met'] else 'missed'});"
+    text += f" per document {spread_cell(share, '{:.1%}')} of the plain loop's {spread_cell(v['plain_ms_per_doc'], '{:.2f}', ' ms')}"
+    text += f" (target at most {share['target_at_most']:.0%}: {'met' if share['met'] else 'missed'}).\n"
+    return text + source_line(r)
+
+
 def annotate(file: str = "annotate") -> str:
     """bench/annotate.py: docs/s of a plain nlp.pipe loop and the two engines."""
     r = load(file)
     f = r["figures"]
+    if "rounds" in f:
+        return annotate_pairs(r)
     with_cpu = any("cpu_seconds" in run for run in f["runs"].values())
     rows = ["| run | docs | seconds | docs/s |" + (" CPU seconds by process |" if with_cpu else ""), "| --- | --- | --- | --- |" + (" --- |" if with_cpu else "")]
     runs = dict(f["runs"])

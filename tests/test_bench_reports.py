@@ -1,0 +1,164 @@
+"""Every committed benchmark report (bench/reported/*.json) says how it was
+made: the command, the commit, the machine with its ISA flags, and for each
+model it used how that model was made; and the bench helpers that write and
+judge reports do what the reports claim."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+import common  # noqa: E402
+
+REPORTS = sorted((ROOT / "bench/reported").glob("*.json"))
+COMMIT = re.compile(r"^[0-9a-f]{40}(\+dirty)?$")
+
+
+def provenance_problems(name: str, report: dict) -> list:
+    """What a report lacks to say how it and its models were made."""
+    problems = []
+    if not str(report.get("command", "")).startswith("python bench/"):
+        problems.append("no bench command")
+    if not COMMIT.match(str(report.get("git_commit", ""))):
+        problems.append(f"git_commit {report.get('git_commit')!r} is not a full commit")
+    if not report.get("machine") or not report.get("isa_flags"):
+        problems.append("no machine or ISA flags")
+    flag = re.search(r"--report (\S+)", report.get("command", ""))
+    if flag and flag.group(1) != name and "--report" not in report.get("provenance_source", ""):
+        problems.append(f"its command writes {flag.group(1)}.json, not {name}.json, and no provenance_source says why")
+    for row, commit in report.get("rows_commits", {}).items():
+        if not COMMIT.match(commit):
+            problems.append(f"row {row!r}: commit {commit!r} is not a full commit")
+    models = report.get("models")
+    if not models:
+        problems.append("no models")
+    for label, model in (models or {}).items():
+        where = f"model {label!r}"
+        if not str(model.get("command", "")).startswith("python bench/"):
+            problems.append(f"{where}: no bench command that made it")
+        unrecorded = " ".join(model.get("unrecorded", []))
+        if model.get("git_commit") is None:
+            if not model.get("provenance_source") or "commit" not in unrecorded:
+                problems.append(f"{where}: no commit, and no provenance_source with the commit listed as unrecorded")
+        elif not COMMIT.match(model["git_commit"]):
+            problems.append(f"{where}: git_commit {model['git_commit']!r} is not a full commit")
+        if "path" in model:  # trained: the step model-best was taken at and its dev score
+            if model.get("best_step") is None and "step" not in unrecorded:
+                problems.append(f"{where}: no best step, and not listed as unrecorded")
+            if not any(key.startswith(("best_dev", "dev_", "meta_performance")) for key in model):
+                problems.append(f"{where}: no dev score")
+        elif not model.get("how"):
+            problems.append(f"{where}: built in the run, but no word on how")
+    return problems
+
+
+@pytest.mark.parametrize("path", REPORTS, ids=lambda p: p.name)
+def test_committed_report_says_how_it_and_its_models_were_made(path):
+    report = json.loads(path.read_text(encoding="utf8"))
+    assert provenance_problems(path.stem, report) == []
+
+
+def test_the_check_catches_a_report_without_provenance():
+    report = json.loads(REPORTS[0].read_text(encoding="utf8"))
+    del report["models"]
+    report["isa_flags"] = []
+    problems = provenance_problems(REPORTS[0].stem, report)
+    assert "no models" in problems and "no machine or ISA flags" in problems
+
+
+def trained_folder(tmp_path: Path) -> Path:
+    """A training output folder as bench/conll_ner.py leaves it."""
+    model_dir = tmp_path / "model"
+    (model_dir / "model-best").mkdir(parents=True)
+    (model_dir / "model-best" / "meta.json").write_text(json.dumps({"performance": {"ents_f": 0.9, "ents_per_type": {}}}))
+    log = [{"step": 0, "score": 0.1}, {"step": 200, "score": 0.9}, {"step": 400, "score": 0.85}]
+    (model_dir / common.TRAIN_LOG).write_text("".join(json.dumps(line) + "\n" for line in log))
+    common.record_made_by(model_dir, config="configs/ner.cfg")
+    return model_dir / "model-best"
+
+
+def test_model_provenance_reads_the_training_folder(tmp_path):
+    made = common.model_provenance(trained_folder(tmp_path))
+    assert made["command"].startswith("python ") and made["config"] == "configs/ner.cfg"
+    assert (made["best_step"], made["best_dev_score"], made["evaluations"]) == (200, 0.9, 3)
+    assert made["meta_performance"] == {"ents_f": 0.9}
+
+
+def test_a_model_nobody_recorded_is_refused(tmp_path):
+    (tmp_path / "model-best").mkdir()
+    with pytest.raises(SystemExit, match="nothing says how it was made"):
+        common.model_provenance(tmp_path / "model-best")
+
+
+def test_write_report_writes_the_named_file_with_provenance(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "REPORTED", tmp_path / "reported")
+    monkeypatch.setattr(sys, "argv", ["bench/x.py", "--report", "smoke"])
+    best = trained_folder(tmp_path)
+    built = common.built_in_run("a tiny random model")
+    path = common.write_report("smoke", {"x": 1}, models={"trained": best, "built": built}, rows_commits={"old": "0" * 40})
+    assert path == tmp_path / "reported" / "smoke.json"
+    report = json.loads(path.read_text())
+    report["isa_flags"] = report["isa_flags"] or ["avx2"]  # the machine running the test may list none
+    assert provenance_problems("smoke", report) == []
+    assert report["models"]["trained"]["best_step"] == 200
+
+
+def test_soak_fails_a_pipeline_that_writes_nothing():
+    import soak
+
+    counts = {"docs": 10, "entities": 0, "cats": 10, "answers": 0, "tokens": 50}
+    assert soak.writes("ner", counts) == "entities" and soak.writes("shared", counts) == "entities"
+    assert soak.writes("textcat", counts) is None and soak.writes("qa", counts) == "answers"
+    assert soak.writes("ner", {**counts, "entities": 3}) is None
+
+
+def test_annotate_fit_separates_fixed_start_up_from_per_document_cost():
+    import annotate
+
+    # plain loop 10 ms a document; Ray 20 s to start and 11 ms a document
+    pairs = [{"docs": n, "plain": {"seconds": 0.010 * n}, "ray": {"seconds": 20 + 0.011 * n}} for n in (5000, 40000)]
+    fit = annotate.fit_overhead(pairs)
+    assert fit["fixed_seconds"] == pytest.approx(20.0)
+    assert fit["per_doc_share"] == pytest.approx(0.10)
+    assert fit["plain_ms_per_doc"] == pytest.approx(10.0)
+
+
+def test_serve_ratios_are_words_per_second_of_the_same_round():
+    import serve
+
+    def level(clients, words_per_s):
+        return {"clients": clients, "words_per_s": words_per_s, "sentences_per_s": 1.0, "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "mean_batch_texts": 1.0}
+
+    rounds = [
+        {"offline": {"words_per_s": offline}, "batched": [level(32, batched)], "unbatched": [level(32, unbatched)]}
+        for offline, batched, unbatched in ((1000, 800, 400), (2000, 1800, 900), (1000, 900, 500))
+    ]
+    summary = serve.summarise(rounds, [32])
+    ratio = summary["batched"]["32"]["vs_offline"]
+    assert ratio["all"] == [0.8, 0.9, 0.9] and ratio["median"] == 0.9 and (ratio["min"], ratio["max"]) == (0.8, 0.9)
+    assert summary["batched"]["32"]["vs_unbatched"]["median"] == 2.0
+    assert summary["unbatched"]["32"]["vs_offline"]["all"] == [0.4, 0.45, 0.5]
+
+
+def test_tables_render_a_serve_report_in_rounds(tmp_path, monkeypatch):
+    import serve
+    import tables
+
+    def level(clients, words_per_s):
+        return {"clients": clients, "words_per_s": words_per_s, "sentences_per_s": 1.0, "p50_ms": 1.0, "p95_ms": 1.0, "p99_ms": 1.0, "mean_batch_texts": 1.0}
+
+    rounds = [{"offline": {"words_per_s": 1000}, "batched": [level(32, b)], "unbatched": [level(32, 400)]} for b in (800, 900, 700)]
+    summary = serve.summarise(rounds, [32])
+    target = {**summary["batched"]["32"]["vs_offline"], "target": 0.85, "met": False}
+    figures = {"sentences": 800, "words": 10000, "settings": {"repeats": 3, "mmap_threshold": 131072, "server_cores": 1}, "summary": summary, "rounds": rounds}
+    figures["targets"] = {"batched_vs_offline_32_clients": target, "unbatched_vs_offline_32_clients": summary["unbatched"]["32"]["vs_offline"]}
+    report = {"command": "python bench/serve.py", "git_commit": "0" * 40, "date": "", "machine": "m", "isa_flags": ["avx2"], "figures": figures}
+    (tmp_path / "serve_rounds.json").write_text(json.dumps(report))
+    monkeypatch.setattr(tables, "REPORTED", tmp_path)
+    text = tables.serve("serve_rounds")
+    assert "| batched | 32 | 800 (700-900) |" in text and "0.80x (0.70-0.90) |" in text
+    assert "0.80x (0.70-0.90) against the target 0.85x (missed)" in text
