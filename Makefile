@@ -27,7 +27,7 @@ lint: setup
 	$(VENV)/bin/mypy spacy_bertprod
 
 test: lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -rs -p no:cacheprovider
 
 bench-ner: setup
 	$(PY) bench/conll_ner.py

@@ -18,13 +18,9 @@ import spacy
 import srsly
 
 from conftest import TRAIN_DATA, assert_varies, make_examples
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
-
-from spacy_bertprod.compress import onnx_path, onnx_pipeline  # noqa: E402
-from spacy_bertprod.extras import torch_installed  # noqa: E402
-from spacy_bertprod.layers.transformer import is_inference_only  # noqa: E402
+from spacy_bertprod.compress import onnx_path, onnx_pipeline
+from spacy_bertprod.extras import torch_installed
+from spacy_bertprod.layers.transformer import is_inference_only
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [t for t, _ in TRAIN_DATA]
@@ -201,7 +197,8 @@ def _requirement_name(requirement: str) -> str:
 
 def core_pins() -> List[str]:
     """The core dependencies of pyproject.toml at the versions requirements.txt pins."""
-    tomllib = pytest.importorskip("tomllib")
+    import tomllib
+
     core = [_requirement_name(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf8"))["project"]["dependencies"]]
     pins = {_requirement_name(line): line.strip() for line in (ROOT / "requirements.txt").read_text(encoding="utf8").splitlines() if "==" in line}
     missing = [name for name in core if name not in pins]

@@ -508,8 +508,7 @@ def test_ray_serve_deployment_of_the_same_app(trained_ner_path):
     """`spacy_bertprod.serve.ray_serve.deployment`: the app built on a Ray
     Serve replica through `serve.ingress`, answering through Ray's proxy
     with the same pairing and batching (a local one-node Ray cluster)."""
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.serve")
+    import ray
     from ray import serve
 
     from spacy_bertprod.serve.ray_serve import deployment
