@@ -5,7 +5,6 @@ torch pipeline there fails with a coded error naming the extra to install."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import types
@@ -17,7 +16,7 @@ import pytest
 import spacy
 import srsly
 
-from conftest import TRAIN_DATA, assert_varies, make_examples
+from conftest import TRAIN_DATA, assert_varies, copy_sources, make_examples
 from spacy_bertprod.compress import onnx_path, onnx_pipeline
 from spacy_bertprod.extras import torch_installed
 from spacy_bertprod.layers.transformer import is_inference_only
@@ -212,12 +211,7 @@ def test_core_install_runs_an_onnx_pipeline(inference_only_path, tmp_path):
     packages) with only the core dependencies from the package registry and
     this package without its dependencies loads and runs an inference-only
     pipeline in a process outside the checkout; torch is not there."""
-    # build the package from a copy of its sources (setuptools would write
-    # build/ and *.egg-info into the checkout)
-    source = tmp_path / "source"
-    shutil.copytree(ROOT / "spacy_bertprod", source / "spacy_bertprod", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
+    source = copy_sources(ROOT, tmp_path / "source")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     subprocess.run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"), str(source)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "wheels").glob("spacy_bertprod-*.whl")

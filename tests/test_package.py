@@ -15,7 +15,7 @@ import spacy
 import srsly
 from packaging.requirements import Requirement
 
-from conftest import TRAIN_DATA, assert_varies
+from conftest import TRAIN_DATA, assert_varies, copy_sources
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,8 @@ def build_packages(pipeline: Path, packages: Path) -> list:
     subprocess.run([*run, "spacy", "package", str(pipeline), str(packages), "--meta-path", str(meta), *name, "--build", "none", "--force"], check=True, capture_output=True)
     wheel = [*run, "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir"]
     subprocess.run([*wheel, str(packages / "en_bertprod_test-0.0.1" / "dist"), str(packages / "en_bertprod_test-0.0.1")], check=True, capture_output=True)
-    subprocess.run([*wheel, str(packages), str(ROOT)], check=True, capture_output=True)
+    source = copy_sources(ROOT, packages.parent / "source")  # not the checkout: see copy_sources
+    subprocess.run([*wheel, str(packages), str(source)], check=True, capture_output=True)
     return sorted(packages.glob("*.whl")) + sorted(packages.glob("*/dist/*.whl"))
 
 
