@@ -3,6 +3,7 @@ suite needs no download and stays fast. Tests marked `slow` use the real
 embedded MiniLM."""
 
 import random
+import shutil
 import string
 from pathlib import Path
 from typing import Tuple
@@ -150,3 +151,14 @@ def trained_ner_path(tiny_bert, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("trained-ner")
     nlp.to_disk(path)
     return path
+
+
+def copy_sources(root: Path, dest: Path) -> Path:
+    """A copy of the package's sources at `dest`, to build its wheel from:
+    setuptools writes build/ and *.egg-info beside the sources, which in the
+    checkout would shadow the installed package for anything that puts the
+    checkout on sys.path (pip then sees spacy-bertprod as installed)."""
+    shutil.copytree(root / "spacy_bertprod", dest / "spacy_bertprod", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(root / name, dest / name)
+    return dest

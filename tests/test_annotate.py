@@ -68,7 +68,8 @@ def textcat_qa_path(tiny_bert, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def ray_local():
     """A local Ray with 2 CPUs for this module's Ray runs, shut down after."""
-    ray = pytest.importorskip("ray")
+    import ray
+
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
@@ -131,7 +132,7 @@ def test_shards_are_cut_by_input_index_across_files(corpus):
 
 
 def test_parquet_rows_read_as_jsonl_lines(tmp_path):
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = [{"id": f"r{i}", "text": random_text(4, seed=i), "n": i} for i in range(9)]

@@ -401,8 +401,6 @@ def test_quantize_and_onnx_need_a_bertprod_encoder(tmp_path):
 
 
 def test_onnx_command(tmp_path, trained_ner_path):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
     out = bertprod("onnx", trained_ner_path, tmp_path / "int8", "--int8")
     assert "✔ exported the encoders of ['bertprod_ner'] to int8 ONNX" in out
     nlp, torch_nlp = spacy.load(tmp_path / "int8"), spacy.load(trained_ner_path)
@@ -413,8 +411,6 @@ def test_onnx_command(tmp_path, trained_ner_path):
 
 
 def test_onnx_command_inference_only(tmp_path, trained_ner_path):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
     out = bertprod("onnx", trained_ner_path, tmp_path / "lean", "--int8", "--inference-only")
     assert "✔ exported the encoders of ['bertprod_ner'] to int8 ONNX (onnxruntime backend, inference only (no torch weights))" in out
     nlp = spacy.load(tmp_path / "lean")

@@ -97,8 +97,6 @@ def test_ner_without_head_features_learns_case_only_entities(tiny_bert, tmp_path
 
 
 def test_onnx_backend_gets_the_casing(nlp, tiny_bert):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
     from spacy_bertprod.layers.backends import set_backend
 
     model = _encoder(tiny_bert)

@@ -5,7 +5,6 @@ torch pipeline there fails with a coded error naming the extra to install."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import types
@@ -17,14 +16,10 @@ import pytest
 import spacy
 import srsly
 
-from conftest import TRAIN_DATA, assert_varies, make_examples
-
-pytest.importorskip("onnxruntime")
-pytest.importorskip("onnx")
-
-from spacy_bertprod.compress import onnx_path, onnx_pipeline  # noqa: E402
-from spacy_bertprod.extras import torch_installed  # noqa: E402
-from spacy_bertprod.layers.transformer import is_inference_only  # noqa: E402
+from conftest import TRAIN_DATA, assert_varies, copy_sources, make_examples
+from spacy_bertprod.compress import onnx_path, onnx_pipeline
+from spacy_bertprod.extras import torch_installed
+from spacy_bertprod.layers.transformer import is_inference_only
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = [t for t, _ in TRAIN_DATA]
@@ -201,7 +196,8 @@ def _requirement_name(requirement: str) -> str:
 
 def core_pins() -> List[str]:
     """The core dependencies of pyproject.toml at the versions requirements.txt pins."""
-    tomllib = pytest.importorskip("tomllib")
+    import tomllib
+
     core = [_requirement_name(r) for r in tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf8"))["project"]["dependencies"]]
     pins = {_requirement_name(line): line.strip() for line in (ROOT / "requirements.txt").read_text(encoding="utf8").splitlines() if "==" in line}
     missing = [name for name in core if name not in pins]
@@ -215,12 +211,7 @@ def test_core_install_runs_an_onnx_pipeline(inference_only_path, tmp_path):
     packages) with only the core dependencies from the package registry and
     this package without its dependencies loads and runs an inference-only
     pipeline in a process outside the checkout; torch is not there."""
-    # build the package from a copy of its sources (setuptools would write
-    # build/ and *.egg-info into the checkout)
-    source = tmp_path / "source"
-    shutil.copytree(ROOT / "spacy_bertprod", source / "spacy_bertprod", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy(ROOT / name, source / name)
+    source = copy_sources(ROOT, tmp_path / "source")
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     subprocess.run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"), str(source)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "wheels").glob("spacy_bertprod-*.whl")

@@ -9,14 +9,10 @@ import pytest
 import spacy
 
 from conftest import TRAIN_DATA, assert_varies
-
-pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
-
-from spacy_bertprod.compress import onnx_pipeline  # noqa: E402
-from spacy_bertprod.layers import onnx_backend  # noqa: E402
-from spacy_bertprod.layers.onnx_fusion import attention_shape, fuse_onnx, fused_op_types  # noqa: E402
-from spacy_bertprod.layers.transformer import hf_config, hf_module  # noqa: E402
+from spacy_bertprod.compress import onnx_pipeline
+from spacy_bertprod.layers import onnx_backend
+from spacy_bertprod.layers.onnx_fusion import attention_shape, fuse_onnx, fused_op_types
+from spacy_bertprod.layers.transformer import hf_config, hf_module
 
 TEXTS = [t for t, _ in TRAIN_DATA]
 FUSED = ["Attention", "BiasGelu", "EmbedLayerNormalization", "SkipLayerNormalization"]

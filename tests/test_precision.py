@@ -4,8 +4,6 @@ CI has no GPU, so these run bf16 autocast on CPU; on CUDA the same code path
 runs fp16 or bf16 on the GPU.
 """
 
-import importlib.util
-
 import numpy as np
 import pytest
 import spacy
@@ -50,20 +48,21 @@ def test_config_override_on_load(tmp_path, tiny_bert):
     def ents(pipeline):
         return [[(e.start_char, e.end_char, e.label_) for e in doc.ents] for doc in pipeline.pipe(texts)]
 
-    assert ents(half) == ents(nlp)
+    expected = ents(nlp)
+    assert sum(map(len, expected)) >= len(texts)  # the trained head tags: not a comparison of empties
+    assert ents(half) == expected
     # saved and loaded again, the config's setting stays
     half.to_disk(tmp_path / "bf16")
     assert spacy.load(tmp_path / "bf16").config["components"]["bertprod_ner"]["model"]["encoder"]["inference_precision"] == "bf16"
     assert spacy.load(tmp_path / "bf16", config={PRECISION_KEY: "fp32"}).get_pipe("bertprod_ner").model.get_ref("encoder").attrs["inference_precision"] == "fp32"
     # ONNX Runtime runs the exported model as it is: converting resets the
     # setting, so the saved config loads
-    if importlib.util.find_spec("onnxruntime") is not None:
-        onnx = spacy.load(tmp_path / "bf16")
-        onnx_pipeline(onnx)
-        onnx.to_disk(tmp_path / "onnx")
-        reloaded = spacy.load(tmp_path / "onnx")
-        assert reloaded.get_pipe("bertprod_ner").model.get_ref("encoder").attrs["inference_precision"] == "fp32"
-        assert ents(reloaded) == ents(nlp)
+    onnx = spacy.load(tmp_path / "bf16")
+    onnx_pipeline(onnx)
+    onnx.to_disk(tmp_path / "onnx")
+    reloaded = spacy.load(tmp_path / "onnx")
+    assert reloaded.get_pipe("bertprod_ner").model.get_ref("encoder").attrs["inference_precision"] == "fp32"
+    assert ents(reloaded) == expected
     # int8 torch layers cannot take half-precision input: a clear error
     quantize_pipeline(half)
     with pytest.raises(ValueError, match="E033.*fp32"):

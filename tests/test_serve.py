@@ -6,10 +6,15 @@ BERT pipelines."""
 
 import asyncio
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, List, Optional
 
 import httpx
@@ -18,9 +23,10 @@ import spacy
 import uvicorn
 from spacy.language import Language
 from spacy.tokens import Doc
+from spacy.training import Example
 from typer.testing import CliRunner
 
-from conftest import QA_CONTEXT, TRAIN_DATA, cats_examples, ner_config, random_text
+from conftest import QA_CONTEXT, TRAIN_DATA, cats_examples, ner_config, random_text, train
 from spacy_bertprod.annotations import doc_annotations
 from spacy_bertprod.cli import bertprod_cli
 from spacy_bertprod.serve import ServeSettings, create_app
@@ -470,6 +476,81 @@ def test_cli_serve_help_and_a_bad_setting(trained_ner_path):
     assert missing.exit_code == 1 and "[E121]" in missing.output
 
 
+def worker_pids(pid: int) -> List[int]:
+    """The worker processes uvicorn spawned under `pid` (not multiprocessing's
+    resource tracker)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(c) for c in children if "spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
+
+
+def gone(pid: int) -> bool:
+    """No such process, or one that has exited and waits to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the worker processes from Linux's /proc")
+def test_cli_serve_runs_two_workers_as_a_process(tiny_bert, tmp_path):
+    """`python -m spacy bertprod serve PIPELINE --workers 2`, as a user starts
+    it: ready, answering with the entities and categories the pipeline
+    gives in this process, its two workers alive, and gone after SIGTERM.
+    The app names no worker in its answers, so which worker answered is not
+    checked; the two are read from the process tree."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertprod_ner", config=ner_config(tiny_bert))
+    nlp.add_pipe("bertprod_textcat", config=ner_config(tiny_bert))
+    cats = [{"POS": float(i % 2 == 0), "NEG": float(i % 2 == 1)} for i in range(len(TRAIN_DATA))]
+    train(nlp, [Example.from_dict(nlp.make_doc(t), {"entities": e, "cats": c}) for (t, e), c in zip(TRAIN_DATA, cats)], steps=30)
+    nlp.to_disk(tmp_path / "pipeline")
+    texts = distinct_texts(6)
+    want = [doc_annotations(nlp, doc) for doc in nlp.pipe(texts)]
+    assert all(w["entities"] for w in want), "the trained head finds no entity: the comparison would be of empties"
+    assert len({round(w["cats"]["POS"], 3) for w in want}) > 1, "the same categories for every text: the head ignores its input"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "spacy", "bertprod", "serve", str(tmp_path / "pipeline"), "--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--threads", "1", "--log-level", "warning"]
+    with open(tmp_path / "serve.log", "wb") as log:
+        server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240  # two processes load torch and the pipeline on a shared machine
+        for _ in range(2400):
+            assert server.poll() is None, f"the server exited with {server.returncode}:\n{(tmp_path / 'serve.log').read_text()}"
+            try:
+                if httpx.get(f"{url}/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:  # not listening yet
+                pass
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.1)
+        else:
+            raise AssertionError("never ready")
+        responses = asyncio.run(post_all(url, [{"texts": [text]} for text in texts] + [{"texts": texts}]))
+        assert [r.status_code for r in responses] == [200] * (len(texts) + 1)
+        for response, expected in zip(responses, want):
+            same_annotations(response.json()["results"][0], expected)
+        for got, expected in zip(responses[-1].json()["results"], want):
+            same_annotations(got, expected)
+        workers = worker_pids(server.pid)
+        assert len(workers) == 2, f"worker processes: {workers}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(WAIT)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(WAIT)
+            raise AssertionError(f"the server did not stop on SIGTERM:\n{(tmp_path / 'serve.log').read_text()}") from None
+    assert server.returncode is not None
+    deadline = time.monotonic() + WAIT
+    while not all(gone(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived the server"
+        time.sleep(0.1)
+
+
 def test_worker_factory_reads_pipeline_and_settings_from_env(trained_ner_path, monkeypatch):
     settings = ServeSettings(max_batch_texts=7, threads=1)
     monkeypatch.setenv(PIPELINE_ENV, str(trained_ner_path))
@@ -486,9 +567,6 @@ def test_the_package_and_its_cli_import_without_the_serve_extra():
     """fastapi, uvicorn and prometheus-client are the `[serve]` extra: the
     CLI (with `serve --help`) works without them, and `serve` says what to
     install."""
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "for name in ('fastapi', 'uvicorn', 'prometheus_client', 'starlette'):\n"
@@ -508,8 +586,7 @@ def test_ray_serve_deployment_of_the_same_app(trained_ner_path):
     """`spacy_bertprod.serve.ray_serve.deployment`: the app built on a Ray
     Serve replica through `serve.ingress`, answering through Ray's proxy
     with the same pairing and batching (a local one-node Ray cluster)."""
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.serve")
+    import ray
     from ray import serve
 
     from spacy_bertprod.serve.ray_serve import deployment

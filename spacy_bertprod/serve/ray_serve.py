@@ -1,13 +1,15 @@
 """The same app as a Ray Serve deployment, for replicas across machines
 (`pip install "ray[serve]"`; Ray is also the engine of batch annotation).
 
-`serve.ingress` builds the app on each replica (`__serve_build_asgi_app__`),
-so the pipeline is loaded once per replica and never pickled, and Ray runs
-the app's lifespan (batcher thread, warm-up, graceful finish).
+`serve.ingress` is given a builder function, which Ray calls on each
+replica as it starts (its documented form for an app built at replica
+init): the pipeline is loaded once per replica and never pickled (only its
+path and the settings travel), and Ray runs the app's lifespan (batcher
+thread, warm-up, graceful finish) as it does for any ingress app.
 """
 
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Any, Optional
 
 from fastapi import FastAPI
 from ray import serve
@@ -15,18 +17,6 @@ from ray.serve import Application
 
 from .server import load_app
 from .settings import ServeSettings
-
-
-@serve.ingress()
-class BertprodIngress:
-    """One replica: a pipeline and its settings, served by `create_app`."""
-
-    def __init__(self, pipeline: str, settings: Dict[str, Any]) -> None:
-        self.pipeline = pipeline
-        self.settings = ServeSettings.from_dict(settings)
-
-    def __serve_build_asgi_app__(self) -> FastAPI:
-        return load_app(self.pipeline, self.settings)
 
 
 def deployment(pipeline: str, settings: Optional[ServeSettings] = None, **options: Any) -> Application:
@@ -39,4 +29,12 @@ def deployment(pipeline: str, settings: Optional[ServeSettings] = None, **option
     settings = settings or ServeSettings()
     options.setdefault("max_ongoing_requests", settings.max_batch_texts * 4)
     options.setdefault("name", "bertprod")
-    return serve.deployment(**options)(BertprodIngress).bind(pipeline, dataclasses.asdict(settings))
+    # plain data in the closure: Ray pickles the builder, not a pipeline
+    settings_data = dataclasses.asdict(settings)
+
+    def build_app() -> FastAPI:
+        """Runs on each replica as it starts."""
+        return load_app(pipeline, ServeSettings.from_dict(settings_data))
+
+    ingress = serve.ingress(build_app)()
+    return serve.deployment(**options)(ingress).bind()
