@@ -152,6 +152,14 @@ def trained_ner_path(tiny_bert, tmp_path_factory) -> Path:
     return path
 
 
+#: NER examples in German, French and Chinese (spaCy's blank "zh" makes one
+#: token per character: a wordpiece such as "北京" spans two tokens).
+LANGUAGE_DATA = {
+    "de": [("Angela Merkel besuchte das Werk in München.", [(0, 13, "PER"), (35, 42, "LOC")]), ("Die Straße führt nach Köln.", [(22, 26, "LOC")])],
+    "fr": [("Marie Curie est née à Varsovie.", [(0, 11, "PER"), (22, 30, "LOC")]), ("L'usine d'Orléans ferme.", [(10, 17, "LOC")])],
+    "zh": [("马克在北京工作。", [(0, 2, "PER"), (3, 5, "LOC")]), ("我住在上海。", [(3, 5, "LOC")])],
+}
+
 #: The encoder families `build_tiny_family` builds: each a tiny random model
 #: of that architecture with the kind of tokenizer its checkpoints ship.
 FAMILIES = ("bert", "bert-cased", "roberta", "xlm-roberta", "deberta-v2", "deberta-v3", "electra", "distilbert", "modernbert")
@@ -163,6 +171,8 @@ TOKENIZER_CORPUS = (
     + [QA_CONTEXT]
     + [r["question"] for r in QA_ROWS]
     + [" ".join(WORDS), " ".join(w.title() for w in WORDS), "Café naïve Zürich 東京 жизнь Ω 1867 1891 ?!.,"]
+    + [t for t, _ in LANGUAGE_DATA["de"] + LANGUAGE_DATA["fr"]]
+    + [t for t, _ in LANGUAGE_DATA["zh"]] * 4  # pieces of several characters
 )
 
 
