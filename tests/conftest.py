@@ -226,7 +226,9 @@ def build_tiny_family(path: Path, family: str, *, layers: int = 2, width: int = 
     elif family == "roberta":
         specials = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
         kind = "bpe"
-    else:  # SentencePiece unigram: xlm-roberta, deberta-v3, modernbert
+    elif family == "modernbert":  # byte-level BPE with BERT's special tokens
+        specials, kind = bert_specials, "bpe"
+    else:  # SentencePiece unigram: xlm-roberta, deberta-v3
         specials = ("<s>", "<pad>", "</s>", "<unk>", "<mask>") if family != "deberta-v3" else bert_specials
         kind = "unigram"
     if family not in ("bert-cased", "electra", "distilbert", "deberta-v2"):

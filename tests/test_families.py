@@ -2,7 +2,7 @@
 `build_tiny_family`: BERT uncased and cased, RoBERTa with byte-level BPE,
 XLM-R with a SentencePiece unigram vocabulary, DeBERTa-v2 with wordpieces and
 v3-style with relative attention and SentencePiece, ELECTRA, DistilBERT,
-ModernBERT), each saved as a local Hugging Face folder as a user's own model
+ModernBERT with byte-level BPE), each saved as a local Hugging Face folder as a user's own model
 would be.
 
 What is covered, per family:
