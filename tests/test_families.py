@@ -330,3 +330,14 @@ def test_distillation_across_vocabularies(family_paths, ner_path, qa_nlp):
     rows = list(squad_examples(qa_teacher, QA_ROWS))
     with pytest.raises(ValueError, match=r"\[E035\].*wordpiece vocabulary"):
         make_student(qa_teacher, encoder=family_paths["bert"], get_examples=lambda: rows)
+
+
+def test_window_override_on_load_is_held_to_the_real_limit(ner_path):
+    """A saved RoBERTa pipeline keeps the limit its weights have (128 of 130
+    position embeddings), so a config override past it fails on load."""
+    override = {"components.bertprod_ner.model.encoder.window": 129}
+    with pytest.raises(ValueError, match=r"\[E006\] The window of 129 wordpieces is larger than the 128 positions"):
+        spacy.load(ner_path("roberta"), config=override)
+    loaded = spacy.load(ner_path("roberta"), config={"components.bertprod_ner.model.encoder.window": 128})
+    assert _encoder(loaded, "bertprod_ner").attrs["window"] == 128
+    assert_varies(_probs(loaded, [random_text(300, seed=5), TEXTS[0]]))
