@@ -167,6 +167,12 @@ def test_ner_trains_and_round_trips(family, ner_path, family_paths):
     again.from_bytes(nlp.to_bytes())
     _same(_probs(again), probs)
     assert [[(e.start, e.end, e.label_) for e in d.ents] for d in again.pipe(TEXTS)] == [[(e.start, e.end, e.label_) for e in d.ents] for d in nlp.pipe(TEXTS)]
+    # the saved decision of "auto" holds: the config may name it, not the other
+    key = "components.bertprod_ner.model.encoder.input_casing"
+    casing = CASING.get(family, False)
+    _same(_probs(spacy.load(ner_path(family), config={key: casing})), probs)
+    with pytest.raises(ValueError, match=r"\[E069\]"):
+        spacy.load(ner_path(family), config={key: not casing})
 
 
 @pytest.mark.parametrize("family", FAMILIES)
