@@ -2,7 +2,7 @@
 and `qa_model.py`. Names are versioned: a published `vN` never changes; a
 changed architecture is added beside it as `vN+1`."""
 
-from typing import List, Optional
+from typing import List, Optional, Union
 
 from spacy.tokens import Doc
 from spacy.util import registry
@@ -32,11 +32,12 @@ def encoder_v1(
     mixed_precision: bool = False,
     backend: str = "torch",
     inference_precision: str = "fp32",
-    input_casing: bool = False,
+    input_casing: Union[bool, str] = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Hugging Face encoder giving one vector per spaCy token (see
     `spacy_bertprod.layers.encoder.build_encoder`); `input_casing` feeds
-    each wordpiece's casing class to the transformer as its token type."""
+    each wordpiece's casing class to the transformer as its token type
+    ("auto": where the model is uncased and has token types)."""
     return build_encoder(
         name=name,
         window=window,

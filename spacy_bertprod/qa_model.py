@@ -18,7 +18,7 @@ from thinc.types import Floats2d
 from .attrs import ConfigInt
 from .errors import Errors
 from .layers.batching import encode_sequences
-from .layers.encoder import check_input, is_count
+from .layers.encoder import AUTO, check_input, is_count
 from .layers.windows import window_bounds
 
 QAPair = Tuple[Doc, str]
@@ -43,8 +43,11 @@ def build_qa_model(encoder: Model, max_question_len: int, doc_stride: int) -> Mo
         raise ValueError(Errors.E061.format(value=max_question_len))
     if not is_count(doc_stride, 0):
         raise ValueError(Errors.E062.format(value=doc_stride))
-    if encoder.attrs.get("input_casing"):
+    if encoder.attrs.get("input_casing") is True:
         raise ValueError(Errors.E040)
+    if encoder.attrs.get("input_casing") == AUTO:
+        # the token types mark question and context: never casing here
+        encoder.attrs["input_casing"] = False
     head = Linear(nO=2)
     return Model(
         "bertprod_qa",

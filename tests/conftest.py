@@ -162,3 +162,121 @@ def copy_sources(root: Path, dest: Path) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(root / name, dest / name)
     return dest
+
+
+#: NER examples in German, French and Chinese (spaCy's blank "zh" makes one
+#: token per character: a wordpiece such as "北京" spans two tokens).
+LANGUAGE_DATA = {
+    "de": [("Angela Merkel besuchte das Werk in München.", [(0, 13, "PER"), (35, 42, "LOC")]), ("Die Straße führt nach Köln.", [(22, 26, "LOC")])],
+    "fr": [("Marie Curie est née à Varsovie.", [(0, 11, "PER"), (22, 30, "LOC")]), ("L'usine d'Orléans ferme.", [(10, 17, "LOC")])],
+    "zh": [("马克在北京工作。", [(0, 2, "PER"), (3, 5, "LOC")]), ("我住在上海。", [(3, 5, "LOC")])],
+}
+
+#: The encoder families `build_tiny_family` builds: each a tiny random model
+#: of that architecture with the kind of tokenizer its checkpoints ship.
+FAMILIES = ("bert", "bert-cased", "roberta", "xlm-roberta", "deberta-v2", "deberta-v3", "electra", "distilbert", "modernbert")
+
+#: Text the byte-level BPE and SentencePiece tokenizers are trained on.
+TOKENIZER_CORPUS = (
+    [t for t, _ in TRAIN_DATA]
+    + [t for t, _ in CATS]
+    + [QA_CONTEXT]
+    + [r["question"] for r in QA_ROWS]
+    + [" ".join(WORDS), " ".join(w.title() for w in WORDS), "Café naïve Zürich 東京 жизнь Ω 1867 1891 ?!.,"]
+    + [t for t, _ in LANGUAGE_DATA["de"] + LANGUAGE_DATA["fr"]]
+    + [t for t, _ in LANGUAGE_DATA["zh"]] * 4  # pieces of several characters
+)
+
+
+def _trained_tokenizer(kind: str, specials: Tuple[str, ...], vocab_size: int = 300):
+    """A fast tokenizer trained on TOKENIZER_CORPUS: "bpe" is byte-level BPE
+    (RoBERTa's: leading-space pieces, offsets trimmed), "unigram"
+    SentencePiece-style (XLM-R's and DeBERTa-v3's: the "▁" prefix)."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    if kind == "bpe":
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials), initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tok.train_from_iterator(TOKENIZER_CORPUS * 3, trainer)
+        tok.post_processor = processors.RobertaProcessing(sep=(specials[2], tok.token_to_id(specials[2])), cls=(specials[0], tok.token_to_id(specials[0])), trim_offsets=True, add_prefix_space=False)
+        return tok
+    tok = Tokenizer(models.Unigram())
+    tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.UnigramTrainer(vocab_size=vocab_size, special_tokens=list(specials), unk_token=specials[3])
+    tok.train_from_iterator(TOKENIZER_CORPUS * 3, trainer)
+    cls, sep = specials[0], specials[2]
+    tok.post_processor = processors.TemplateProcessing(single=f"{cls} $A {sep}", pair=f"{cls} $A {sep} $B:1 {sep}:1", special_tokens=[(cls, tok.token_to_id(cls)), (sep, tok.token_to_id(sep))])
+    return tok
+
+
+def build_tiny_family(path: Path, family: str, *, layers: int = 2, width: int = 32, max_pos: int = 128, seed: int = 0) -> Path:
+    """Save a random encoder of `family` (one of FAMILIES) with its kind of
+    tokenizer to `path` as a Hugging Face folder (config, tokenizer.json,
+    safetensors weights), as a user's own model would be."""
+    import torch
+    import transformers
+
+    if family == "bert":
+        return build_tiny_bert(path, layers=layers, width=width, max_pos=max_pos, seed=seed)
+    path.mkdir(parents=True, exist_ok=True)
+    shape = dict(hidden_size=width, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=width * 2, max_position_embeddings=max_pos)
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    bert_specials = ("[CLS]", "[PAD]", "[SEP]", "[UNK]", "[MASK]")
+    if family in ("bert-cased", "electra", "distilbert", "deberta-v2"):
+        # wordpiece vocabularies: cased for "bert-cased", uncased otherwise
+        lower = family != "bert-cased"
+        letters = string.ascii_lowercase if lower else string.ascii_letters
+        pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + list(letters + string.digits + string.punctuation) + list("éüçß中国人東京Ωж")
+        pieces += ["##" + c for c in letters + string.digits] + WORDS + ([] if lower else [w.title() for w in WORDS])
+        vocab_file = path / "vocab.txt"
+        vocab_file.write_text("\n".join(dict.fromkeys(pieces)) + "\n", encoding="utf8")
+        hf_tok = transformers.BertTokenizerFast(vocab_file=str(vocab_file), do_lower_case=lower)
+    elif family == "roberta":
+        specials = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+        kind = "bpe"
+    elif family == "modernbert":  # byte-level BPE with BERT's special tokens
+        specials, kind = bert_specials, "bpe"
+    else:  # SentencePiece unigram: xlm-roberta, deberta-v3
+        specials = ("<s>", "<pad>", "</s>", "<unk>", "<mask>") if family != "deberta-v3" else bert_specials
+        kind = "unigram"
+    if family not in ("bert-cased", "electra", "distilbert", "deberta-v2"):
+        names = dict(zip(("cls_token", "pad_token", "sep_token", "unk_token", "mask_token"), specials))
+        hf_tok = transformers.PreTrainedTokenizerFast(tokenizer_object=_trained_tokenizer(kind, specials), bos_token=specials[0], eos_token=specials[2], **names)
+    hf_tok.save_pretrained(str(path))
+    vocab, pad = len(hf_tok), hf_tok.pad_token_id
+    torch.manual_seed(seed)
+    if family in ("bert-cased", "electra"):
+        cls = transformers.BertConfig if family == "bert-cased" else transformers.ElectraConfig
+        config = cls(vocab_size=vocab, pad_token_id=pad, **shape, **no_dropout)
+        if family == "electra":
+            config.embedding_size = width // 2  # ELECTRA projects smaller embeddings up
+    elif family in ("roberta", "xlm-roberta"):
+        cls = transformers.RobertaConfig if family == "roberta" else transformers.XLMRobertaConfig
+        # position ids start after the padding index, as in the released checkpoints
+        config = cls(vocab_size=vocab, pad_token_id=pad, bos_token_id=0, eos_token_id=2, type_vocab_size=1, **{**shape, "max_position_embeddings": max_pos + pad + 1}, **no_dropout)
+    elif family == "deberta-v2":
+        config = transformers.DebertaV2Config(vocab_size=vocab, pad_token_id=pad, type_vocab_size=0, relative_attention=False, position_biased_input=True, **shape, **no_dropout)
+    elif family == "deberta-v3":
+        config = transformers.DebertaV2Config(
+            vocab_size=vocab, pad_token_id=pad, type_vocab_size=0, relative_attention=True, position_buckets=16, max_relative_positions=-1,
+            pos_att_type=["p2c", "c2p"], position_biased_input=False, norm_rel_ebd="layer_norm", share_att_key=True, **shape, **no_dropout,
+        )  # fmt: skip
+    elif family == "distilbert":
+        config = transformers.DistilBertConfig(
+            vocab_size=vocab, pad_token_id=pad, dim=width, n_layers=layers, n_heads=2, hidden_dim=width * 2, max_position_embeddings=max_pos, dropout=0.0, attention_dropout=0.0
+        )
+    elif family == "modernbert":
+        config = transformers.ModernBertConfig(
+            vocab_size=vocab, pad_token_id=pad, bos_token_id=hf_tok.cls_token_id, eos_token_id=hf_tok.sep_token_id, cls_token_id=hf_tok.cls_token_id, sep_token_id=hf_tok.sep_token_id,
+            hidden_size=width, num_hidden_layers=layers, num_attention_heads=2, intermediate_size=width * 2, max_position_embeddings=max_pos,
+            global_attn_every_n_layers=2, local_attention=16, attention_dropout=0.0, embedding_dropout=0.0, mlp_dropout=0.0, reference_compile=False,
+        )  # fmt: skip
+    else:
+        raise ValueError(f"unknown family {family!r}: one of {FAMILIES}")
+    model = transformers.AutoModel.from_config(config)
+    model.save_pretrained(str(path))
+    return path

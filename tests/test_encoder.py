@@ -143,6 +143,7 @@ def test_empty_batch(tiny_bert):
         ({"max_batch_wordpieces": 4}, "E055"),
         ({"max_batch_wordpieces": True}, "E055"),
         ({"input_casing": 1}, "E056"),
+        ({"input_casing": "on"}, "E056"),
     ],
 )
 def test_bad_window_settings(tiny_bert, kwargs, code):

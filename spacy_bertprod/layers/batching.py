@@ -14,6 +14,7 @@ from thinc.api import Model, deserialize_attr, serialize_attr
 
 from .backends import refuse_training, run_transformer, uses_onnx
 from .tokenizer import TokenizerHolder
+from .transformer import hf_config
 
 # Length bucketing: a group of windows is closed once the next (longer) window
 # would be padded to over PAD_RATIO x its shortest member, unless the group
@@ -77,6 +78,15 @@ def length_groups(lengths: np.ndarray, max_wordpieces: int) -> List[np.ndarray]:
     return groups
 
 
+def embeds_segments(model: Model) -> bool:
+    """Whether the transformer of encoder layer `model` has a token type for
+    the second segment of a pair. RoBERTa and XLM-R embed one type only
+    (their tokenizers give every position type 0), DeBERTa-v3 none, and
+    DistilBERT and ModernBERT take no token types at all: for them a pair's
+    segments are told apart by the separator alone and no types are sent."""
+    return int((hf_config(model) or {}).get("type_vocab_size") or 0) >= 2
+
+
 def encode_sequences(
     model: Model,
     seqs: List[np.ndarray],
@@ -105,6 +115,8 @@ def encode_sequences(
     base = np.zeros(len(seqs), dtype="int64")
     callbacks, sizes, masks = [], [], []
     offset = 0
+    if segments is not None and not embeds_segments(model):
+        segments = None  # the model's own default: every position type 0
     has_types = segments is not None or type_ids is not None
     groups = length_groups(lengths, model.attrs["max_batch_wordpieces"])
     # Each batch's states are copied into one array as they come, so a long

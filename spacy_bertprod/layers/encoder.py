@@ -16,7 +16,7 @@ With backend "onnx" or "onnx-int8" inference runs the transformer in ONNX
 Runtime (backends.py, onnx_backend.py); training always uses torch.
 """
 
-from typing import Any, Callable, List, Optional, Tuple, cast
+from typing import Any, Callable, List, Optional, Tuple, Union, cast
 
 import numpy as np
 import srsly
@@ -27,7 +27,7 @@ from thinc.types import Floats2d, Ints1d
 from ..attrs import ConfigInt, ConfigSetting
 from ..data_classes import WindowOutput, WindowPlan
 from ..errors import Errors
-from ..hf_loader import DEFAULT_MODEL, add_case_types, load_pretrained
+from ..hf_loader import DEFAULT_MODEL, add_case_types, load_pretrained, max_sequence_length, resolve_input_casing
 from .backends import validate_backend, validate_precision
 from .batching import HiddenStateObserver, encode_sequences
 from .onnx_backend import BackendName, OnnxSession
@@ -39,6 +39,9 @@ from .windows import plan_windows
 #: for it (see `is_bertprod_encoder`).
 ENCODER_NAME = "bertprod_encoder"
 POOLING_OPTIONS = ("first", "mean")
+#: `input_casing = "auto"`: decided in `initialize` from the model (see
+#: `spacy_bertprod.hf_loader.resolve_input_casing`).
+AUTO = "auto"
 #: Tokens pooled at a time (bounds the temporary arrays of a long document).
 POOL_CHUNK = 8192
 
@@ -70,7 +73,7 @@ def build_encoder(
     mixed_precision: bool = False,
     backend: str = "torch",
     inference_precision: str = "fp32",
-    input_casing: bool = False,
+    input_casing: Union[bool, str] = False,
 ) -> Model[List[Doc], List[Floats2d]]:
     """A Hugging Face encoder giving one vector per spaCy token (registered as
     `bertprod.Encoder.v1`; weights are loaded in `initialize`).
@@ -95,6 +98,9 @@ def build_encoder(
         pretrained model one token type embedding per class, each a copy of
         type 0, so training starts from the pretrained model's outputs.
         Needs token type embeddings (BERT-style); not for question answering.
+        "auto": on where the model has token type embeddings and an
+        uncased vocabulary, off otherwise (decided and logged in
+        `initialize`; the saved weights keep the decision).
     """
     validate_window(window, stride)
     if pooling not in POOLING_OPTIONS:
@@ -103,7 +109,7 @@ def build_encoder(
         raise ValueError(Errors.E055.format(value=max_batch_wordpieces, window=window))
     validate_backend(backend)
     validate_precision(inference_precision, backend)
-    if not isinstance(input_casing, bool):
+    if not isinstance(input_casing, bool) and input_casing != AUTO:
         raise ValueError(Errors.E056.format(value=input_casing))
     transformer = build_transformer_layer(mixed_precision, backend)
     return Model(
@@ -139,7 +145,7 @@ class WeightsOrigin:
     the config are checked against it, so an override the saved weights
     cannot follow raises instead of being ignored or crashing later."""
 
-    def __init__(self, name: str, input_casing: bool):
+    def __init__(self, name: str, input_casing: Union[bool, str]):
         self.name = name
         self.input_casing = input_casing
 
@@ -148,8 +154,8 @@ class WeightsOrigin:
 def _serialize_origin(_: WeightsOrigin, value: WeightsOrigin, name: str, model: Model) -> bytes:
     if not is_loaded(model):  # no weights saved: nothing to check on load
         return srsly.msgpack_dumps(None)
-    max_pos = (hf_config(model) or {}).get("max_position_embeddings")
-    return srsly.msgpack_dumps({"name": str(model.attrs["name"]), "input_casing": bool(model.attrs["input_casing"]), "max_positions": max_pos})
+    max_pos = max_sequence_length(hf_config(model) or {})
+    return srsly.msgpack_dumps({"name": str(model.attrs["name"]), "input_casing": model.attrs["input_casing"] is True, "max_positions": max_pos})
 
 
 @deserialize_attr.register(WeightsOrigin)
@@ -159,7 +165,7 @@ def _deserialize_origin(current: WeightsOrigin, value: bytes, name: str, model: 
         return current
     if saved["name"] != current.name:
         raise ValueError(Errors.E068.format(stored=saved["name"], name=current.name))
-    if saved["input_casing"] != current.input_casing:
+    if current.input_casing != AUTO and saved["input_casing"] != current.input_casing:
         raise ValueError(Errors.E069.format(stored=str(saved["input_casing"]).lower(), value=str(current.input_casing).lower()))
     max_pos = saved["max_positions"]
     if max_pos is not None and model.attrs["window"] > max_pos:
@@ -173,10 +179,12 @@ def encoder_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> 
     if is_loaded(model):
         return
     parts = load_pretrained(model.attrs["name"])
-    max_pos = parts.config.get("max_position_embeddings")
+    max_pos = max_sequence_length(parts.config)
     if max_pos is not None and model.attrs["window"] > max_pos:
         raise ValueError(Errors.E006.format(window=model.attrs["window"], max_pos=max_pos, name=model.attrs["name"]))
-    if model.attrs.get("input_casing"):
+    if model.attrs.get("input_casing") == AUTO:
+        model.attrs["input_casing"] = resolve_input_casing(parts, model.attrs["name"])
+    if model.attrs.get("input_casing") is True:
         add_case_types(parts.module, model.attrs["name"])
     set_pretrained(model, parts.module, parts.tokenizer, parts.cls_id, parts.sep_id, parts.pad_id)
 
@@ -204,7 +212,7 @@ def window_plan(model: Model, docs: List[Doc]) -> WindowPlan:
         window=model.attrs["window"],
         stride=model.attrs["stride"],
         first_only=model.attrs["pooling"] == "first",
-        input_casing=bool(model.attrs.get("input_casing")),
+        input_casing=model.attrs.get("input_casing") is True,
     )
 
 
@@ -264,7 +272,7 @@ def encoder_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List
     return list(Ys), backprop
 
 
-def default_encoder_config(section: str, window: int = 256, stride: int = 192, input_casing: bool = False) -> str:
+def default_encoder_config(section: str, window: int = 256, stride: int = 192, input_casing: Union[bool, str] = False) -> str:
     """The config block of the default encoder (`bertprod.Encoder.v1`), for
     components' default models."""
     return f"""
@@ -278,5 +286,5 @@ max_batch_wordpieces = 8192
 mixed_precision = false
 backend = "torch"
 inference_precision = "fp32"
-input_casing = {str(input_casing).lower()}
+input_casing = {'"auto"' if input_casing == AUTO else str(input_casing).lower()}
 """
