@@ -50,8 +50,8 @@ from spacy.language import Language
 sys.path.insert(0, str(Path(__file__).parent))
 from common import describe, stat_cpu_seconds, time_pipe, write_report  # noqa: E402
 
-from spacy_bertprod.convert import conll_to_docs  # noqa: E402
 from spacy_bertprod.serve.settings import ServeSettings  # noqa: E402
+from spacy_bertprod.training.converters import conll_to_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # this process tokenizes (the offline runs) before it starts the servers:

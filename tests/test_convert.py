@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import spacy
 
-from spacy_bertprod.convert import SST2_LABELS, conll_to_docs, sst2_to_docs
+from spacy_bertprod.training.converters import SST2_LABELS, conll_to_docs, sst2_to_docs
 
 SST2 = Path(__file__).parent.parent / "assets" / "sst2" / "glue" / "train.tsv"
 

@@ -13,9 +13,9 @@ from conftest import CATS, TRAIN_DATA, assert_varies, cats_examples, make_exampl
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-from spacy_bertprod.architectures import encoder_v1  # noqa: E402
-from spacy_bertprod.compress import onnx_path, onnx_pipeline, quantize_pipeline  # noqa: E402
-from spacy_bertprod.layers import onnx_backend  # noqa: E402
+from spacy_bertprod.compression.pipelines import onnx_path, onnx_pipeline, quantize_pipeline  # noqa: E402
+from spacy_bertprod.layers import onnx_session  # noqa: E402
+from spacy_bertprod.layers.architectures import encoder_v1  # noqa: E402
 
 ATOL = 1e-4
 TEXTS = [t for t, _ in TRAIN_DATA] + [random_text(60, seed=1), ""]
@@ -89,7 +89,7 @@ def test_export_matches_torch_with_other_shapes(tiny_bert):
     model = encoder_v1(name=tiny_bert, window=16, stride=8)
     model.initialize()
     module = model.get_ref("transformer").shims[0]._model.eval()
-    session = onnx_backend.OnnxSession(onnx_backend.export_onnx(module), "onnx")
+    session = onnx_session.OnnxSession(onnx_session.export_onnx(module), "onnx")
     rng = np.random.default_rng(0)
     for batch, length in ((3, 13), (1, 5), (5, 41)):  # the export example is (2, 8)
         ids = rng.integers(5, 100, (batch, length))
@@ -106,7 +106,7 @@ def test_ner_same_entities_and_round_trip(ner_path, tmp_path, monkeypatch):
     torch_nlp = spacy.load(ner_path)
     done = onnx_path(ner_path, tmp_path / "onnx")
     assert done == ["bertprod_ner"]
-    monkeypatch.setattr(onnx_backend, "export_onnx", None)  # the saved ONNX model is used
+    monkeypatch.setattr(onnx_session, "export_onnx", None)  # the saved ONNX model is used
     nlp = spacy.load(tmp_path / "onnx")
     compression = nlp.meta["bertprod"]["compression"]
     assert compression["backend"] == "onnxruntime" and compression["quantization"] is None
@@ -180,7 +180,7 @@ def test_onnx_int8(ner_path, tmp_path, monkeypatch):
     # saved by the converter (`onnx --int8`) and loaded: the same int8 model,
     # not exported again and not fp32
     assert onnx_path(ner_path, tmp_path / "int8", int8=True) == ["bertprod_ner"]
-    monkeypatch.setattr(onnx_backend, "export_onnx", None)
+    monkeypatch.setattr(onnx_session, "export_onnx", None)
     loaded = spacy.load(tmp_path / "int8")
     assert loaded.config["components"]["bertprod_ner"]["model"]["encoder"]["backend"] == "onnx-int8"
     assert loaded.meta["bertprod"]["compression"]["quantization"] == "int8-dynamic-per-channel"
@@ -242,7 +242,7 @@ def test_shared_encoder_textcat_and_ner(shared_path, tmp_path):
 
 @pytest.fixture(scope="module")
 def qa_trained(tiny_bert):
-    from spacy_bertprod.squad import make_examples as squad_examples
+    from spacy_bertprod.training.squad import make_examples as squad_examples
 
     nlp = spacy.blank("en")
     model = {"encoder": {"name": tiny_bert, "window": 48, "stride": 24}, "doc_stride": 16, "max_question_len": 12}
@@ -256,7 +256,7 @@ def _qa_pairs(nlp):
 
 
 def test_qa_same_answers(qa_trained):
-    from spacy_bertprod.distill import copy_pipeline
+    from spacy_bertprod.training.distiller import copy_pipeline
 
     nlp = copy_pipeline(qa_trained)
     qa = nlp.get_pipe("bertprod_qa")
@@ -329,10 +329,10 @@ def test_clear_errors(ner_path, monkeypatch):
 def test_set_threads_reaches_onnx_runtime_without_torch(monkeypatch):
     """`serve --threads` and Ray actors set the encoders' threads through one
     function; where torch is not installed it must set ONNX Runtime's own."""
-    monkeypatch.setattr(onnx_backend, "_threads_without_torch", 0)
-    monkeypatch.setattr(onnx_backend, "torch_installed", lambda: False)
+    monkeypatch.setattr(onnx_session, "_threads_without_torch", 0)
+    monkeypatch.setattr(onnx_session, "torch_installed", lambda: False)
     monkeypatch.delitem(sys.modules, "torch")
-    onnx_backend.set_threads(3)
-    assert onnx_backend.intra_op_threads() == 3
-    onnx_backend.set_threads(0)  # 0 leaves them
-    assert onnx_backend.intra_op_threads() == 3
+    onnx_session.set_threads(3)
+    assert onnx_session.intra_op_threads() == 3
+    onnx_session.set_threads(0)  # 0 leaves them
+    assert onnx_session.intra_op_threads() == 3

@@ -3,7 +3,7 @@ import json
 import pytest
 import spacy
 
-from spacy_bertprod.squad import exact_match, f1_score, make_examples, normalize_answer, read_squad, squad_corpus, squad_scores
+from spacy_bertprod.training.squad import exact_match, f1_score, make_examples, normalize_answer, read_squad, squad_corpus, squad_scores
 
 SQUAD = {
     "version": "1.1",

@@ -11,7 +11,7 @@ outputs.py     atomic shard files and the manifest
 runner.py      one run, from arguments to summary
 """
 
-from .data_classes import RunSummary, Settings
+from .records import RunSummary, Settings
 from .runner import annotate
 
 __all__ = ["RunSummary", "Settings", "annotate"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Iterator, List, Optional, Tuple, Union
 
 from ..errors import Errors
-from .data_classes import InputDoc, Piece, Reject, ShardSpec
+from .records import InputDoc, Piece, Reject, ShardSpec
 
 #: file suffix -> format; a single input file with another suffix is text
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text", ".parquet": "parquet"}

@@ -21,9 +21,9 @@ import spacy
 from spacy.language import Language
 
 from ..errors import Errors
-from ..layers.onnx_backend import set_threads
-from .data_classes import DocOutput, InputDoc, Reject, Settings, ShardSpec
+from ..layers.onnx_session import set_threads
 from .inputs import read_shard
+from .records import DocOutput, InputDoc, Reject, Settings, ShardSpec
 from .results import Collector, doc_output
 
 #: rows per call into an actor, in units of --batch-size: fewer, larger

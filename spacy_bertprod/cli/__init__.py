@@ -21,7 +21,7 @@ this module, whose import adds the sub-app to spaCy's `app`.
 
 from spacy.cli._util import app
 
-from . import annotate, compress, convert, demo, evaluate, meta, serve  # noqa: F401  (each registers its commands)
+from . import annotating, compress, convert, demo, evaluate, meta, serving  # noqa: F401  (each registers its commands)
 from ._util import bertprod_cli
 
 app.add_typer(bertprod_cli)

@@ -1,5 +1,5 @@
 """`bertprod distill|quantize|onnx`: smaller or faster copies of a trained
-pipeline. The work is done by distill.py and compress.py; these commands read
+pipeline. The work is done by training/distiller.py and compression/pipelines.py; these commands read
 the data, check what the user asked for and report."""
 
 import sys
@@ -13,10 +13,10 @@ from spacy.language import Language
 from spacy.training import Corpus, Example
 from wasabi import msg
 
-from ..compress import onnx_path, quantize_path
-from ..distill import distill, make_student
+from ..compression.pipelines import onnx_path, quantize_path
 from ..errors import Errors
-from ..squad import squad_corpus
+from ..training.distiller import distill, make_student
+from ..training.squad import squad_corpus
 from ._util import bertprod_cli, coded_errors_exit
 
 

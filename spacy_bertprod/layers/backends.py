@@ -10,8 +10,8 @@ from thinc.api import Model
 from thinc.types import Floats3d
 
 from ..errors import Errors
-from .onnx_backend import BACKENDS, BackendName, OnnxSession, require_onnxruntime
-from .quantization import is_torch_quantized
+from .int8_state import is_torch_quantized
+from .onnx_session import BACKENDS, BackendName, OnnxSession, require_onnxruntime
 from .tokenizer import is_loaded
 from .transformer import convert_inputs, convert_outputs, hf_module, is_inference_only
 

@@ -13,7 +13,7 @@ rebuilt with no access to the original model.
 This module builds, initializes and runs the encoder; the parts are in the
 modules beside it (tokenizer, windows, transformer, backends, batching).
 With backend "onnx" or "onnx-int8" inference runs the transformer in ONNX
-Runtime (backends.py, onnx_backend.py); training always uses torch.
+Runtime (backends.py, onnx_session.py); training always uses torch.
 """
 
 from typing import Any, Callable, List, Optional, Tuple, cast
@@ -24,15 +24,15 @@ from spacy.tokens import Doc
 from thinc.api import Model, deserialize_attr, serialize_attr
 from thinc.types import Floats2d, Ints1d
 
-from ..attrs import ConfigInt, ConfigSetting
-from ..data_classes import WindowOutput, WindowPlan
 from ..errors import Errors
-from ..hf_loader import DEFAULT_MODEL, add_case_types, load_pretrained
+from .attrs import ConfigInt, ConfigSetting
 from .backends import validate_backend, validate_precision
 from .batching import HiddenStateObserver, encode_sequences
-from .onnx_backend import BackendName, OnnxSession
+from .hf_loader import DEFAULT_MODEL, add_case_types, load_pretrained
+from .onnx_session import BackendName, OnnxSession
 from .tokenizer import TokenizerHolder, is_loaded
 from .transformer import build_transformer_layer, hf_config, set_hf_module
+from .types import WindowOutput, WindowPlan
 from .windows import plan_windows
 
 #: The name of the encoder layer, by which pipelines' models are searched

@@ -20,7 +20,7 @@ Counter = Callable[[str, Sequence[str]], int]
 
 def pipeline_tokenizer(nlp: Language) -> Optional[Any]:
     """The fast tokenizer of the pipeline's first bertprod encoder, if any."""
-    from ..compress import bertprod_encoders
+    from ..compression.pipelines import bertprod_encoders
 
     for encoder in bertprod_encoders(nlp).values():
         tokenizer = encoder.attrs["tokenizer"].tokenizer

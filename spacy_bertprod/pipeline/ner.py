@@ -20,14 +20,14 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
+from ..errors import Errors
+from ..layers.encoder import default_encoder_config
 from .annotations import span_json
+from .config_policy import apply_config, record_config
 from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi
 from .distillation import TeacherStudentMixin, kl, softmax_t
-from .errors import Errors
 from .extensions import set_scored_spans
-from .layers.encoder import default_encoder_config
 from .serialization import pipe_from_disk
-from .settings import apply_config, record_config
 
 DEFAULT_NER_MODEL = """
 [model]

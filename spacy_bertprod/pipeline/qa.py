@@ -24,15 +24,15 @@ from spacy.util import SimpleFrozenList, registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, NumpyOps, set_dropout_rate
 
+from ..errors import Errors, Warnings
+from ..layers.encoder import default_encoder_config, is_count
+from ..layers.qa_head import QAScores
+from ..training.squad import squad_scores
 from .annotations import span_json
+from .config_policy import apply_config, record_config
 from .distillation import TeacherStudentMixin, kl, softmax_t
-from .errors import Errors, Warnings
 from .extensions import set_scored_spans
-from .layers.encoder import default_encoder_config, is_count
-from .qa_model import QAScores
 from .serialization import pipe_from_disk
-from .settings import apply_config, record_config
-from .squad import squad_scores
 
 DEFAULT_QA_MODEL = """
 [model]
@@ -54,7 +54,7 @@ def with_gold(questions: Sequence[str], example: Example) -> List[Tuple[str, Lis
     return list(zip(questions, gold))
 
 
-#: QA logits are numpy arrays (`qa_model.QAWindow`) whatever the device
+#: QA logits are numpy arrays (`layers.qa_head.QAWindow`) whatever the device
 _NUMPY_OPS = NumpyOps()
 
 
@@ -204,7 +204,7 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
         self.model = model
         self.name = name
         self.scorer = scorer
-        # from the config: they win on load (see settings.py)
+        # from the config: they win on load (see config_policy.py)
         self._settings: Dict[str, Any] = {
             "max_answer_len": max_answer_len,
             "top_k": top_k,
@@ -306,7 +306,7 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
         the gap between the last question answered and the first one left
         null (null-minus-answer differences lie in [-1, 1]), so float noise
         of another batch composition cannot flip a question at the edge."""
-        from .squad import f1_score
+        from ..training.squad import f1_score
 
         diffs, f1_answer, f1_null = [], [], []
         for eg in examples:

@@ -7,7 +7,7 @@ and binary cross-entropy. `doc.cats` holds the probabilities; for multi-label
 `doc._.bertprod_labels` lists the labels at or above their threshold
 (`thresholds[label]`, else `threshold`).
 
-Documents longer than one window: see `pooling.py` (window vectors are pooled
+Documents longer than one window: see `layers/pooling.py` (window vectors are pooled
 into one doc vector before the classifier). A doc with no text gets 0.0 for
 every label.
 """
@@ -24,12 +24,12 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 from thinc.types import Floats2d
 
+from ..errors import Errors, Warnings
+from ..layers.encoder import default_encoder_config
 from . import extensions  # noqa: F401
+from .config_policy import apply_config, record_config
 from .distillation import TeacherStudentMixin, kl, softmax_t
-from .errors import Errors, Warnings
-from .layers.encoder import default_encoder_config
 from .serialization import pipe_from_disk
-from .settings import apply_config, record_config
 
 DEFAULT_TEXTCAT_MODEL = """
 [model]

@@ -25,11 +25,11 @@ from typing import Any, Dict, Iterator, Optional
 import numpy as np
 import srsly
 
-from ..attrs import ConfigSetting, bytes_attr
+from ..compression.onnx_fusion import attention_shape, fuse_onnx, fused_op_types
 from ..errors import Errors, Warnings, describe
 from ..extras import torch_installed
-from .onnx_fusion import attention_shape, fuse_onnx, fused_op_types
-from .quantization import is_torch_quantized
+from .attrs import ConfigSetting, bytes_attr
+from .int8_state import is_torch_quantized
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 ONNX_OPSET = 17

@@ -21,14 +21,14 @@ import spacy
 from spacy.language import Language
 from thinc.api import Model
 
-from .attrs import ConfigSetting
-from .errors import Errors
-from .layers.backends import onnx_session, set_backend, uses_onnx
-from .layers.encoder import is_bertprod_encoder
-from .layers.onnx_backend import ONNX_OPSET, QUANTIZED_OPS, require_onnxruntime
-from .layers.onnx_fusion import fused_op_types
-from .layers.quantization import QUANTIZATION_INT8, is_torch_quantized, quantize_module
-from .layers.transformer import drop_torch_weights, hf_module, set_hf_module
+from ..errors import Errors
+from ..layers.attrs import ConfigSetting
+from ..layers.backends import onnx_session, set_backend, uses_onnx
+from ..layers.encoder import is_bertprod_encoder
+from ..layers.int8_state import QUANTIZATION_INT8, is_torch_quantized, quantize_module
+from ..layers.onnx_session import ONNX_OPSET, QUANTIZED_OPS, require_onnxruntime
+from ..layers.transformer import drop_torch_weights, hf_module, set_hf_module
+from .onnx_fusion import fused_op_types
 
 ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1",)
 

@@ -13,8 +13,8 @@ from spacy.language import Language
 from spacy.training import Example
 from spacy.util import registry
 
-from . import extensions  # noqa: F401
-from .errors import Errors
+from ..errors import Errors
+from ..pipeline import extensions  # noqa: F401
 
 
 def read_squad(path: Union[str, Path]) -> List[Dict[str, Any]]:
