@@ -357,6 +357,11 @@ class Errors(metaclass=ErrorsWithCodes):
     E145 = "{option} must be at least 1, not {value}."
     E146 = "The manifest '{path}' is damaged ({err}): it cannot say which shards are done. Remove the output folder (or the manifest and its shards) and run again."
     E147 = "Reading the Parquet file '{path}' needs pyarrow: `pip install pyarrow` (it comes with `spacy-bertprod[ray]`), or convert the file to JSONL."
+    E150 = (
+        'The encoder\'s config says backend = "{backend}" but the pipeline holds no ONNX model for it (held: {held}). '
+        "ONNX models are exported ahead of time, not on the first prediction: run `python -m spacy bertprod onnx PIPELINE OUTPUT{int8}` "
+        '(or `spacy_bertprod.compression.pipelines.onnx_pipeline(nlp)`) and load the output, or set the encoder\'s backend = "torch".'
+    )
 
 
 def describe(err: BaseException) -> str:

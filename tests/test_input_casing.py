@@ -99,6 +99,7 @@ def test_ner_without_head_features_learns_case_only_entities(tiny_bert, tmp_path
 def test_onnx_backend_gets_the_casing(nlp, tiny_bert):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
+    from spacy_bertprod.compression.onnx_export import export_encoder
     from spacy_bertprod.layers.backends import set_backend
 
     model = _encoder(tiny_bert)
@@ -107,6 +108,7 @@ def test_onnx_backend_gets_the_casing(nlp, tiny_bert):
     docs = [nlp.make_doc("Angela MERKEL visited iPhone plant in munich."), nlp.make_doc("Paris")]
     expected = model.predict(docs)
     set_backend(model, "onnx")
+    export_encoder(model)
     for a, b in zip(expected, model.predict(docs)):
         np.testing.assert_allclose(a, b, atol=1e-4)
 

@@ -13,9 +13,11 @@ from conftest import CATS, TRAIN_DATA, assert_varies, cats_examples, make_exampl
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
+from spacy_bertprod import threads  # noqa: E402
+from spacy_bertprod.compression import onnx_export  # noqa: E402
 from spacy_bertprod.compression.pipelines import onnx_path, onnx_pipeline, quantize_pipeline  # noqa: E402
-from spacy_bertprod.layers import onnx_session  # noqa: E402
 from spacy_bertprod.layers.architectures import encoder_v1  # noqa: E402
+from spacy_bertprod.layers.onnx_session import OnnxSession  # noqa: E402
 
 ATOL = 1e-4
 TEXTS = [t for t, _ in TRAIN_DATA] + [random_text(60, seed=1), ""]
@@ -89,7 +91,7 @@ def test_export_matches_torch_with_other_shapes(tiny_bert):
     model = encoder_v1(name=tiny_bert, window=16, stride=8)
     model.initialize()
     module = model.get_ref("transformer").shims[0]._model.eval()
-    session = onnx_session.OnnxSession(onnx_session.export_onnx(module), "onnx")
+    session = OnnxSession(onnx_export.export_onnx(module), "onnx")
     rng = np.random.default_rng(0)
     for batch, length in ((3, 13), (1, 5), (5, 41)):  # the export example is (2, 8)
         ids = rng.integers(5, 100, (batch, length))
@@ -106,7 +108,7 @@ def test_ner_same_entities_and_round_trip(ner_path, tmp_path, monkeypatch):
     torch_nlp = spacy.load(ner_path)
     done = onnx_path(ner_path, tmp_path / "onnx")
     assert done == ["bertprod_ner"]
-    monkeypatch.setattr(onnx_session, "export_onnx", None)  # the saved ONNX model is used
+    monkeypatch.setattr(onnx_export, "export_onnx", None)  # the saved ONNX model is used
     nlp = spacy.load(tmp_path / "onnx")
     compression = nlp.meta["bertprod"]["compression"]
     assert compression["backend"] == "onnxruntime" and compression["quantization"] is None
@@ -133,15 +135,22 @@ def test_ner_same_entities_and_round_trip(ner_path, tmp_path, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_config_override_exports_lazily(ner_path):
+def test_config_override_to_onnx_needs_an_exported_model(ner_path):
+    """A torch pipeline loaded with backend "onnx" holds no ONNX model: it is
+    never exported on the first prediction (E150, saying what to run), and
+    predicts like torch once exported explicitly."""
     override = {"components": {"bertprod_ner": {"model": {"encoder": {"backend": "onnx"}}}}}
     nlp = spacy.load(ner_path, config=override)
     encoder = _encoder_of(nlp, "bertprod_ner")
     assert encoder.attrs["backend"] == "onnx" and encoder.attrs["onnx"].data is None
+    with pytest.raises(ValueError, match=r"\[E150\].*backend = \"onnx\".*python -m spacy bertprod onnx"):
+        nlp(TEXTS[0])
+    assert encoder.attrs["onnx"].data is None
+    onnx_export.export_encoder(encoder)
+    assert encoder.attrs["onnx"].has_model("onnx")
     torch_nlp = spacy.load(ner_path)
     for text in TEXTS:
         assert _ents(nlp(text)) == _ents(torch_nlp(text))
-    assert encoder.attrs["onnx"].has_model("onnx")
 
 
 def _gather_table_types(nlp):
@@ -180,7 +189,7 @@ def test_onnx_int8(ner_path, tmp_path, monkeypatch):
     # saved by the converter (`onnx --int8`) and loaded: the same int8 model,
     # not exported again and not fp32
     assert onnx_path(ner_path, tmp_path / "int8", int8=True) == ["bertprod_ner"]
-    monkeypatch.setattr(onnx_session, "export_onnx", None)
+    monkeypatch.setattr(onnx_export, "export_onnx", None)
     loaded = spacy.load(tmp_path / "int8")
     assert loaded.config["components"]["bertprod_ner"]["model"]["encoder"]["backend"] == "onnx-int8"
     assert loaded.meta["bertprod"]["compression"]["quantization"] == "int8-dynamic-per-channel"
@@ -307,7 +316,7 @@ def test_clear_errors(ner_path, monkeypatch):
     examples = make_examples(nlp)
     # training with torch forgets an exported ONNX model (its weights change)
     encoder = _encoder_of(nlp, "bertprod_ner")
-    encoder.attrs["onnx"].export_from(_torch_module(nlp, "bertprod_ner"), "onnx")
+    onnx_export.export_encoder(encoder, "onnx")
     nlp.update(examples[:1], sgd=Adam(1e-3))
     assert encoder.attrs["onnx"].data is None
     onnx_pipeline(nlp)
@@ -329,10 +338,10 @@ def test_clear_errors(ner_path, monkeypatch):
 def test_set_threads_reaches_onnx_runtime_without_torch(monkeypatch):
     """`serve --threads` and Ray actors set the encoders' threads through one
     function; where torch is not installed it must set ONNX Runtime's own."""
-    monkeypatch.setattr(onnx_session, "_threads_without_torch", 0)
-    monkeypatch.setattr(onnx_session, "torch_installed", lambda: False)
+    monkeypatch.setattr(threads, "_threads_without_torch", 0)
+    monkeypatch.setattr(threads, "torch_installed", lambda: False)
     monkeypatch.delitem(sys.modules, "torch")
-    onnx_session.set_threads(3)
-    assert onnx_session.intra_op_threads() == 3
-    onnx_session.set_threads(0)  # 0 leaves them
-    assert onnx_session.intra_op_threads() == 3
+    threads.set_threads(3)
+    assert threads.intra_op_threads() == 3
+    threads.set_threads(0)  # 0 leaves them
+    assert threads.intra_op_threads() == 3

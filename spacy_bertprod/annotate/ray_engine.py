@@ -21,7 +21,7 @@ import spacy
 from spacy.language import Language
 
 from ..errors import Errors
-from ..layers.onnx_session import set_threads
+from ..threads import set_threads
 from .inputs import read_shard
 from .records import DocOutput, InputDoc, Reject, Settings, ShardSpec
 from .results import Collector, doc_output

@@ -23,11 +23,12 @@ from thinc.api import Model
 
 from ..errors import Errors
 from ..layers.attrs import ConfigSetting
-from ..layers.backends import onnx_session, set_backend, uses_onnx
+from ..layers.backends import set_backend, uses_onnx
 from ..layers.encoder import is_bertprod_encoder
 from ..layers.int8_state import QUANTIZATION_INT8, is_torch_quantized, quantize_module
-from ..layers.onnx_session import ONNX_OPSET, QUANTIZED_OPS, require_onnxruntime
+from ..layers.onnx_session import require_onnxruntime
 from ..layers.transformer import drop_torch_weights, hf_module, set_hf_module
+from .onnx_export import ONNX_OPSET, QUANTIZED_OPS, export_encoder
 from .onnx_fusion import fused_op_types
 
 ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1",)
@@ -119,7 +120,7 @@ def onnx_pipeline(nlp: Language, int8: bool = False, *, inference_only: bool = F
     for encoder in encoders.values():
         set_backend(encoder, backend)
         encoder.attrs["inference_precision"] = ConfigSetting("fp32")
-        onnx_session(encoder, fuse=fuse)
+        export_encoder(encoder, fuse=fuse)
         if inference_only:
             drop_torch_weights(encoder)
     set_config_backend(nlp, backend)

@@ -23,9 +23,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import Errors
-from ..layers.onnx_session import set_threads
 from ..memory import pin_mmap_threshold
 from ..pipeline.annotations import doc_annotations
+from ..threads import set_threads
 from .batcher import BatchFailed, Closed, DynamicBatcher, Item, QueueFull
 from .metrics import ServeMetrics
 from .schema import ErrorResponse, ProcessRequest, ProcessResponse
