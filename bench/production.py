@@ -46,9 +46,10 @@ from common import describe, progress, read_sst2_test, spacy_transformers_pipeli
 from spacy_bertprod.compression.hf_export import qa_to_hf, save_hf_tokenizer  # noqa: E402
 from spacy_bertprod.compression.pipelines import onnx_pipeline, quantize_pipeline  # noqa: E402
 from spacy_bertprod.layers.transformer import hf_module  # noqa: E402
+from spacy_bertprod.pipeline.squad_metrics import squad_scores  # noqa: E402
 from spacy_bertprod.training.converters import conll_to_docs, sst2_to_docs  # noqa: E402
 from spacy_bertprod.training.distiller import copy_pipeline, distill, make_student  # noqa: E402
-from spacy_bertprod.training.squad import make_examples, read_squad, squad_scores  # noqa: E402
+from spacy_bertprod.training.squad import make_examples, read_squad  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench/results"

@@ -24,8 +24,8 @@ from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, make_examples
 from spacy_bertprod.cli import bertprod_cli
 from spacy_bertprod.cli.demo import DEMO_TEXTS
 from spacy_bertprod.compression.pipelines import QUANTIZATION_INT8
+from spacy_bertprod.pipeline.squad_metrics import exact_match
 from spacy_bertprod.training.converters import conll_to_docs, sst2_to_docs, write_docbin
-from spacy_bertprod.training.squad import exact_match
 
 ROOT = Path(__file__).parent.parent
 COMMANDS = ("convert-all", "evaluate-squad", "distill", "quantize", "onnx", "meta", "demo", "annotate", "serve")

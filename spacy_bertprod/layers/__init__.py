@@ -11,7 +11,8 @@ windows.py        striding windows over a document and the window plan
 casing.py         casing features and per-wordpiece casing classes
 transformer.py    the torch transformer as a thinc layer, and its bytes (or a
                   stand-in where torch is absent or the weights were dropped)
-int8_state.py     torch int8 dynamic quantization and its safetensors state
+int8_state.py     torch int8 dynamic quantization and its safetensors state (loading
+                  a quantized pipeline quantizes its fp32 skeleton again)
 onnx_session.py   the onnxruntime session of an exported encoder (export: compression/)
 backends.py       torch / autocast / ONNX Runtime dispatch of one batch
 batching.py       length-bucket batching of wordpiece sequences

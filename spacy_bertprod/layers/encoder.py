@@ -16,10 +16,11 @@ With backend "onnx" or "onnx-int8" inference runs the transformer in ONNX
 Runtime (backends.py, onnx_session.py); training always uses torch.
 """
 
-from typing import Any, Callable, List, Optional, Tuple, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 import srsly
+from spacy.language import Language
 from spacy.tokens import Doc
 from thinc.api import Model, deserialize_attr, serialize_attr
 from thinc.types import Floats2d, Ints1d
@@ -38,6 +39,7 @@ from .windows import plan_windows
 #: The name of the encoder layer, by which pipelines' models are searched
 #: for it (see `is_bertprod_encoder`).
 ENCODER_NAME = "bertprod_encoder"
+ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1",)
 POOLING_OPTIONS = ("first", "mean")
 #: Tokens pooled at a time (bounds the temporary arrays of a long document).
 POOL_CHUNK = 8192
@@ -280,3 +282,27 @@ backend = "torch"
 inference_precision = "fp32"
 input_casing = {str(input_casing).lower()}
 """
+
+
+def bertprod_encoders(nlp: Language) -> Dict[str, Model]:
+    """Every bertprod encoder layer in the pipeline, by component name
+    (an encoder shared through listeners is found once, on its owner)."""
+    found: Dict[str, Model] = {}
+    for name, pipe in nlp.components:
+        model = getattr(pipe, "model", None)
+        if not isinstance(model, Model):
+            continue
+        for node in model.walk():
+            if is_bertprod_encoder(node) and all(node is not seen for seen in found.values()):
+                found[name] = node
+    return found
+
+
+def encoder_blocks(config: Any) -> List[Dict[str, Any]]:
+    """Every bertprod encoder block (`ENCODER_ARCHITECTURES`) anywhere in a
+    (component) config."""
+    if not isinstance(config, dict):
+        return []
+    if config.get("@architectures") in ENCODER_ARCHITECTURES:
+        return [config]
+    return [block for value in config.values() for block in encoder_blocks(value)]

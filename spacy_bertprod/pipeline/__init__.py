@@ -4,6 +4,7 @@ import; training code lives in training/):
 ner.py              bertprod_ner: token classification with constrained BILUO decoding
 textcat.py          bertprod_textcat (exclusive and multi-label)
 qa.py               bertprod_qa: extractive question answering and its scorer
+squad_metrics.py    the official SQuAD exact match and F1
 decoding.py         BILUO tag names, transition constraints and Viterbi decoding
 extensions.py       the Doc / Span extensions the components set
 annotations.py      a Doc's annotations as JSON (served and batch-annotated output)

@@ -27,12 +27,12 @@ from thinc.api import Config, Model, NumpyOps, set_dropout_rate
 from ..errors import Errors, Warnings
 from ..layers.encoder import default_encoder_config, is_count
 from ..layers.qa_head import QAScores
-from ..training.squad import squad_scores
 from .annotations import span_json
 from .config_policy import apply_config, record_config
 from .distillation import TeacherStudentMixin, kl, softmax_t
 from .extensions import set_scored_spans
 from .serialization import pipe_from_disk
+from .squad_metrics import f1_score, squad_scores
 
 DEFAULT_QA_MODEL = """
 [model]
@@ -306,8 +306,6 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
         the gap between the last question answered and the first one left
         null (null-minus-answer differences lie in [-1, 1]), so float noise
         of another batch composition cannot flip a question at the edge."""
-        from ..training.squad import f1_score
-
         diffs, f1_answer, f1_null = [], [], []
         for eg in examples:
             doc = eg.predicted

@@ -21,9 +21,8 @@ from spacy.training import Example
 from spacy.util import load_model_from_config
 from thinc.api import Model
 
-from ..compression.pipelines import bertprod_encoders, encoder_blocks
 from ..errors import Errors
-from ..layers.encoder import is_count
+from ..layers.encoder import bertprod_encoders, encoder_blocks, is_count
 from ..layers.int8_state import is_torch_quantized
 from ..layers.transformer import hf_module, set_hf_module
 from ..pipeline.distillation import Distillable, InitializesFromTeacher, encoder_of, require_distillable
