@@ -20,7 +20,7 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples
-from spacy.util import SimpleFrozenList, registry
+from spacy.util import registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, NumpyOps, set_dropout_rate
 
@@ -28,10 +28,9 @@ from ..errors import Errors, Warnings
 from ..layers.encoder import default_encoder_config, is_count
 from ..layers.qa_head import QAScores
 from .annotations import span_json
-from .config_policy import apply_config, record_config
+from .config_policy import ConfigWinsOnLoad
 from .distillation import TeacherStudentMixin, kl, softmax_t
 from .extensions import set_scored_spans
-from .serialization import pipe_from_disk
 from .squad_metrics import f1_score, squad_scores
 
 DEFAULT_QA_MODEL = """
@@ -175,7 +174,7 @@ def as_questions(value: Any, source: str) -> List[str]:
     return list(value)
 
 
-class BertprodQA(TeacherStudentMixin, TrainablePipe):
+class BertprodQA(TeacherStudentMixin, ConfigWinsOnLoad, TrainablePipe):
     """Extractive question answering with a fine-tuned transformer."""
 
     def __init__(
@@ -214,7 +213,7 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
             "spans_key": spans_key,
         }
         self.cfg: Dict[str, Any] = dict(self._settings, questions=list(questions))
-        record_config(self.cfg, self._settings)
+        self.keep_settings(self._settings)
         self.lost_answers = 0  # training answers that tokenization lost
 
     @property
@@ -368,18 +367,6 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
         validate_top_k(top_k)
         (scores,) = self.model.predict([(doc, question)])
         return self._spans(doc, question, self.decode(scores, top_k, doc))
-
-    def from_bytes(self, bytes_data: bytes, *, exclude=SimpleFrozenList()) -> "BertprodQA":
-        super().from_bytes(bytes_data, exclude=exclude)
-        apply_config(self.cfg, self._settings)
-        return self
-
-    def from_disk(self, path: Any, *, exclude=SimpleFrozenList()) -> "BertprodQA":
-        """Coded errors naming the file for a missing or damaged cfg or model
-        (the cfg holds the calibrated null threshold and default questions)."""
-        pipe_from_disk(self, path, exclude)
-        apply_config(self.cfg, self._settings)
-        return self
 
     # -- training -------------------------------------------------------------
     def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Any] = None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:
