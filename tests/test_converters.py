@@ -1,4 +1,4 @@
-"""convert.py: CoNLL-2003 and SST-2 files -> docs."""
+"""training/converters.py: CoNLL-2003 and SST-2 files -> docs."""
 
 from pathlib import Path
 
