@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import describe, model_provenance, read_sst2_test, stat_cpu_seconds, write_report  # noqa: E402
 
 from spacy_bertprod.annotate import Settings, annotate  # noqa: E402
-from spacy_bertprod.convert import conll_to_docs  # noqa: E402
+from spacy_bertprod.training.converters import conll_to_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAIN, RAY_1 = "plain nlp.pipe", "ray engine, 1 worker"

@@ -177,7 +177,7 @@ def save_result(out: Path, result: Dict[str, Any], report: str = "", models: Opt
 def read_sst2_test(path: Path, nlp) -> list:
     """The labelled SST-2 test split, its PTB bracket tokens written as GLUE's
     train and dev files write them."""
-    from spacy_bertprod.convert import sst2_to_docs
+    from spacy_bertprod.training.converters import sst2_to_docs
 
     docs = sst2_to_docs(path, nlp)
     fixed = [nlp.make_doc(d.text.replace("-lrb-", "(").replace("-rrb-", ")")) for d in docs]

@@ -6,7 +6,7 @@ MiniLM's size (6 layers, 384 wide, 12 heads, intermediate 1536: speed does
 not depend on the weights) with its kind of tokenizer (wordpiece, byte-level
 BPE or SentencePiece unigram, trained on the CoNLL-2003 training text) is
 put in a `bertprod_ner` pipeline and exported as the product exports it
-(`spacy_bertprod.compress.onnx_path`): fp32 fused, int8 fused and int8
+(`spacy_bertprod.compression.pipelines.onnx_path`): fp32 fused, int8 fused and int8
 unfused (`fuse=False`). Reported per family: the fused ONNX Runtime
 operators in the fp32 graph (Attention, SkipLayerNormalization,
 EmbedLayerNormalization, BiasGelu/FastGelu...), whether ONNX Runtime's
@@ -37,9 +37,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import describe, write_report  # noqa: E402
 
-from spacy_bertprod.compress import onnx_path  # noqa: E402
-from spacy_bertprod.convert import conll_to_docs  # noqa: E402
-from spacy_bertprod.layers.onnx_fusion import fused_op_types  # noqa: E402
+from spacy_bertprod.compression.onnx_fusion import fused_op_types  # noqa: E402
+from spacy_bertprod.compression.pipelines import onnx_path  # noqa: E402
+from spacy_bertprod.training.converters import conll_to_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared/datasets/conll2003"

@@ -26,9 +26,9 @@ from spacy.training import Example
 sys.path.insert(0, str(Path(__file__).parent))
 from common import describe, model_provenance, write_report  # noqa: E402
 
-from spacy_bertprod.compress import onnx_pipeline, quantize_pipeline  # noqa: E402
-from spacy_bertprod.convert import conll_to_docs  # noqa: E402
-from spacy_bertprod.distill import copy_pipeline  # noqa: E402
+from spacy_bertprod.compression.pipelines import onnx_pipeline, quantize_pipeline  # noqa: E402
+from spacy_bertprod.training.converters import conll_to_docs  # noqa: E402
+from spacy_bertprod.training.distiller import copy_pipeline  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 Ents = List[Tuple[int, int, str]]

@@ -87,7 +87,7 @@ def worker_rss(target: str, conll: str, n_docs: int) -> Dict[str, Any]:
     """RSS after `n_docs` CoNLL test sentences (one doc each), batch 32."""
     import spacy
 
-    from spacy_bertprod.convert import conll_to_docs
+    from spacy_bertprod.training.converters import conll_to_docs
 
     texts = [d.text for d in conll_to_docs(conll, n_sents=1)][:n_docs]
     nlp = spacy.load(target)
@@ -102,7 +102,7 @@ def worker_accuracy(target: str, conll: str, limit: int) -> Dict[str, Any]:
     from spacy.scorer import get_ner_prf
     from spacy.training import Example
 
-    from spacy_bertprod.convert import conll_to_docs
+    from spacy_bertprod.training.converters import conll_to_docs
 
     gold = conll_to_docs(conll)
     gold = gold[:limit] if limit else gold
@@ -215,7 +215,7 @@ def export_variants(model: Path, out: Path) -> Dict[str, Path]:
     """The pipeline folders of the four rows (ONNX exports made now)."""
     import warnings
 
-    from spacy_bertprod.compress import onnx_path
+    from spacy_bertprod.compression.pipelines import onnx_path
 
     folders = {"torch fp32": model}
     out.mkdir(parents=True, exist_ok=True)

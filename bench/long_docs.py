@@ -40,7 +40,7 @@ LABELS = ("PER", "LOC", "ORG", "MISC")
 def conll_text(path: Path, n_chars: int) -> str:
     """`n_chars` characters of CoNLL-2003 documents joined by blank lines,
     repeated as often as needed, cut at a space."""
-    from spacy_bertprod.convert import conll_to_docs
+    from spacy_bertprod.training.converters import conll_to_docs
 
     docs = [doc.text for doc in conll_to_docs(path)]
     parts, size, i = [], 0, 0
@@ -67,7 +67,7 @@ def measure(n_chars: int, data: Path, threads: int) -> Dict[str, Any]:
     import torch
     from spacy.training import Example
 
-    from spacy_bertprod.convert import conll_to_docs
+    from spacy_bertprod.training.converters import conll_to_docs
 
     torch.set_num_threads(threads)
     nlp = spacy.blank("en")

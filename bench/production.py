@@ -18,7 +18,7 @@ those pipelines' decoding exactly).
 
 Teachers are the pipelines the other benchmarks train (bench/results/...).
 Students are distilled here when their folder does not exist yet, with
-`spacy_bertprod.distill` (settings per task in `Task.distill`; train data as
+`spacy_bertprod.training.distiller` (settings per task in `Task.distill`; train data as
 below). Their model-best is selected on data that is never scored: CoNLL dev
 (NER), GLUE SST-2 dev (textcat), and the last QA_SELECT SQuAD dev questions,
 whole contexts, which the scored questions never reach (QA).
@@ -43,12 +43,13 @@ from spacy.training import Example
 sys.path.insert(0, str(Path(__file__).parent))
 from common import describe, model_provenance, progress, read_sst2_test, record_made_by, spacy_transformers_pipeline, write_report  # noqa: E402
 
-from spacy_bertprod.compress import onnx_pipeline, quantize_pipeline  # noqa: E402
-from spacy_bertprod.convert import conll_to_docs, sst2_to_docs  # noqa: E402
-from spacy_bertprod.distill import copy_pipeline, distill, make_student  # noqa: E402
-from spacy_bertprod.export import qa_to_hf, save_hf_tokenizer  # noqa: E402
+from spacy_bertprod.compression.hf_export import qa_to_hf, save_hf_tokenizer  # noqa: E402
+from spacy_bertprod.compression.pipelines import onnx_pipeline, quantize_pipeline  # noqa: E402
 from spacy_bertprod.layers.transformer import hf_module  # noqa: E402
-from spacy_bertprod.squad import make_examples, read_squad, squad_scores  # noqa: E402
+from spacy_bertprod.pipeline.squad_metrics import squad_scores  # noqa: E402
+from spacy_bertprod.training.converters import conll_to_docs, sst2_to_docs  # noqa: E402
+from spacy_bertprod.training.distiller import copy_pipeline, distill, make_student  # noqa: E402
+from spacy_bertprod.training.squad import make_examples, read_squad  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench/results"

@@ -57,8 +57,8 @@ from spacy.language import Language
 sys.path.insert(0, str(Path(__file__).parent))
 from common import describe, model_provenance, stat_cpu_seconds, write_report  # noqa: E402
 
-from spacy_bertprod.convert import conll_to_docs  # noqa: E402
 from spacy_bertprod.serve.settings import ServeSettings  # noqa: E402
+from spacy_bertprod.training.converters import conll_to_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # this process tokenizes (the offline runs) before it starts the servers:

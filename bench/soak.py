@@ -86,8 +86,8 @@ ODD = [
 
 def texts_from_data() -> Dict[str, List[str]]:
     """Real sentences and paragraphs from the shared datasets."""
-    from spacy_bertprod.convert import conll_to_docs
-    from spacy_bertprod.squad import read_squad
+    from spacy_bertprod.training.converters import conll_to_docs
+    from spacy_bertprod.training.squad import read_squad
 
     sentences = []
     for doc in conll_to_docs(DATA / "conll2003/test.txt"):
@@ -144,7 +144,7 @@ def tiny_model(path: Path) -> str:
     import torch
     from transformers import BertConfig, BertModel
 
-    from spacy_bertprod.hf_loader import embedded_model_path
+    from spacy_bertprod.layers.hf_loader import embedded_model_path
 
     src = embedded_model_path()
     path.mkdir(parents=True, exist_ok=True)
@@ -165,8 +165,8 @@ def build(pipeline: str, name: str, source: Dict[str, List[str]], train_steps: i
     from spacy.training import Example
     from thinc.api import Adam
 
-    from spacy_bertprod.convert import conll_to_docs
-    from spacy_bertprod.squad import make_examples, read_squad
+    from spacy_bertprod.training.converters import conll_to_docs
+    from spacy_bertprod.training.squad import make_examples, read_squad
 
     encoder = {"name": name}
     if pipeline == "shared":

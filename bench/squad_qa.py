@@ -25,8 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from common import TRAIN_LOG, describe, model_provenance, record_made_by, save_result  # noqa: E402
 
-from spacy_bertprod.export import qa_to_hf  # noqa: E402
-from spacy_bertprod.squad import read_squad, squad_scores  # noqa: E402
+from spacy_bertprod.compression.hf_export import qa_to_hf  # noqa: E402
+from spacy_bertprod.pipeline.squad_metrics import squad_scores  # noqa: E402
+from spacy_bertprod.training.squad import read_squad  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 #: contexts (with all their questions) each system answers before it is timed

@@ -28,8 +28,8 @@ from spacy.training import Example
 sys.path.insert(0, str(Path(__file__).parent))
 from common import TRAIN_LOG, built_in_run, describe, model_provenance, read_sst2_test, record_made_by, save_result, spacy_transformers_pipeline, time_pipe  # noqa: E402
 
-from spacy_bertprod.convert import conll_to_docs, sst2_to_docs, write_docbin  # noqa: E402
-from spacy_bertprod.hf_loader import embedded_model_path  # noqa: E402
+from spacy_bertprod.layers.hf_loader import embedded_model_path  # noqa: E402
+from spacy_bertprod.training.converters import conll_to_docs, sst2_to_docs, write_docbin  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -123,7 +123,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "The teacher pipeline {pipeline} has no component to distil: add "
         "a bertprod_ner, bertprod_textcat or bertprod_qa component, or one "
         "that implements distillation (`distill` and "
-        "`get_teacher_student_loss`, see spacy_bertprod/distillation.py)."
+        "`get_teacher_student_loss`, see spacy_bertprod/pipeline/distillation.py)."
     )
     E027 = "No training data for distillation. Pass a .spacy corpus, SQuAD-format JSON, or unlabelled text (one text per line)."
     E028 = 'The ONNX backend needs onnxruntime and onnx, which are not installed. Run `pip install spacy-bertprod[onnx]`, or set the encoder\'s backend = "torch".'
@@ -131,7 +131,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "Cannot train an encoder whose backend is {backend!r}: the ONNX "
         "model is exported from the torch weights and would not see the "
         'updates. Train with backend = "torch", then convert the trained '
-        "pipeline with `spacy_bertprod.compress.onnx_pipeline` (or "
+        "pipeline with `spacy_bertprod.compression.pipelines.onnx_pipeline` (or "
         "`onnx_path`)."
     )
     E030 = (
@@ -284,7 +284,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "Component '{component}' ({type}) cannot be distilled: it lacks "
         "{missing} of the distillation protocol. Its student would keep a cut "
         "or new encoder that nothing trains. Implement `distill` and "
-        "`get_teacher_student_loss` on it (spacy_bertprod/distillation.py), "
+        "`get_teacher_student_loss` on it (spacy_bertprod/pipeline/distillation.py), "
         "or remove the component from the teacher before distilling."
     )
     E079 = "Hidden-state matching needs a bertprod encoder in the model of each component it trains, but the model {model!r} has none. Use hidden_weight = 0 for this pipeline."
@@ -361,6 +361,11 @@ class Errors(metaclass=ErrorsWithCodes):
     E145 = "{option} must be at least 1, not {value}."
     E146 = "The manifest '{path}' is damaged ({err}): it cannot say which shards are done. Remove the output folder (or the manifest and its shards) and run again."
     E147 = "Reading the Parquet file '{path}' needs pyarrow: `pip install pyarrow` (it comes with `spacy-bertprod[ray]`), or convert the file to JSONL."
+    E150 = (
+        'The encoder\'s config says backend = "{backend}" but the pipeline holds no ONNX model for it (held: {held}). '
+        "ONNX models are exported ahead of time, not on the first prediction: run `python -m spacy bertprod onnx PIPELINE OUTPUT{int8}` "
+        '(or `spacy_bertprod.compression.pipelines.onnx_pipeline(nlp)`) and load the output, or set the encoder\'s backend = "torch".'
+    )
 
 
 def describe(err: BaseException) -> str:

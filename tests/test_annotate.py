@@ -17,8 +17,8 @@ from conftest import TRAIN_DATA, cats_examples, ner_config, random_text
 from spacy_bertprod.annotate import Settings, annotate
 from spacy_bertprod.annotate import outputs as annotate_outputs
 from spacy_bertprod.annotate.inputs import input_files, plan_shards, read_shard
-from spacy_bertprod.annotations import doc_annotations
 from spacy_bertprod.cli import bertprod_cli
+from spacy_bertprod.pipeline.annotations import doc_annotations
 
 SHARD = 7
 BAD_LINES = {5: "{not json", 12: json.dumps({"id": "no-text", "body": "x"}), 20: json.dumps({"id": "number", "text": 42})}

@@ -5,7 +5,7 @@ import json
 import spacy
 
 from conftest import QA_CONTEXT, cats_examples, ner_config
-from spacy_bertprod.annotations import Annotating, doc_annotations
+from spacy_bertprod.pipeline.annotations import Annotating, doc_annotations
 
 
 def test_ner_entities_carry_chars_label_and_score(trained_ner_path):

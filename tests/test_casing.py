@@ -5,7 +5,7 @@ from thinc.api import Config
 
 from conftest import make_examples, ner_config, train
 from spacy_bertprod.layers.casing import CASE_FEATURES, doc_case_features, word_case
-from spacy_bertprod.ner import DEFAULT_NER_MODEL_CFG
+from spacy_bertprod.pipeline.ner import DEFAULT_NER_MODEL_CFG
 
 # Only the casing tells these apart for an uncased encoder.
 CASED_DATA = [

@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, make_examples
 from spacy_bertprod.cli import bertprod_cli
 from spacy_bertprod.cli.demo import DEMO_TEXTS
-from spacy_bertprod.compress import QUANTIZATION_INT8
-from spacy_bertprod.convert import conll_to_docs, sst2_to_docs, write_docbin
-from spacy_bertprod.squad import exact_match
+from spacy_bertprod.compression.pipelines import QUANTIZATION_INT8
+from spacy_bertprod.pipeline.squad_metrics import exact_match
+from spacy_bertprod.training.converters import conll_to_docs, sst2_to_docs, write_docbin
 
 ROOT = Path(__file__).parent.parent
 COMMANDS = ("convert-all", "evaluate-squad", "distill", "quantize", "onnx", "meta", "demo", "annotate", "serve")

@@ -2,7 +2,7 @@ import numpy as np
 import spacy
 
 from conftest import TRAIN_DATA, assert_varies, make_examples
-from spacy_bertprod.compress import quantize_path
+from spacy_bertprod.compression.pipelines import quantize_path
 
 
 def _probe(nlp):
@@ -46,8 +46,8 @@ def test_quantize_round_trip(tmp_path, trained_ner_path):
 def test_per_channel_by_default_and_per_tensor_pipelines_still_load(tmp_path, trained_ner_path):
     import torch
 
-    from spacy_bertprod.compress import quantize_pipeline
-    from spacy_bertprod.layers.quantization import QUANTIZATION_INT8_PER_TENSOR, quantize_module
+    from spacy_bertprod.compression.pipelines import quantize_pipeline
+    from spacy_bertprod.layers.int8_state import QUANTIZATION_INT8_PER_TENSOR, quantize_module
     from spacy_bertprod.layers.transformer import hf_module, set_hf_module
 
     nlp = spacy.load(trained_ner_path)

@@ -15,7 +15,7 @@ from thinc.api import fix_random_seed
 import spacy_bertprod.layers.batching as batching_module
 import spacy_bertprod.layers.encoder as encoder_module
 from conftest import TRAIN_DATA, make_examples, ner_config, random_text, train
-from spacy_bertprod.squad import make_examples as qa_examples
+from spacy_bertprod.training.squad import make_examples as qa_examples
 
 NER = "components.bertprod_ner.model"
 TEXTCAT = "components.bertprod_textcat"
@@ -195,7 +195,7 @@ def test_issue15_qa_model_settings(qa_path, monkeypatch):
             seen.append(seqs)
             return encode(model, seqs, *args, **kwargs)
 
-        import spacy_bertprod.qa_model as qa_model
+        import spacy_bertprod.layers.qa_head as qa_model
 
         with monkeypatch.context() as patch:
             patch.setattr(qa_model, "encode_sequences", count)

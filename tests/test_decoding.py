@@ -6,7 +6,7 @@ from spacy.tokens import Doc
 from spacy.training import biluo_tags_to_spans
 from spacy.vocab import Vocab
 
-from spacy_bertprod.decoding import biluo_tag_names, path_to_spans, transition_constraints, viterbi
+from spacy_bertprod.pipeline.decoding import biluo_tag_names, path_to_spans, transition_constraints, viterbi
 
 
 def _is_valid(tags):

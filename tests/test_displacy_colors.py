@@ -6,7 +6,7 @@ import spacy
 from spacy import displacy
 from spacy.tokens import Span
 
-from spacy_bertprod.displacy_colors import CONLL_COLORS
+from spacy_bertprod.pipeline.displacy_colors import CONLL_COLORS
 
 
 def test_conll_labels_get_distinct_colours_through_the_entry_point():

@@ -14,8 +14,8 @@ from spacy.training import Example
 from thinc.api import Model, set_dropout_rate
 
 from conftest import make_examples, ner_config, train
-from spacy_bertprod.distill import distill, distill_step, make_student
-from spacy_bertprod.distillation import Distillable, DistillSettings, kl
+from spacy_bertprod.pipeline.distillation import Distillable, DistillSettings, kl
+from spacy_bertprod.training.distiller import distill, distill_step, make_student
 
 
 class EntityFlagger(TrainablePipe):

@@ -5,7 +5,7 @@ import pytest
 import spacy
 
 from conftest import assert_varies, make_examples, train
-from spacy_bertprod.hf_loader import DEFAULT_MODEL, embedded_model_path, resolve_model_name
+from spacy_bertprod.layers.hf_loader import DEFAULT_MODEL, embedded_model_path, resolve_model_name
 
 
 def test_default_resolves_to_installed_package():

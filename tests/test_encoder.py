@@ -5,7 +5,7 @@ import pytest
 import torch
 from spacy.tokens import Doc
 
-from spacy_bertprod.architectures import encoder_v1
+from spacy_bertprod.layers.architectures import encoder_v1
 
 
 def _encoder(path, **kwargs):

@@ -30,18 +30,13 @@ from typing import Callable, Dict, List
 import numpy as np
 import pytest
 import spacy
+from test_lean import run_without_torch
 
 from conftest import CATS, FAMILIES, QA_CONTEXT, QA_ROWS, TRAIN_DATA, assert_varies, build_tiny_family, cats_examples, make_examples, ner_config, random_text, train
-
-pytest.importorskip("onnxruntime")
-onnx = pytest.importorskip("onnx")
-
-from test_lean import run_without_torch  # noqa: E402
-
-from spacy_bertprod.architectures import encoder_v1  # noqa: E402
-from spacy_bertprod.compress import onnx_path, onnx_pipeline  # noqa: E402
-from spacy_bertprod.layers.onnx_fusion import fused_op_types  # noqa: E402
-from spacy_bertprod.squad import make_examples as squad_examples  # noqa: E402
+from spacy_bertprod.compression.onnx_fusion import fused_op_types
+from spacy_bertprod.compression.pipelines import onnx_path, onnx_pipeline
+from spacy_bertprod.layers.architectures import encoder_v1
+from spacy_bertprod.training.squad import make_examples as squad_examples
 
 #: the ONNX tolerance of tests/test_onnx.py
 ATOL = 1e-4
@@ -269,7 +264,7 @@ def _qa_logits(nlp) -> List[np.ndarray]:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_qa_trains_round_trips_and_exports(family, qa_nlp, family_paths):
-    from spacy_bertprod.distill import copy_pipeline
+    from spacy_bertprod.training.students import copy_pipeline
 
     nlp = qa_nlp(family)
     assert _encoder(nlp, "bertprod_qa").attrs["input_casing"] is False  # the token types mark question and context
@@ -309,7 +304,8 @@ def test_distillation_across_vocabularies(family_paths, ner_path, qa_nlp):
     vocabularies; QA's are per wordpiece (E035)."""
     from spacy.training import Example
 
-    from spacy_bertprod.distill import distill_step, make_student
+    from spacy_bertprod.training.distiller import distill_step
+    from spacy_bertprod.training.students import make_student
 
     teacher = spacy.load(ner_path("roberta"))
     teacher.add_pipe("bertprod_textcat", config={"model": {"encoder": {"name": family_paths["roberta"], "window": 16, "stride": 8}}})

@@ -15,7 +15,7 @@ import spacy
 from thinc.api import Adam, require_cpu, require_gpu
 
 from conftest import CATS, TRAIN_DATA, cats_examples, make_examples, ner_config, train
-from spacy_bertprod.squad import make_examples as qa_examples
+from spacy_bertprod.training.squad import make_examples as qa_examples
 
 
 def _missing_for_gpu() -> Optional[str]:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import build_tiny_bert
-from spacy_bertprod.hf_loader import load_pretrained, module_from_config
+from spacy_bertprod.layers.hf_loader import load_pretrained, module_from_config
 
 
 @pytest.fixture
@@ -69,7 +69,7 @@ def test_module_from_config_of_a_type_without_a_base_class_entry(tmp_path, monke
     """Where transformers' table lacks the type, AutoModel builds it."""
     from transformers import BertConfig
 
-    import spacy_bertprod.hf_loader as hf_loader
+    import spacy_bertprod.layers.hf_loader as hf_loader
 
     config = BertConfig.from_pretrained(build_tiny_bert(tmp_path / "bert"))
     monkeypatch.setattr(hf_loader, "_base_model_names", lambda: {})

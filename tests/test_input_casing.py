@@ -7,7 +7,7 @@ import spacy
 import torch
 
 from conftest import build_tiny_bert, make_examples, train
-from spacy_bertprod.architectures import encoder_v1
+from spacy_bertprod.layers.architectures import encoder_v1
 from spacy_bertprod.layers.casing import WORDPIECE_CASES, wordpiece_case_ids
 from spacy_bertprod.layers.transformer import hf_module
 
@@ -97,6 +97,7 @@ def test_ner_without_head_features_learns_case_only_entities(tiny_bert, tmp_path
 
 
 def test_onnx_backend_gets_the_casing(nlp, tiny_bert):
+    from spacy_bertprod.compression.onnx_export import export_encoder
     from spacy_bertprod.layers.backends import set_backend
 
     model = _encoder(tiny_bert)
@@ -105,6 +106,7 @@ def test_onnx_backend_gets_the_casing(nlp, tiny_bert):
     docs = [nlp.make_doc("Angela MERKEL visited iPhone plant in munich."), nlp.make_doc("Paris")]
     expected = model.predict(docs)
     set_backend(model, "onnx")
+    export_encoder(model)
     for a, b in zip(expected, model.predict(docs)):
         np.testing.assert_allclose(a, b, atol=1e-4)
 
@@ -127,8 +129,8 @@ def test_clear_errors(tiny_bert, tmp_path):
 
 
 def test_int8_and_student_keep_the_casing_types(tiny_bert, tmp_path):
-    from spacy_bertprod.compress import quantize_pipeline
-    from spacy_bertprod.distill import make_student
+    from spacy_bertprod.compression.pipelines import quantize_pipeline
+    from spacy_bertprod.training.distiller import make_student
 
     teacher = _train_ner(tiny_bert, True)
     teacher_types = hf_module(teacher.get_pipe("bertprod_ner").model.get_ref("encoder")).embeddings.token_type_embeddings.weight

@@ -17,7 +17,7 @@ import spacy
 import srsly
 
 from conftest import TRAIN_DATA, assert_varies, copy_sources, make_examples
-from spacy_bertprod.compress import onnx_path, onnx_pipeline
+from spacy_bertprod.compression.pipelines import onnx_path, onnx_pipeline
 from spacy_bertprod.extras import torch_installed
 from spacy_bertprod.layers.transformer import is_inference_only
 
@@ -114,7 +114,7 @@ def test_torch_pipeline_without_torch_names_the_extra(trained_ner_path, tmp_path
 
 
 def test_exporting_without_torch_names_the_extra(onnx_int8_path, tmp_path):
-    code = "from spacy_bertprod.compress import onnx_path\nonnx_path(sys.argv[1], sys.argv[2])\n"
+    code = "from spacy_bertprod.compression.pipelines import onnx_path\nonnx_path(sys.argv[1], sys.argv[2])\n"
     out = run_without_torch(code, tmp_path, str(onnx_int8_path), str(tmp_path / "out"))
     assert "ImportError: [E100] This needs torch" in out.stderr
 

@@ -106,7 +106,7 @@ def test_issue15_n_process_with_each_component(pipeline_path, method):
 def test_issue15_spawn_without_bertprod_components():
     """A pipeline without bertprod components failed under spawn too, once
     spacy_bertprod was imported (its extensions are global)."""
-    import spacy_bertprod  # noqa: F401
+    import spacy_bertprod.pipeline.extensions  # noqa: F401
 
     nlp = spacy.blank("en")
     nlp.add_pipe("sentencizer")

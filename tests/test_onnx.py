@@ -10,9 +10,11 @@ from spacy.training import Example
 from thinc.api import Adam
 
 from conftest import CATS, TRAIN_DATA, assert_varies, cats_examples, make_examples, ner_config, random_text, train
-from spacy_bertprod.architectures import encoder_v1
-from spacy_bertprod.compress import onnx_path, onnx_pipeline, quantize_pipeline
-from spacy_bertprod.layers import onnx_backend
+from spacy_bertprod import threads
+from spacy_bertprod.compression import onnx_export
+from spacy_bertprod.compression.pipelines import onnx_path, onnx_pipeline, quantize_pipeline
+from spacy_bertprod.layers.architectures import encoder_v1
+from spacy_bertprod.layers.onnx_session import OnnxSession
 
 ATOL = 1e-4
 TEXTS = [t for t, _ in TRAIN_DATA] + [random_text(60, seed=1), ""]
@@ -86,7 +88,7 @@ def test_export_matches_torch_with_other_shapes(tiny_bert):
     model = encoder_v1(name=tiny_bert, window=16, stride=8)
     model.initialize()
     module = model.get_ref("transformer").shims[0]._model.eval()
-    session = onnx_backend.OnnxSession(onnx_backend.export_onnx(module), "onnx")
+    session = OnnxSession(onnx_export.export_onnx(module), "onnx")
     rng = np.random.default_rng(0)
     for batch, length in ((3, 13), (1, 5), (5, 41)):  # the export example is (2, 8)
         ids = rng.integers(5, 100, (batch, length))
@@ -103,7 +105,7 @@ def test_ner_same_entities_and_round_trip(ner_path, tmp_path, monkeypatch):
     torch_nlp = spacy.load(ner_path)
     done = onnx_path(ner_path, tmp_path / "onnx")
     assert done == ["bertprod_ner"]
-    monkeypatch.setattr(onnx_backend, "export_onnx", None)  # the saved ONNX model is used
+    monkeypatch.setattr(onnx_export, "export_onnx", None)  # the saved ONNX model is used
     nlp = spacy.load(tmp_path / "onnx")
     compression = nlp.meta["bertprod"]["compression"]
     assert compression["backend"] == "onnxruntime" and compression["quantization"] is None
@@ -130,16 +132,23 @@ def test_ner_same_entities_and_round_trip(ner_path, tmp_path, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_config_override_exports_lazily(ner_path):
+def test_config_override_to_onnx_needs_an_exported_model(ner_path):
+    """A torch pipeline loaded with backend "onnx" holds no ONNX model: it is
+    never exported on the first prediction (E150, saying what to run), and
+    predicts like torch once exported explicitly."""
     override = {"components": {"bertprod_ner": {"model": {"encoder": {"backend": "onnx"}}}}}
     nlp = spacy.load(ner_path, config=override)
     encoder = _encoder_of(nlp, "bertprod_ner")
     assert encoder.attrs["backend"] == "onnx" and encoder.attrs["onnx"].data is None
+    with pytest.raises(ValueError, match=r"\[E150\].*backend = \"onnx\".*python -m spacy bertprod onnx"):
+        nlp(TEXTS[0])
+    assert encoder.attrs["onnx"].data is None
+    onnx_export.export_encoder(encoder)
+    assert encoder.attrs["onnx"].has_model("onnx")
     torch_nlp = spacy.load(ner_path)
     expected = [_ents(torch_nlp(text)) for text in TEXTS]
     assert sum(map(len, expected)) >= 10  # entities, not a comparison of empties
     assert [_ents(nlp(text)) for text in TEXTS] == expected
-    assert encoder.attrs["onnx"].has_model("onnx")
 
 
 def _gather_table_types(nlp):
@@ -178,7 +187,7 @@ def test_onnx_int8(ner_path, tmp_path, monkeypatch):
     # saved by the converter (`onnx --int8`) and loaded: the same int8 model,
     # not exported again and not fp32
     assert onnx_path(ner_path, tmp_path / "int8", int8=True) == ["bertprod_ner"]
-    monkeypatch.setattr(onnx_backend, "export_onnx", None)
+    monkeypatch.setattr(onnx_export, "export_onnx", None)
     loaded = spacy.load(tmp_path / "int8")
     assert loaded.config["components"]["bertprod_ner"]["model"]["encoder"]["backend"] == "onnx-int8"
     assert loaded.meta["bertprod"]["compression"]["quantization"] == "int8-dynamic-per-channel"
@@ -243,7 +252,7 @@ def test_shared_encoder_textcat_and_ner(shared_path, tmp_path):
 
 @pytest.fixture(scope="module")
 def qa_trained(tiny_bert):
-    from spacy_bertprod.squad import make_examples as squad_examples
+    from spacy_bertprod.training.squad import make_examples as squad_examples
 
     nlp = spacy.blank("en")
     model = {"encoder": {"name": tiny_bert, "window": 48, "stride": 24}, "doc_stride": 16, "max_question_len": 12}
@@ -257,7 +266,7 @@ def _qa_pairs(nlp):
 
 
 def test_qa_same_answers(qa_trained):
-    from spacy_bertprod.distill import copy_pipeline
+    from spacy_bertprod.training.distiller import copy_pipeline
 
     nlp = copy_pipeline(qa_trained)
     qa = nlp.get_pipe("bertprod_qa")
@@ -308,7 +317,7 @@ def test_clear_errors(ner_path, monkeypatch):
     examples = make_examples(nlp)
     # training with torch forgets an exported ONNX model (its weights change)
     encoder = _encoder_of(nlp, "bertprod_ner")
-    encoder.attrs["onnx"].export_from(_torch_module(nlp, "bertprod_ner"), "onnx")
+    onnx_export.export_encoder(encoder, "onnx")
     nlp.update(examples[:1], sgd=Adam(1e-3))
     assert encoder.attrs["onnx"].data is None
     onnx_pipeline(nlp)
@@ -336,20 +345,20 @@ def test_set_threads_reaches_onnx_runtime_sessions(tiny_bert, monkeypatch):
 
     model = encoder_v1(name=tiny_bert, window=16, stride=8)
     model.initialize()
-    exported = onnx_backend.OnnxSession(onnx_backend.export_onnx(model.get_ref("transformer").shims[0]._model.eval()), "onnx")
+    exported = OnnxSession(onnx_export.export_onnx(model.get_ref("transformer").shims[0]._model.eval()), "onnx")
 
     def session_threads() -> int:
         return exported.session().get_session_options().intra_op_num_threads
 
     try:
-        onnx_backend.set_threads(2)
+        threads.set_threads(2)
         assert session_threads() == 2
     finally:
         torch.set_num_threads(1)  # this module's setting
-    monkeypatch.setattr(onnx_backend, "_threads_without_torch", 0)
-    monkeypatch.setattr(onnx_backend, "torch_installed", lambda: False)
+    monkeypatch.setattr(threads, "_threads_without_torch", 0)
+    monkeypatch.setattr(threads, "torch_installed", lambda: False)
     monkeypatch.delitem(sys.modules, "torch")
-    onnx_backend.set_threads(3)
+    threads.set_threads(3)
     assert session_threads() == 3
-    onnx_backend.set_threads(0)  # 0 leaves them
+    threads.set_threads(0)  # 0 leaves them
     assert session_threads() == 3

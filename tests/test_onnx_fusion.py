@@ -9,9 +9,10 @@ import pytest
 import spacy
 
 from conftest import TRAIN_DATA, assert_varies
-from spacy_bertprod.compress import onnx_pipeline
-from spacy_bertprod.layers import onnx_backend
-from spacy_bertprod.layers.onnx_fusion import attention_shape, fuse_onnx, fused_op_types
+from spacy_bertprod.compression import onnx_export
+from spacy_bertprod.compression.onnx_fusion import attention_shape, fuse_onnx, fused_op_types
+from spacy_bertprod.compression.pipelines import onnx_pipeline
+from spacy_bertprod.layers.onnx_session import OnnxSession
 from spacy_bertprod.layers.transformer import hf_config, hf_module
 
 TEXTS = [t for t, _ in TRAIN_DATA]
@@ -32,11 +33,11 @@ def _ents(nlp):
 
 def test_fusion_fuses_and_keeps_the_outputs(trained_ner_path):
     encoder = _encoder(spacy.load(trained_ner_path))
-    data = onnx_backend.export_onnx(hf_module(encoder))
+    data = onnx_export.export_onnx(hf_module(encoder))
     fused = fuse_onnx(data, **attention_shape(hf_config(encoder)))
     assert fused_op_types(data) == []
     assert fused_op_types(fused) == FUSED
-    plain, fast = onnx_backend.OnnxSession(data, "onnx"), onnx_backend.OnnxSession(fused, "onnx")
+    plain, fast = OnnxSession(data, "onnx"), OnnxSession(fused, "onnx")
     rng = np.random.default_rng(0)
     for batch, length in ((1, 5), (3, 13), (4, 40)):
         ids = rng.integers(5, 100, (batch, length))
@@ -73,7 +74,7 @@ def _fails(data, **shape):
 def test_unfused_graph_is_kept_with_a_warning(trained_ner_path, monkeypatch, fuse, reason):
     plain = spacy.load(trained_ner_path)
     onnx_pipeline(plain, fuse=False)
-    monkeypatch.setattr(onnx_backend, "fuse_onnx", fuse)
+    monkeypatch.setattr(onnx_export, "fuse_onnx", fuse)
     nlp = spacy.load(trained_ner_path)
     with pytest.warns(UserWarning, match=r"\[W010\] ONNX Runtime's transformer optimizer did not fuse") as record:
         onnx_pipeline(nlp)

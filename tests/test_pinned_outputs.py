@@ -55,7 +55,7 @@ def textcat_outputs(tiny_bert: str) -> Dict[str, Any]:
 
 
 def qa_outputs(tiny_bert: str) -> Dict[str, Any]:
-    from spacy_bertprod.squad import make_examples
+    from spacy_bertprod.training.squad import make_examples
 
     nlp = spacy.blank("en")
     model = {"encoder": {"name": tiny_bert, "window": 48, "stride": 24}, "doc_stride": 16, "max_question_len": 12}

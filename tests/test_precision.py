@@ -9,8 +9,8 @@ import pytest
 import spacy
 
 from conftest import TRAIN_DATA, make_examples, ner_config, train
-from spacy_bertprod.architectures import encoder_v1
-from spacy_bertprod.compress import onnx_pipeline, quantize_pipeline
+from spacy_bertprod.compression.pipelines import onnx_pipeline, quantize_pipeline
+from spacy_bertprod.layers.architectures import encoder_v1
 
 PRECISION_KEY = "components.bertprod_ner.model.encoder.inference_precision"
 

@@ -105,7 +105,7 @@ def encoders(tiny_bert):
     import torch
     from thinc.api import fix_random_seed
 
-    from spacy_bertprod.architectures import encoder_v1
+    from spacy_bertprod.layers.architectures import encoder_v1
 
     fix_random_seed(0)
     built = {}

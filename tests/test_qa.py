@@ -5,7 +5,7 @@ import pytest
 import spacy
 
 from conftest import QA_CONTEXT, QA_ROWS, random_text, train
-from spacy_bertprod.squad import make_examples
+from spacy_bertprod.training.squad import make_examples
 
 CONTEXT, ROWS = QA_CONTEXT, QA_ROWS
 
@@ -92,7 +92,7 @@ def test_long_context_answer_in_a_later_window(tiny_bert):
 
 
 def test_every_short_answer_fits_one_window(trained):
-    from spacy_bertprod.qa_model import plan_pairs
+    from spacy_bertprod.layers.qa_head import plan_pairs
 
     nlp, qa, _ = trained
     doc = nlp.make_doc(random_text(300, seed=5))
@@ -187,7 +187,7 @@ def test_hf_export_gives_the_same_logits(trained, tmp_path):
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from spacy_bertprod.export import qa_to_hf
+    from spacy_bertprod.compression.hf_export import qa_to_hf
 
     nlp, qa, _ = trained
     qa_to_hf(nlp, tmp_path)
@@ -243,7 +243,7 @@ def _crafted_scores(qa, text, start, end):
     """QAScores of one window over `text` whose start/end logits are
     `start`/`end` ({character offset of a wordpiece: logit}, others 0, [CLS]
     very low)."""
-    from spacy_bertprod.qa_model import QAScores, QAWindow
+    from spacy_bertprod.layers.qa_head import QAScores, QAWindow
 
     ((_, offsets),) = qa.model.get_ref("encoder").attrs["tokenizer"].offsets_and_ids([text])
     logits = []

@@ -59,7 +59,7 @@ def test_pyproject_entry_points_match_the_registry():
     import catalogue
     import tomllib
 
-    import spacy_bertprod.architectures  # noqa: F401  (registers the architectures)
+    import spacy_bertprod.layers.architectures  # noqa: F401  (registers the architectures)
 
     pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
     declared = pyproject["project"]["entry-points"]["spacy_architectures"]

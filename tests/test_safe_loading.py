@@ -135,7 +135,7 @@ def test_issue15_damaged_local_model_file_fails_at_initialize_naming_it(tmp_path
 
 
 def _quantized(ner_path):
-    from spacy_bertprod.compress import quantize_pipeline
+    from spacy_bertprod.compression.pipelines import quantize_pipeline
 
     nlp = spacy.load(ner_path)
     quantize_pipeline(nlp)
@@ -237,7 +237,7 @@ def test_issue15_onnx_pipeline_without_onnxruntime_fails_at_load(ner_path, monke
 
 
 def test_issue15_missing_onnx_at_export_is_e024(ner_path, monkeypatch):
-    from spacy_bertprod.layers.onnx_backend import export_onnx
+    from spacy_bertprod.compression.onnx_export import export_onnx
     from spacy_bertprod.layers.transformer import hf_module
 
     module = hf_module(spacy.load(ner_path).get_pipe("bertprod_ner").model.get_ref("encoder"))

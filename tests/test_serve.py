@@ -27,8 +27,8 @@ from spacy.training import Example
 from typer.testing import CliRunner
 
 from conftest import QA_CONTEXT, TRAIN_DATA, cats_examples, ner_config, random_text, train
-from spacy_bertprod.annotations import doc_annotations
 from spacy_bertprod.cli import bertprod_cli
+from spacy_bertprod.pipeline.annotations import doc_annotations
 from spacy_bertprod.serve import ServeSettings, create_app
 from spacy_bertprod.serve.batcher import Closed, DynamicBatcher, Item
 from spacy_bertprod.serve.server import PIPELINE_ENV, app_from_env, worker_threads
@@ -249,7 +249,7 @@ def test_questions_go_to_bertprod_qa(tiny_bert):
 
 @pytest.mark.parametrize("backend", ["onnx", "int8"])
 def test_converted_pipelines_serve(trained_ner_path, tmp_path, backend):
-    from spacy_bertprod.compress import onnx_path, quantize_path
+    from spacy_bertprod.compression.pipelines import onnx_path, quantize_path
 
     (onnx_path if backend == "onnx" else quantize_path)(trained_ner_path, tmp_path / backend)
     nlp = spacy.load(tmp_path / backend)

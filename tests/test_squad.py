@@ -3,7 +3,8 @@ import json
 import pytest
 import spacy
 
-from spacy_bertprod.squad import exact_match, f1_score, make_examples, normalize_answer, read_squad, squad_corpus, squad_scores
+from spacy_bertprod.pipeline.squad_metrics import exact_match, f1_score, normalize_answer, squad_scores
+from spacy_bertprod.training.squad import make_examples, read_squad, squad_corpus
 
 SQUAD = {
     "version": "1.1",

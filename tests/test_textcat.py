@@ -114,7 +114,7 @@ def test_label_without_positive_example_warns(tiny_bert):
 def test_cls_pooling_needs_own_encoder():
     from spacy.util import registry
 
-    from spacy_bertprod.architectures import text_classifier_v1
+    from spacy_bertprod.layers.architectures import text_classifier_v1
 
     listener = registry.architectures.get("spacy.Tok2VecListener.v1")(width=32, upstream="*")
     with pytest.raises(ValueError, match="E013"):

@@ -160,7 +160,7 @@ def test_doc_just_over_one_window_is_not_encoded_twice():
 
 def test_length_buckets_limit_padding(nlp, tiny_bert):
     from conftest import random_text
-    from spacy_bertprod.architectures import encoder_v1
+    from spacy_bertprod.layers.architectures import encoder_v1
     from spacy_bertprod.layers.batching import MIN_GROUP, PAD_RATIO, length_groups
     from spacy_bertprod.layers.encoder import window_plan
 

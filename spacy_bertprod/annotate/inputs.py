@@ -13,10 +13,10 @@ depend on the engine.
 
 import json
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 from ..errors import Errors
-from .data_classes import InputDoc, Piece, Reject, ShardSpec
+from .records import InputDoc, Piece, Reject, ShardSpec
 
 #: file suffix -> format; a single input file with another suffix is text
 FORMATS = {".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "text", ".parquet": "parquet"}
@@ -150,3 +150,16 @@ def read_shard(root: Path, spec: ShardSpec, text_key: str, id_key: str) -> List[
         path = root if root.is_file() else root / piece.source
         records.extend(read_piece(path, piece, spec.start + len(records), text_key, id_key))
     return records
+
+
+def read_rows(item: Dict[str, Any], *, root: str, text_key: str, id_key: str) -> List[Dict[str, Any]]:
+    """A Ray read task (ray_engine.py): the records of one shard as rows
+    (documents and rejects as JSON strings, which keeps the rows' schema
+    fixed). It lives here, beside `read_shard`, so a read worker imports
+    neither spaCy nor torch."""
+    spec = ShardSpec.from_json(json.loads(item["spec"]))
+    rows = []
+    for record in read_shard(Path(root), spec, text_key, id_key):
+        kind = "reject" if isinstance(record, Reject) else "doc"
+        rows.append({"shard": spec.shard, "index": record.index, "kind": kind, "record": json.dumps(record.__dict__, ensure_ascii=False, default=str)})
+    return rows

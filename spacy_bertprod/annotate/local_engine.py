@@ -9,8 +9,8 @@ from typing import Iterator, List, Tuple
 import spacy
 from tqdm import tqdm
 
-from .data_classes import InputDoc, Reject, Settings, ShardSpec
 from .inputs import read_shard
+from .records import InputDoc, Reject, Settings, ShardSpec
 from .results import Collector, doc_output
 
 

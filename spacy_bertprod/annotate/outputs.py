@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Set
 from spacy.tokens import DocBin
 
 from ..errors import Errors
-from .data_classes import RunSummary, ShardBuffer, ShardSpec
+from .records import RunSummary, ShardBuffer, ShardSpec
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.jsonl"

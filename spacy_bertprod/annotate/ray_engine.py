@@ -21,25 +21,14 @@ import spacy
 from spacy.language import Language
 
 from ..errors import Errors
-from ..layers.onnx_backend import set_threads
-from .data_classes import DocOutput, InputDoc, Reject, Settings, ShardSpec
-from .inputs import read_shard
+from ..threads import set_threads
+from .inputs import read_rows
+from .records import DocOutput, InputDoc, Reject, Settings, ShardSpec
 from .results import Collector, doc_output
 
 #: rows per call into an actor, in units of --batch-size: fewer, larger
 #: Arrow batches cost less per document than one call per spaCy batch
 BATCHES_PER_CALL = 4
-
-
-def read_rows(item: Dict[str, Any], *, root: str, text_key: str, id_key: str) -> List[Dict[str, Any]]:
-    """A Ray task: the records of one shard as rows (documents and rejects
-    as JSON strings, which keeps the rows' schema fixed)."""
-    spec = ShardSpec.from_json(json.loads(item["spec"]))
-    rows = []
-    for record in read_shard(Path(root), spec, text_key, id_key):
-        kind = "reject" if isinstance(record, Reject) else "doc"
-        rows.append({"shard": spec.shard, "index": record.index, "kind": kind, "record": json.dumps(record.__dict__, ensure_ascii=False, default=str)})
-    return rows
 
 
 class RayAnnotator:

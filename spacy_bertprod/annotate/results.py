@@ -8,10 +8,10 @@ from typing import Dict, Iterable, Optional
 from spacy.language import Language
 from spacy.tokens import Doc, DocBin
 
-from ..annotations import doc_annotations
 from ..errors import Errors
-from .data_classes import DocOutput, InputDoc, Reject, ShardBuffer, ShardSpec
+from ..pipeline.annotations import doc_annotations
 from .outputs import ShardWriter
+from .records import DocOutput, InputDoc, Reject, ShardBuffer, ShardSpec
 
 
 def doc_output(nlp: Language, item: InputDoc, shard: int, doc: Doc, *, docbin: bool) -> DocOutput:

@@ -11,9 +11,9 @@ from typing import Any, Dict
 from spacy.util import get_package_path, is_package
 
 from ..errors import Errors, Warnings
-from .data_classes import RunSummary, Settings
 from .inputs import input_files, plan_shards
 from .outputs import Manifest, ShardWriter
+from .records import RunSummary, Settings
 from .results import Collector
 
 ENGINES = ("local", "ray")

@@ -13,6 +13,11 @@ demo            train bertprod_ner on the shipped sample and tag a few sentences
 annotate        a trained pipeline over a corpus into JSONL / DocBin shards (local or Ray)
 serve           a pipeline as an HTTP service with dynamic batching
 
+One module per command group: convert.py (convert-all), evaluate.py
+(evaluate-squad), distill.py, compress.py (quantize, onnx), meta.py, demo.py,
+annotating.py (annotate), serving.py (serve); _util.py holds the sub-app and
+the coded-error exit.
+
 Training, single-file conversion and evaluation of .spacy corpora are spaCy's
 own commands (`python -m spacy train|convert|evaluate`). spaCy finds this
 sub-app through the `spacy_cli` entry point: `registry.cli.get_all()` imports
@@ -21,7 +26,7 @@ this module, whose import adds the sub-app to spaCy's `app`.
 
 from spacy.cli._util import app
 
-from . import annotate, compress, convert, demo, evaluate, meta, serve  # noqa: F401  (each registers its commands)
+from . import annotating, compress, convert, demo, distill, evaluate, meta, serving  # noqa: F401  (each registers its commands)
 from ._util import bertprod_cli
 
 app.add_typer(bertprod_cli)

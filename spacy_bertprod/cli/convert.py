@@ -10,8 +10,8 @@ import spacy
 from spacy.cli._util import Arg, Opt
 from wasabi import msg
 
-from ..convert import conll_to_docs, sst2_to_docs, write_docbin
 from ..errors import Errors
+from ..training.converters import conll_to_docs, sst2_to_docs, write_docbin
 from ._util import bertprod_cli, coded_errors_exit
 
 #: per task: (the places the file may be under the dataset folder, first

@@ -12,7 +12,7 @@ from spacy.cli._util import Opt, parse_config_overrides
 from spacy.cli.train import train
 from wasabi import msg
 
-from ..convert import conll_to_docs, write_docbin
+from ..training.converters import conll_to_docs, write_docbin
 from ._util import bertprod_cli, coded_errors_exit
 
 DEMO_TEXTS = [

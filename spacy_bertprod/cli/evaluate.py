@@ -10,7 +10,7 @@ from spacy.cli._util import Arg, Opt, setup_gpu
 from wasabi import msg
 
 from ..errors import Errors
-from ..squad import squad_corpus
+from ..training.squad import squad_corpus
 from ._util import bertprod_cli, coded_errors_exit
 
 

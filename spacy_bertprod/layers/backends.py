@@ -10,9 +10,8 @@ from thinc.api import Model
 from thinc.types import Floats3d
 
 from ..errors import Errors
-from .onnx_backend import BACKENDS, BackendName, OnnxSession, require_onnxruntime
-from .quantization import is_torch_quantized
-from .tokenizer import is_loaded
+from .int8_state import is_torch_quantized
+from .onnx_session import BACKENDS, BackendName, OnnxSession, require_onnxruntime
 from .transformer import convert_inputs, convert_outputs, hf_module, is_inference_only
 
 #: `inference_precision` settings and the torch dtype each predicts in.
@@ -55,16 +54,14 @@ def set_backend(model: Model, backend: str) -> None:
     model.attrs["backend"] = BackendName(backend)
 
 
-def onnx_session(model: Model, *, fuse: bool = True) -> OnnxSession:
-    """The encoder's ONNX session, exported from its torch weights (its graph
-    fused when `fuse` and fusion applies, and quantized for "onnx-int8") the
-    first time it is needed."""
+def onnx_session(model: Model) -> OnnxSession:
+    """The encoder's ONNX session. Its model is exported ahead of time
+    (compression/onnx_export.py, `python -m spacy bertprod onnx`), never
+    here: the runtime has neither torch nor onnx (E150)."""
     holder: OnnxSession = model.attrs["onnx"]
-    backend = model.attrs["backend"]
+    backend = str(model.attrs["backend"])
     if not holder.has_model(backend):
-        if not is_loaded(model):
-            raise ValueError(Errors.E005)
-        holder.export_from(hf_module(model), backend, fuse=fuse)
+        raise ValueError(Errors.E150.format(backend=backend, held=holder.backend or "none", int8=" --int8" if backend == "onnx-int8" else ""))
     return holder
 
 

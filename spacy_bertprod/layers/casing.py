@@ -16,7 +16,7 @@ from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
 
-from ..attrs import ConfigFloat
+from .attrs import ConfigFloat
 
 CASE_FEATURES = (
     "lower",  # cased letters, all lowercase

@@ -13,34 +13,36 @@ rebuilt with no access to the original model.
 This module builds, initializes and runs the encoder; the parts are in the
 modules beside it (tokenizer, windows, transformer, backends, batching).
 With backend "onnx" or "onnx-int8" inference runs the transformer in ONNX
-Runtime (backends.py, onnx_backend.py); training always uses torch.
+Runtime (backends.py, onnx_session.py); training always uses torch.
 """
 
-from typing import Any, Callable, List, Optional, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union, cast
 
 import numpy as np
 import srsly
+from spacy.language import Language
 from spacy.tokens import Doc
 from thinc.api import Model, deserialize_attr, serialize_attr
 from thinc.types import Floats2d, Ints1d
 
-from ..attrs import ConfigInt, ConfigSetting
-from ..data_classes import WindowOutput, WindowPlan
 from ..errors import Errors
-from ..hf_loader import DEFAULT_MODEL, add_case_types, load_pretrained, max_sequence_length, resolve_input_casing
+from .attrs import ConfigInt, ConfigSetting
 from .backends import validate_backend, validate_precision
 from .batching import HiddenStateObserver, encode_sequences
-from .onnx_backend import BackendName, OnnxSession
+from .hf_loader import DEFAULT_MODEL, add_case_types, load_pretrained, max_sequence_length, resolve_input_casing
+from .onnx_session import BackendName, OnnxSession
 from .tokenizer import TokenizerHolder, is_loaded
 from .transformer import build_transformer_layer, hf_config, set_hf_module
+from .types import WindowOutput, WindowPlan
 from .windows import plan_windows
 
 #: The name of the encoder layer, by which pipelines' models are searched
 #: for it (see `is_bertprod_encoder`).
 ENCODER_NAME = "bertprod_encoder"
+ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1",)
 POOLING_OPTIONS = ("first", "mean")
 #: `input_casing = "auto"`: decided in `initialize` from the model (see
-#: `spacy_bertprod.hf_loader.resolve_input_casing`).
+#: `spacy_bertprod.layers.hf_loader.resolve_input_casing`).
 AUTO = "auto"
 #: Tokens pooled at a time (bounds the temporary arrays of a long document).
 POOL_CHUNK = 8192
@@ -288,3 +290,27 @@ backend = "torch"
 inference_precision = "fp32"
 input_casing = {'"auto"' if input_casing == AUTO else str(input_casing).lower()}
 """
+
+
+def bertprod_encoders(nlp: Language) -> Dict[str, Model]:
+    """Every bertprod encoder layer in the pipeline, by component name
+    (an encoder shared through listeners is found once, on its owner)."""
+    found: Dict[str, Model] = {}
+    for name, pipe in nlp.components:
+        model = getattr(pipe, "model", None)
+        if not isinstance(model, Model):
+            continue
+        for node in model.walk():
+            if is_bertprod_encoder(node) and all(node is not seen for seen in found.values()):
+                found[name] = node
+    return found
+
+
+def encoder_blocks(config: Any) -> List[Dict[str, Any]]:
+    """Every bertprod encoder block (`ENCODER_ARCHITECTURES`) anywhere in a
+    (component) config."""
+    if not isinstance(config, dict):
+        return []
+    if config.get("@architectures") in ENCODER_ARCHITECTURES:
+        return [config]
+    return [block for value in config.values() for block in encoder_blocks(value)]

@@ -17,8 +17,8 @@ from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d, Ints1d
 
-from ..attrs import ConfigSetting
 from ..errors import Errors
+from .attrs import ConfigSetting
 from .encoder import POOL_CHUNK, run_windows
 
 DOC_POOLING = ("cls", "mean")

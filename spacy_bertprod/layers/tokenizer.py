@@ -6,8 +6,8 @@ import numpy as np
 import srsly
 from thinc.api import Model
 
-from ..attrs import bytes_attr
 from ..errors import Errors, PipelineFileError, describe
+from .attrs import bytes_attr
 
 
 @bytes_attr

@@ -22,8 +22,8 @@ from thinc.types import ArrayXd
 
 from ..errors import Errors, PipelineFileError, describe
 from ..extras import torch_installed
-from ..hf_loader import module_from_config
-from .quantization import INT8_FORMAT, QUANTIZATIONS, int8_tensors, quantized_from_tensors
+from .hf_loader import module_from_config
+from .int8_state import INT8_FORMAT, QUANTIZATIONS, int8_tensors, quantized_from_tensors
 
 #: Format of the torch state of an encoder exported `--inference-only`: the
 #: HF config and no weights (the ONNX model in the encoder's attrs runs).

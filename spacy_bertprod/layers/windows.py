@@ -11,11 +11,11 @@ from typing import List, Optional, Tuple
 import numpy as np
 from spacy.tokens import Doc
 
-from ..data_classes import WindowPlan
 from ..errors import Errors
 from .alignment import align_wordpieces
 from .casing import wordpiece_case_ids
 from .tokenizer import TokenizerHolder
+from .types import WindowPlan
 
 
 def window_bounds(n_wordpieces: int, content: int, stride: int) -> List[Tuple[int, int]]:

@@ -22,10 +22,10 @@ from spacy.tokens import Doc
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..annotations import doc_annotations
 from ..errors import Errors
-from ..layers.onnx_backend import set_threads
 from ..memory import pin_mmap_threshold
+from ..pipeline.annotations import doc_annotations
+from ..threads import set_threads
 from .batcher import BatchFailed, Closed, DynamicBatcher, Item, QueueFull
 from .metrics import ServeMetrics
 from .schema import ErrorResponse, ProcessRequest, ProcessResponse

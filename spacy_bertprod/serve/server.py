@@ -18,7 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from ..errors import Errors, Warnings
-from ..layers.onnx_backend import set_threads
+from ..threads import set_threads
 from .app import create_app
 from .settings import SETTINGS_ENV, ServeSettings
 

@@ -12,6 +12,8 @@ from typing import Any, Callable, Optional, Sequence
 
 from spacy.language import Language
 
+from ..layers.encoder import bertprod_encoders
+
 CHARS_PER_WORDPIECE = 4
 
 #: text, questions -> wordpieces
@@ -20,8 +22,6 @@ Counter = Callable[[str, Sequence[str]], int]
 
 def pipeline_tokenizer(nlp: Language) -> Optional[Any]:
     """The fast tokenizer of the pipeline's first bertprod encoder, if any."""
-    from ..compress import bertprod_encoders
-
     for encoder in bertprod_encoders(nlp).values():
         tokenizer = encoder.attrs["tokenizer"].tokenizer
         if tokenizer is not None:

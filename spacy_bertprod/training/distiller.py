@@ -1,9 +1,9 @@
 """Knowledge distillation: a smaller student pipeline trained to match a
 trained teacher pipeline.
 
-`student.py` builds the student (teacher layers kept, or another encoder);
+`students.py` builds the student (teacher layers kept, or another encoder);
 this module runs the loop. Each step, every student component that
-implements the distillation protocol (`distillation.py`, spaCy v4's
+implements the distillation protocol (`pipeline/distillation.py`, spaCy v4's
 `distill` / `get_teacher_student_loss`) takes one update towards its teacher
 component:
 
@@ -33,10 +33,10 @@ from spacy.training.batchers import minibatch_by_words
 from thinc.api import Adam, warmup_linear
 from tqdm import tqdm
 
-from .distillation import Distillable, DistillSettings
-from .errors import Errors
-from .layers.encoder import is_count
-from .student import check_distillable, copy_pipeline, keep_layers, make_student, spread_layers
+from ..errors import Errors
+from ..layers.encoder import is_count
+from ..pipeline.distillation import Distillable, DistillSettings
+from .students import check_distillable, copy_pipeline, keep_layers, make_student, spread_layers
 
 # the student builders, where callers of this module have always found them
 __all__ = ["copy_pipeline", "distill", "distill_step", "keep_layers", "make_student", "spread_layers", "weighted_score"]

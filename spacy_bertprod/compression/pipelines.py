@@ -15,36 +15,20 @@ without torch (the lean runtime) and cannot be trained (E102).
 """
 
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Union
+from typing import Callable, List, Union
 
 import spacy
 from spacy.language import Language
-from thinc.api import Model
 
-from .attrs import ConfigSetting
-from .errors import Errors
-from .layers.backends import onnx_session, set_backend, uses_onnx
-from .layers.encoder import is_bertprod_encoder
-from .layers.onnx_backend import ONNX_OPSET, QUANTIZED_OPS, require_onnxruntime
-from .layers.onnx_fusion import fused_op_types
-from .layers.quantization import QUANTIZATION_INT8, is_torch_quantized, quantize_module
-from .layers.transformer import drop_torch_weights, hf_module, set_hf_module
-
-ENCODER_ARCHITECTURES = ("bertprod.Encoder.v1",)
-
-
-def bertprod_encoders(nlp: Language) -> Dict[str, Model]:
-    """Every bertprod encoder layer in the pipeline, by component name
-    (an encoder shared through listeners is found once, on its owner)."""
-    found: Dict[str, Model] = {}
-    for name, pipe in nlp.components:
-        model = getattr(pipe, "model", None)
-        if not isinstance(model, Model):
-            continue
-        for node in model.walk():
-            if is_bertprod_encoder(node) and all(node is not seen for seen in found.values()):
-                found[name] = node
-    return found
+from ..errors import Errors
+from ..layers.attrs import ConfigSetting
+from ..layers.backends import set_backend, uses_onnx
+from ..layers.encoder import bertprod_encoders, encoder_blocks
+from ..layers.int8_state import QUANTIZATION_INT8, is_torch_quantized, quantize_module
+from ..layers.onnx_session import require_onnxruntime
+from ..layers.transformer import drop_torch_weights, hf_module, set_hf_module
+from .onnx_export import ONNX_OPSET, QUANTIZED_OPS, export_encoder
+from .onnx_fusion import fused_op_types
 
 
 def quantize_pipeline(nlp: Language) -> List[str]:
@@ -81,16 +65,6 @@ def quantize_path(input_path: Union[str, Path], output_path: Union[str, Path]) -
     return _convert_path(quantize_pipeline, "quantize", input_path, output_path)
 
 
-def encoder_blocks(config: Any) -> List[Dict[str, Any]]:
-    """Every bertprod encoder block (`ENCODER_ARCHITECTURES`) anywhere in a
-    (component) config."""
-    if not isinstance(config, dict):
-        return []
-    if config.get("@architectures") in ENCODER_ARCHITECTURES:
-        return [config]
-    return [block for value in config.values() for block in encoder_blocks(value)]
-
-
 def set_config_backend(nlp: Language, backend: str) -> None:
     """Write `backend` into every bertprod encoder block of the components'
     configs, which `nlp.config` (and the saved config.cfg) is built from.
@@ -119,7 +93,7 @@ def onnx_pipeline(nlp: Language, int8: bool = False, *, inference_only: bool = F
     for encoder in encoders.values():
         set_backend(encoder, backend)
         encoder.attrs["inference_precision"] = ConfigSetting("fp32")
-        onnx_session(encoder, fuse=fuse)
+        export_encoder(encoder, fuse=fuse)
         if inference_only:
             drop_torch_weights(encoder)
     set_config_backend(nlp, backend)

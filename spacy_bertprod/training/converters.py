@@ -8,7 +8,7 @@ from typing import List, Optional, Union
 from spacy.tokens import Doc, DocBin
 from spacy.training.converters import conll_ner_to_docs
 
-from .errors import Errors
+from ..errors import Errors
 
 # spaCy's converter splits documents on this exact line; CoNLL-2003 files
 # spell it with four columns ("-DOCSTART- -X- -X- O").

@@ -8,10 +8,19 @@ setting whose config value differs from the recorded one was overridden: the
 config's value wins. A setting the config left as it was keeps the saved
 value, which differs from the config only where the component changed it
 after it was built (`BertprodQA.calibrate_null_threshold`).
+
+`ConfigWinsOnLoad` is that policy for a component, written once: the
+components record their settings with `keep_settings` and inherit its
+`from_bytes` / `from_disk`.
 """
 
 import copy
-from typing import Any, Dict
+from typing import Any, Callable, Dict, Optional, cast
+
+from spacy.pipeline import TrainablePipe
+from spacy.util import SimpleFrozenList
+
+from .serialization import pipe_from_disk
 
 CONFIG_KEY = "config"
 
@@ -43,3 +52,45 @@ def apply_config(cfg: Dict[str, Any], settings: Dict[str, Any]) -> None:
         if key not in saved or not same_value(saved[key], value):
             cfg[key] = copy.deepcopy(value)
     record_config(cfg, settings)
+
+
+class ConfigWinsOnLoad:
+    """Mixin of the bertprod components (before spaCy's pipe class in the
+    bases): loading a saved component lets the config it is built from win
+    (`apply_config`); `from_disk` raises coded errors naming a missing or
+    damaged file (serialization.py). A component resets what loading
+    changes in `_before_load` (its return value goes to `_after_load`) and
+    checks the loaded `cfg` in `_after_load`."""
+
+    cfg: Dict[str, Any]
+    _settings: Dict[str, Any]
+
+    def keep_settings(self, settings: Dict[str, Any]) -> None:
+        """The settings from the config, which win on load."""
+        self._settings = settings
+        record_config(self.cfg, settings)
+
+    def _before_load(self) -> Any:
+        return None
+
+    def _after_load(self, before: Any) -> None:
+        pass
+
+    def _output_width(self) -> Optional[Callable[[], int]]:
+        """The output units the loaded labels need (checked against the
+        loaded weights, E047), where the component has labels."""
+        return None
+
+    def from_bytes(self, bytes_data: bytes, *, exclude=SimpleFrozenList()):
+        before = self._before_load()
+        super().from_bytes(bytes_data, exclude=exclude)  # type: ignore[misc]
+        self._after_load(before)
+        apply_config(self.cfg, self._settings)
+        return self
+
+    def from_disk(self, path: Any, *, exclude=SimpleFrozenList()):
+        before = self._before_load()
+        pipe_from_disk(cast(TrainablePipe, self), path, exclude, output_width=self._output_width())
+        self._after_load(before)
+        apply_config(self.cfg, self._settings)
+        return self

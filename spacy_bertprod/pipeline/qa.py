@@ -20,19 +20,18 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples
-from spacy.util import SimpleFrozenList, registry
+from spacy.util import registry
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, NumpyOps, set_dropout_rate
 
+from ..errors import Errors, Warnings
+from ..layers.encoder import default_encoder_config, is_count
+from ..layers.qa_head import QAScores
 from .annotations import span_json
+from .config_policy import ConfigWinsOnLoad
 from .distillation import TeacherStudentMixin, kl, softmax_t
-from .errors import Errors, Warnings
 from .extensions import set_scored_spans
-from .layers.encoder import default_encoder_config, is_count
-from .qa_model import QAScores
-from .serialization import pipe_from_disk
-from .settings import apply_config, record_config
-from .squad import squad_scores
+from .squad_metrics import f1_score, squad_scores
 
 DEFAULT_QA_MODEL = """
 [model]
@@ -54,7 +53,7 @@ def with_gold(questions: Sequence[str], example: Example) -> List[Tuple[str, Lis
     return list(zip(questions, gold))
 
 
-#: QA logits are numpy arrays (`qa_model.QAWindow`) whatever the device
+#: QA logits are numpy arrays (`layers.qa_head.QAWindow`) whatever the device
 _NUMPY_OPS = NumpyOps()
 
 
@@ -175,7 +174,7 @@ def as_questions(value: Any, source: str) -> List[str]:
     return list(value)
 
 
-class BertprodQA(TeacherStudentMixin, TrainablePipe):
+class BertprodQA(TeacherStudentMixin, ConfigWinsOnLoad, TrainablePipe):
     """Extractive question answering with a fine-tuned transformer."""
 
     def __init__(
@@ -204,7 +203,7 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
         self.model = model
         self.name = name
         self.scorer = scorer
-        # from the config: they win on load (see settings.py)
+        # from the config: they win on load (see config_policy.py)
         self._settings: Dict[str, Any] = {
             "max_answer_len": max_answer_len,
             "top_k": top_k,
@@ -214,7 +213,7 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
             "spans_key": spans_key,
         }
         self.cfg: Dict[str, Any] = dict(self._settings, questions=list(questions))
-        record_config(self.cfg, self._settings)
+        self.keep_settings(self._settings)
         self.lost_answers = 0  # training answers that tokenization lost
 
     @property
@@ -306,8 +305,6 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
         the gap between the last question answered and the first one left
         null (null-minus-answer differences lie in [-1, 1]), so float noise
         of another batch composition cannot flip a question at the edge."""
-        from .squad import f1_score
-
         diffs, f1_answer, f1_null = [], [], []
         for eg in examples:
             doc = eg.predicted
@@ -370,18 +367,6 @@ class BertprodQA(TeacherStudentMixin, TrainablePipe):
         validate_top_k(top_k)
         (scores,) = self.model.predict([(doc, question)])
         return self._spans(doc, question, self.decode(scores, top_k, doc))
-
-    def from_bytes(self, bytes_data: bytes, *, exclude=SimpleFrozenList()) -> "BertprodQA":
-        super().from_bytes(bytes_data, exclude=exclude)
-        apply_config(self.cfg, self._settings)
-        return self
-
-    def from_disk(self, path: Any, *, exclude=SimpleFrozenList()) -> "BertprodQA":
-        """Coded errors naming the file for a missing or damaged cfg or model
-        (the cfg holds the calibrated null threshold and default questions)."""
-        pipe_from_disk(self, path, exclude)
-        apply_config(self.cfg, self._settings)
-        return self
 
     # -- training -------------------------------------------------------------
     def update(self, examples: Iterable[Example], *, drop: float = 0.0, sgd: Optional[Any] = None, losses: Optional[Dict[str, float]] = None) -> Dict[str, float]:

@@ -19,7 +19,7 @@ from spacy.language import Language
 from spacy.training.loggers import console_logger_v3
 from wasabi import Printer
 
-from .errors import Warnings
+from ..errors import Warnings
 
 LogStep = Callable[[Optional[Dict[str, Any]]], None]
 

@@ -31,19 +31,17 @@ from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 from spacy.tokens import Doc, Span
 from spacy.training import Example, validate_examples, validate_get_examples
-from spacy.util import SimpleFrozenList
 from spacy.vocab import Vocab
 from thinc.api import Config, Model, SequenceCategoricalCrossentropy
 from thinc.types import Floats2d
 
+from ..errors import Errors
+from ..layers.encoder import default_encoder_config
 from .annotations import span_json
+from .config_policy import ConfigWinsOnLoad
 from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi
 from .distillation import TeacherStudentMixin, kl, softmax_t
-from .errors import Errors
 from .extensions import set_scored_spans
-from .layers.encoder import default_encoder_config
-from .serialization import pipe_from_disk
-from .settings import apply_config, record_config
 
 DEFAULT_NER_MODEL = """
 [model]
@@ -74,7 +72,7 @@ def make_bertprod_ner(nlp: Language, name: str, model: Model, spans_key: str, sc
     return BertprodNER(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
 
 
-class BertprodNER(TeacherStudentMixin, TrainablePipe):
+class BertprodNER(TeacherStudentMixin, ConfigWinsOnLoad, TrainablePipe):
     """Named entity recognition with a fine-tuned transformer. Preset
     entities and blocked tokens are kept, as by spaCy's `ner` (see the
     module docstring)."""
@@ -93,8 +91,7 @@ class BertprodNER(TeacherStudentMixin, TrainablePipe):
         self.name = name
         self.scorer = scorer
         self.cfg: Dict[str, Any] = {"labels": [], "spans_key": spans_key}
-        self._settings = {"spans_key": spans_key}  # from the config: they win on load
-        record_config(self.cfg, self._settings)
+        self.keep_settings({"spans_key": spans_key})
         self._constraints = None
 
     @property
@@ -241,19 +238,12 @@ class BertprodNER(TeacherStudentMixin, TrainablePipe):
         """A fresh student head for the teacher's labels."""
         self.initialize(get_examples, nlp=nlp, labels=list(teacher_pipe.labels))
 
-    def from_bytes(self, bytes_data: bytes, *, exclude=SimpleFrozenList()):
+    def _before_load(self) -> None:
         self._constraints = None
-        super().from_bytes(bytes_data, exclude=exclude)
-        apply_config(self.cfg, self._settings)
-        return self
 
-    def from_disk(self, path, *, exclude=SimpleFrozenList()):
-        """Coded errors naming the file for a missing or damaged cfg or model,
-        and for labels in cfg that do not fit the tagger's weights."""
-        self._constraints = None
-        pipe_from_disk(self, path, exclude, output_width=lambda: len(self.tag_names))
-        apply_config(self.cfg, self._settings)
-        return self
+    def _output_width(self) -> Callable[[], int]:
+        """Labels in cfg must fit the tagger's weights."""
+        return lambda: len(self.tag_names)
 
 
 def _preset_tokens(doc: Doc) -> np.ndarray:

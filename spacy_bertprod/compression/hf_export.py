@@ -8,7 +8,7 @@ from typing import Union, cast
 from spacy.language import Language
 from spacy.pipeline import TrainablePipe
 
-from .layers.transformer import hf_module
+from ..layers.transformer import hf_module
 
 
 def save_hf_tokenizer(encoder, path: Union[str, Path]) -> None:

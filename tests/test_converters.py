@@ -1,11 +1,11 @@
-"""convert.py: CoNLL-2003 and SST-2 files -> docs."""
+"""training/converters.py: CoNLL-2003 and SST-2 files -> docs."""
 
 from pathlib import Path
 
 import pytest
 import spacy
 
-from spacy_bertprod.convert import SST2_LABELS, conll_to_docs, sst2_to_docs
+from spacy_bertprod.training.converters import SST2_LABELS, conll_to_docs, sst2_to_docs
 
 SST2 = Path(__file__).parent.parent / "assets" / "sst2" / "glue" / "train.tsv"
 

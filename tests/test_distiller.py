@@ -4,15 +4,15 @@ import spacy
 from spacy.training import Example
 
 from conftest import TRAIN_DATA, assert_varies, build_tiny_bert, cats_examples, make_examples, ner_config, train
-from spacy_bertprod.compress import quantize_pipeline
-from spacy_bertprod.distill import (
+from spacy_bertprod.compression.pipelines import quantize_pipeline
+from spacy_bertprod.training.distiller import (
     distill,
     distill_step,
     keep_layers,
     make_student,
     spread_layers,
 )
-from spacy_bertprod.squad import make_examples as squad_examples
+from spacy_bertprod.training.squad import make_examples as squad_examples
 
 
 def _module(nlp, name):

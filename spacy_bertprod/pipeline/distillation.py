@@ -1,6 +1,6 @@
 """Distillation as a component protocol, with spaCy v4's names.
 
-The training loop (`distill.py`) never asks which component it holds: it
+The training loop (`training/distiller.py`) never asks which component it holds: it
 calls `distill(teacher_pipe, examples, ...)` on every student component that
 implements `Distillable`, as spaCy v4's `TrainablePipe.distill` does. A
 component adds itself to distillation by implementing the protocol;
@@ -25,9 +25,9 @@ from spacy.language import Language
 from spacy.training import Example
 from thinc.api import Model, NumpyOps, get_array_module, get_ops, set_dropout_rate
 
-from .errors import Errors
-from .layers.batching import hidden_state_hook
-from .layers.encoder import is_bertprod_encoder
+from ..errors import Errors
+from ..layers.batching import hidden_state_hook
+from ..layers.encoder import is_bertprod_encoder
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Registered architectures: thin wrappers over the builders in `layers/`
-and `qa_model.py`. Names are versioned: a published `vN` never changes; a
+and `qa_head.py`. Names are versioned: a published `vN` never changes; a
 changed architecture is added beside it as `vN+1`."""
 
 from typing import List, Optional, Union
@@ -9,13 +9,13 @@ from spacy.util import registry
 from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, concatenate, expand_window, with_array
 from thinc.types import Floats2d
 
+from ..errors import Errors
 from .attrs import TrainedInt
-from .errors import Errors
+from .casing import case_features as _case_features
+from .encoder import build_encoder, is_bertprod_encoder
 from .hf_loader import DEFAULT_MODEL
-from .layers.casing import case_features as _case_features
-from .layers.encoder import build_encoder, is_bertprod_encoder
-from .layers.pooling import doc_pooler, token_mean_pooler
-from .qa_model import build_qa_model
+from .pooling import doc_pooler, token_mean_pooler
+from .qa_head import build_qa_model
 
 # Registered names are frozen from the first release on: each function below
 # is a thin wrapper whose name, arguments and defaults never change once

@@ -14,7 +14,7 @@ import srsly
 from spacy import util
 from spacy.pipeline import TrainablePipe
 
-from .errors import Errors, PipelineFileError, describe
+from ..errors import Errors, PipelineFileError, describe
 
 
 def _require(pipe: TrainablePipe, path: Path) -> None:

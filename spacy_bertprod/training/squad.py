@@ -1,20 +1,18 @@
-"""SQuAD-format data: a corpus reader for `spacy train` and the official
-SQuAD exact-match / F1 metric (same answer normalisation as the official
-evaluation script)."""
+"""SQuAD-format data: a corpus reader for `spacy train` (the official
+exact-match / F1 metric is pipeline/squad_metrics.py, which bertprod_qa's
+scorer uses)."""
 
 import collections
 import json
-import re
-import string
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Union
 
 from spacy.language import Language
 from spacy.training import Example
 from spacy.util import registry
 
-from . import extensions  # noqa: F401
-from .errors import Errors
+from ..errors import Errors
+from ..pipeline import extensions  # noqa: F401
 
 
 def read_squad(path: Union[str, Path]) -> List[Dict[str, Any]]:
@@ -73,37 +71,3 @@ def squad_corpus(path: str, limit: int = 0, per_context: bool = False) -> Callab
         yield from make_examples(nlp, rows, per_context=per_context)
 
     return read
-
-
-# Official SQuAD v1.1 evaluation: answer normalisation, EM and token F1.
-def normalize_answer(text: str) -> str:
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
-
-
-def exact_match(prediction: str, truth: str) -> float:
-    return float(normalize_answer(prediction) == normalize_answer(truth))
-
-
-def f1_score(prediction: str, truth: str) -> float:
-    pred, gold = normalize_answer(prediction).split(), normalize_answer(truth).split()
-    common = collections.Counter(pred) & collections.Counter(gold)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred), same / len(gold)
-    return 2 * precision * recall / (precision + recall)
-
-
-def squad_scores(predictions: List[str], golds: List[List[str]]) -> Tuple[float, float]:
-    """(exact match, F1), in 0..1, maximised over each question's gold answers.
-    A question without gold answers scores 1 only for an empty prediction."""
-    em = f1 = 0.0
-    for pred, truths in zip(predictions, golds):
-        truths = truths or [""]
-        em += max(exact_match(pred, t) for t in truths)
-        f1 += max(f1_score(pred, t) if t else float(pred == t) for t in truths)
-    n = max(len(predictions), 1)
-    return em / n, f1 / n

@@ -7,7 +7,7 @@ and binary cross-entropy. `doc.cats` holds the probabilities; for multi-label
 `doc._.bertprod_labels` lists the labels at or above their threshold
 (`thresholds[label]`, else `threshold`).
 
-Documents longer than one window: see `pooling.py` (window vectors are pooled
+Documents longer than one window: see `layers/pooling.py` (window vectors are pooled
 into one doc vector before the classifier). A doc with no text gets 0.0 for
 every label.
 """
@@ -24,12 +24,11 @@ from spacy.vocab import Vocab
 from thinc.api import Config, Model
 from thinc.types import Floats2d
 
+from ..errors import Errors, Warnings
+from ..layers.encoder import default_encoder_config
 from . import extensions  # noqa: F401
+from .config_policy import ConfigWinsOnLoad
 from .distillation import TeacherStudentMixin, kl, softmax_t
-from .errors import Errors, Warnings
-from .layers.encoder import default_encoder_config
-from .serialization import pipe_from_disk
-from .settings import apply_config, record_config
 
 DEFAULT_TEXTCAT_MODEL = """
 [model]
@@ -87,7 +86,7 @@ def make_bertprod_textcat(
     )
 
 
-class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
+class BertprodTextCategorizer(TeacherStudentMixin, ConfigWinsOnLoad, TextCategorizer):
     """Text classification with a fine-tuned transformer."""
 
     def __init__(
@@ -111,8 +110,7 @@ class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
         super().__init__(vocab, model, name, threshold=threshold, scorer=scorer)
         self.cfg["exclusive_classes"] = exclusive_classes
         self.cfg["thresholds"] = dict(thresholds or {})
-        self._settings = {"threshold": threshold, "thresholds": dict(thresholds or {})}  # from the config: they win on load
-        record_config(self.cfg, self._settings)
+        self.keep_settings({"threshold": threshold, "thresholds": dict(thresholds or {})})
 
     @property
     def exclusive(self) -> bool:
@@ -275,7 +273,10 @@ class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
         """A fresh student classifier for the teacher's labels."""
         self.initialize(get_examples, nlp=nlp, labels=list(teacher_pipe.labels), positive_label=teacher_pipe.cfg.get("positive_label"))
 
-    def _loaded(self, exclusive_classes: bool) -> None:
+    def _before_load(self) -> bool:
+        return self.exclusive
+
+    def _after_load(self, exclusive_classes: bool) -> None:
         """After `cfg` was loaded: the classifier was trained for its saved
         `exclusive_classes`; the config decides the thresholds."""
         if self.cfg["exclusive_classes"] != exclusive_classes:
@@ -283,7 +284,6 @@ class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
             stored, value = (str(v).lower() for v in (self.cfg["exclusive_classes"], exclusive_classes))
             raise ValueError(Errors.E070.format(component=self.name, stored=stored, value=value, kind=kind))
         self._restore_floats()
-        apply_config(self.cfg, self._settings)
 
     def _restore_floats(self) -> None:
         # srsly's JSON reader parses "0.3" as 0.30000000000000004; 15
@@ -291,16 +291,6 @@ class BertprodTextCategorizer(TeacherStudentMixin, TextCategorizer):
         self.cfg["threshold"] = float(f"{self.cfg['threshold']:.15g}")
         self.cfg["thresholds"] = {k: float(f"{v:.15g}") for k, v in self.cfg.get("thresholds", {}).items()}
 
-    def from_bytes(self, bytes_data: bytes, *, exclude=tuple()) -> "BertprodTextCategorizer":
-        exclusive_classes = self.exclusive
-        super().from_bytes(bytes_data, exclude=exclude)
-        self._loaded(exclusive_classes)
-        return self
-
-    def from_disk(self, path: Any, *, exclude=tuple()) -> "BertprodTextCategorizer":
-        """Coded errors naming the file for a missing or damaged cfg or model,
-        and for labels in cfg that do not fit the classifier's weights."""
-        exclusive_classes = self.exclusive
-        pipe_from_disk(self, path, exclude, output_width=lambda: len(self.labels))
-        self._loaded(exclusive_classes)
-        return self
+    def _output_width(self) -> Callable[[], int]:
+        """Labels in cfg must fit the classifier's weights."""
+        return lambda: len(self.labels)

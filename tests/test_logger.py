@@ -46,7 +46,7 @@ def test_a_run_evaluated_after_step_0_keeps_model_best(tmp_path, tiny_bert, nlp,
 
 @pytest.mark.parametrize("tty,expected", [(True, "eval"), (False, None)])
 def test_auto_progress_bar_follows_the_terminal(monkeypatch, tty, expected):
-    import spacy_bertprod.train_logger as module
+    import spacy_bertprod.training.logger as module
 
     seen = {}
     monkeypatch.setattr(module.sys.stderr, "isatty", lambda: tty)

@@ -4,7 +4,7 @@ import warnings
 
 import torch
 
-from spacy_bertprod.layers.quantization import QUANTIZATION_INT8, int8_tensors, quantize_module, quantized_from_tensors
+from spacy_bertprod.layers.int8_state import QUANTIZATION_INT8, int8_tensors, quantize_module, quantized_from_tensors
 
 
 def test_quantize_and_load_raise_no_deprecation_notices(tiny_bert):

@@ -1,40 +1,30 @@
-"""ONNX Runtime inference for the shared encoder: export the torch transformer
-to ONNX (optionally int8-quantized) and run it in an onnxruntime session.
-
-Only the transformer is exported; the task heads (tagger, classifier, QA
-logits) stay thinc layers and run on the hidden states as with torch. The
-ONNX model lives in the encoder's attrs (`OnnxSession`), so `nlp.to_disk`
-saves it in the pipeline folder and `spacy.load` restores it.
-
-onnxruntime is a core dependency: running an exported model needs neither
-torch nor onnx. Exporting and quantizing need torch and onnx (the `train`
-extra).
+"""Exporting an encoder to ONNX (the training stack: torch and onnx): the
+torch transformer traced to an ONNX graph, ONNX Runtime's transformer fusions
+where they apply and give the same hidden states, and int8 dynamic
+quantization for backend "onnx-int8". The result goes into the encoder's
+`OnnxSession` (layers/onnx_session.py), which runs it.
 """
 
 import contextlib
 import inspect
 import io
 import logging
-import os
-import sys
 import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
 import numpy as np
-import srsly
+from thinc.api import Model
 
-from ..attrs import ConfigSetting, bytes_attr
 from ..errors import Errors, Warnings, describe
-from ..extras import torch_installed
+from ..layers.int8_state import is_torch_quantized
+from ..layers.onnx_session import INPUT_NAMES, OUTPUT_NAME, OnnxSession, require_onnxruntime
+from ..layers.tokenizer import is_loaded
+from ..layers.transformer import hf_module
 from .onnx_fusion import attention_shape, fuse_onnx, fused_op_types
-from .quantization import is_torch_quantized
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
 ONNX_OPSET = 17
-INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
-OUTPUT_NAME = "last_hidden_state"
 #: Operators quantized by "onnx-int8": the linear layers' matrix products,
 #: with per-channel weight scales (closer to fp32 than per-tensor or torch's
 #: int8 Linear), and in a fused graph the attention's QKV projection (fused
@@ -46,62 +36,6 @@ QUANTIZED_OPS = ("MatMul", "Attention")
 #: on the check batch for which the fused graph is kept (fp32 fusions differ
 #: by rounding, around 1e-6).
 FUSION_ATOL = 1e-3
-
-
-#: Intra-op threads of ONNX Runtime sessions where torch is not loaded: 0 is
-#: ONNX Runtime's default (one per physical core), 1 in a forked worker.
-_threads_without_torch = 0
-
-
-def _one_thread_after_fork() -> None:
-    """In a forked child (`nlp.pipe(n_process=...)` under the "fork" start
-    method), run the encoders on one thread: GNU OpenMP's thread pool does
-    not survive fork, so once the parent has predicted, a multi-threaded
-    torch op in the child waits forever. Each process is one worker anyway."""
-    global _threads_without_torch
-    _threads_without_torch = 1
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.set_num_threads(1)
-
-
-os.register_at_fork(after_in_child=_one_thread_after_fork)
-
-
-def set_threads(threads: int) -> None:
-    """Threads of the encoders a process loads after this call: torch's
-    intra-op threads where torch is installed (ONNX Runtime follows them),
-    else ONNX Runtime's own; 0 leaves them as they are."""
-    global _threads_without_torch
-    if not threads:
-        return
-    _threads_without_torch = threads
-    if torch_installed():
-        import torch
-
-        torch.set_num_threads(threads)
-
-
-def intra_op_threads() -> int:
-    """The threads an ONNX session computes on: torch's thread count where
-    torch is loaded (so `torch.set_num_threads` sets both runtimes), else
-    ONNX Runtime's own default."""
-    torch = sys.modules.get("torch")
-    return int(torch.get_num_threads()) if torch is not None else _threads_without_torch
-
-
-class BackendName(ConfigSetting):
-    """The encoder's `backend` setting (the config decides on load, so a
-    config override picks the backend)."""
-
-
-def require_onnxruntime() -> Any:
-    """Import onnxruntime, or say how to install it."""
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise ImportError(Errors.E028) from err
-    return onnxruntime
 
 
 def require_onnx() -> Any:
@@ -236,66 +170,21 @@ def fuse_checked(data: bytes, config: Dict[str, Any]) -> bytes:
     return data
 
 
-@bytes_attr
-class OnnxSession:
-    """The exported ONNX model of an encoder (bytes, and the backend it was
-    made for) and its lazily created onnxruntime session; serializable as a
-    thinc attr."""
-
-    def __init__(self, data: Optional[bytes] = None, backend: Optional[str] = None):
-        self.data = data
-        self.backend = backend
-        self._session: Any = None
-        self._threads = 0
-
-    def has_model(self, backend: str) -> bool:
-        return self.data is not None and self.backend == backend
-
-    def set_model(self, data: bytes, backend: str) -> None:
-        self.data, self.backend = data, backend
-        self._session = None
-
-    def export_from(self, module: Any, backend: str, *, fuse: bool = True) -> None:
-        """Export the torch module, fuse its graph (`fuse`, when fusion
-        applies) and for "onnx-int8" quantize it."""
-        require_onnxruntime()
-        data = export_onnx(module)
-        if fuse:
-            data = fuse_checked(data, module.config.to_dict())
-        self.set_model(quantize_onnx(data) if backend == "onnx-int8" else data, backend)
-
-    def clear(self) -> None:
-        """Forget the ONNX model (the torch weights it came from changed)."""
-        self.data = self.backend = self._session = None
-
-    def session(self) -> Any:
-        """The inference session, made again when the thread count changed."""
-        threads = intra_op_threads()
-        if self._session is None or threads != self._threads:
-            ort = require_onnxruntime()
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            self._session = ort.InferenceSession(self.data, options, providers=["CPUExecutionProvider"])
-            self._threads = threads
-        return self._session
-
-    def run(self, ids: np.ndarray, mask: np.ndarray, types: np.ndarray) -> np.ndarray:
-        """(batch, seq) int64 inputs -> (batch, seq, width) float32 hidden states."""
-        session = self.session()
-        feed = dict(zip(INPUT_NAMES, (ids, mask, types)))
-        # the exporter drops inputs the model ignores (no token types)
-        wanted = {i.name for i in session.get_inputs()}
-        return session.run([OUTPUT_NAME], {k: v for k, v in feed.items() if k in wanted})[0]
-
-    def __getstate__(self) -> dict:
-        # an InferenceSession cannot be copied or pickled: it is made again
-        return {**self.__dict__, "_session": None}
-
-    def to_bytes(self) -> bytes:
-        return srsly.msgpack_dumps({"backend": self.backend, "model": self.data})
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> "OnnxSession":
-        msg = srsly.msgpack_loads(data)
-        return cls(msg["model"], msg["backend"])
+def export_encoder(encoder: Model, backend: Optional[str] = None, *, fuse: bool = True) -> OnnxSession:
+    """Export encoder layer `encoder`'s torch transformer into its ONNX
+    session for `backend` (default: the encoder's own), unless the session
+    already holds a model for it: the graph fused (`fuse`, when fusion
+    applies) and for "onnx-int8" quantized."""
+    holder: OnnxSession = encoder.attrs["onnx"]
+    backend = backend or str(encoder.attrs["backend"])
+    if holder.has_model(backend):
+        return holder
+    if not is_loaded(encoder):
+        raise ValueError(Errors.E005)
+    module = hf_module(encoder)
+    require_onnxruntime()
+    data = export_onnx(module)
+    if fuse:
+        data = fuse_checked(data, module.config.to_dict())
+    holder.set_model(quantize_onnx(data) if backend == "onnx-int8" else data, backend)
+    return holder
