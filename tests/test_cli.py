@@ -28,7 +28,7 @@ from spacy_bertprod.convert import conll_to_docs, sst2_to_docs, write_docbin
 from spacy_bertprod.squad import exact_match
 
 ROOT = Path(__file__).parent.parent
-COMMANDS = ("convert-all", "evaluate-squad", "distill", "quantize", "onnx", "meta", "demo", "annotate", "serve")
+COMMANDS = ("init-config", "convert-all", "evaluate-squad", "distill", "quantize", "onnx", "meta", "demo", "annotate", "serve")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # the configs warm up over 100 steps: a few steps at that rate barely move a
@@ -300,6 +300,20 @@ def test_demo_on_a_tiny_model(tmp_path, tiny_bert):
         ents = ", ".join(f"{e.text} [{e.label_} {e._.bertprod_score:.2f}]" for e in doc.ents)
         assert f"{doc.text} -> {ents or '(no entities)'} " in out + " "
     assert_varies(nlp.get_pipe("bertprod_ner").model.predict([nlp.make_doc(t) for t in DEMO_TEXTS]))
+
+
+def test_demo_in_an_empty_folder_uses_the_shipped_config_and_sample(tmp_path, tiny_bert, monkeypatch):
+    """After a pip install there is no configs/ or assets/: the demo's
+    defaults are the package's own config and CoNLL sample."""
+    monkeypatch.chdir(tmp_path)
+    encoder = "--components.bertprod_ner.model.encoder"
+    bertprod("demo", "--steps", "2", f"{encoder}.name", tiny_bert, f"{encoder}.window", "64", f"{encoder}.stride", "32")
+    nlp = spacy.load(tmp_path / "training" / "ner-demo" / "model-best")
+    sample = ROOT / "spacy_bertprod" / "samples" / "conll2003"
+    docs = list(DocBin().from_disk(tmp_path / "corpus" / "ner-sample" / "train.spacy").get_docs(nlp.vocab))
+    assert [d.text for d in docs] == [d.text for d in conll_to_docs(sample / "train.txt")]
+    assert nlp.config["components"]["bertprod_ner"]["model"]["encoder"]["window"] == 64
+    assert nlp.config["nlp"]["pipeline"] == ["bertprod_ner"]
 
 
 def test_demo_with_an_invalid_encoder_setting(tmp_path, tiny_bert):

@@ -1,6 +1,8 @@
 """`python -m spacy bertprod COMMAND`: what spaCy's own CLI cannot do for
 bertprod pipelines, plugged into spaCy's `spacy` command.
 
+init-config     a complete training config for a task, from the shipped
+                configs (as `spacy init config`)
 convert-all     a dataset folder laid out like assets/ -> corpus/ner,
                 corpus/textcat (.spacy) and corpus/qa (SQuAD JSON)
 evaluate-squad  SQuAD exact match and F1 of a bertprod_qa pipeline
@@ -21,7 +23,7 @@ this module, whose import adds the sub-app to spaCy's `app`.
 
 from spacy.cli._util import app
 
-from . import annotate, compress, convert, demo, evaluate, meta, serve  # noqa: F401  (each registers its commands)
+from . import annotate, compress, convert, demo, evaluate, init_config, meta, serve  # noqa: F401  (each registers its commands)
 from ._util import bertprod_cli
 
 app.add_typer(bertprod_cli)
