@@ -359,7 +359,11 @@ class Errors(metaclass=ErrorsWithCodes):
     E147 = "Reading the Parquet file '{path}' needs pyarrow: `pip install pyarrow` (it comes with `spacy-bertprod[ray]`), or convert the file to JSONL."
     E180 = 'This needs {module}, which is not installed. Run `pip install "spacy-bertprod[{extra}]"` (the `{extra}` extra).'
     E181 = "Unknown task {task!r} for `bertprod init-config`. Use one of {tasks}."
-    E182 = "The encoder '{name}' has no hidden size (hidden_size, dim or d_model) in its config: `bertprod init-config` cannot size the components that listen to it. Use a BERT-style encoder, or set the listeners' `width` in the config by hand."
+    E182 = (
+        "The encoder '{name}' has no hidden size (hidden_size, dim or d_model) in its config: "
+        "`bertprod init-config` cannot size the components that listen to it. "
+        "Use a BERT-style encoder, or set the listeners' `width` in the config by hand."
+    )
 
 
 def describe(err: BaseException) -> str:

@@ -476,3 +476,36 @@ def test_render_html_draws_the_pipelines_entities(trained_ner_path, tmp_path):
             # displaCy's ent markup: the span's text, then its label in a span
             assert re.search(re.escape(ent.text) + r"\s*<span[^>]*>" + ent.label_ + "</span>", html), (ent.text, ent.label_)
     assert "Warsaw" not in html  # --limit 2: the third text is not drawn
+
+
+#: `python -m spacy ARGS` after the blocker of test_lean.WITHOUT_TORCH
+SPACY_CLI = "from spacy.cli import setup_cli\nsys.argv[0] = 'spacy'\nsetup_cli()\n"
+
+
+@pytest.mark.parametrize("command", [("init-config", "config.cfg", "--task", "ner"), ("demo", "--steps", "1")], ids=lambda c: c[0])
+def test_a_missing_extra_is_a_coded_failure_naming_it(command, tmp_path):
+    """Without the `train` extra, a command that needs torch ends with the
+    coded message naming the extra and exit status 1, not a traceback."""
+    from test_lean import run_without_torch
+
+    out = run_without_torch(SPACY_CLI, tmp_path, "bertprod", *command)
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-3000:]
+    err = " ".join(out.stderr.split())  # wasabi wraps
+    assert "✘ [E101]" in err and 'pip install "spacy-bertprod[train]"' in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "config.cfg").exists()
+
+
+@pytest.mark.parametrize(("module", "code"), [("torch.nn", "[E100] This needs torch"), ("fastapi", '[E180] This needs fastapi, which is not installed. Run `pip install "spacy-bertprod[serve]"`')])
+def test_coded_errors_exit_names_the_extra_of_a_missing_module(module, code, capsys):
+    from spacy_bertprod.cli._util import coded_errors_exit
+
+    with pytest.raises(SystemExit) as exit_:
+        with coded_errors_exit():
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+    assert exit_.value.code == 1
+    assert code in " ".join(capsys.readouterr().err.split())  # wasabi wraps
+    # any other import failure is a bug: its traceback is kept
+    with pytest.raises(ModuleNotFoundError):
+        with coded_errors_exit():
+            raise ModuleNotFoundError("No module named 'numpyy'", name="numpyy")
