@@ -364,6 +364,10 @@ class Errors(metaclass=ErrorsWithCodes):
         "`bertprod init-config` cannot size the components that listen to it. "
         "Use a BERT-style encoder, or set the listeners' `width` in the config by hand."
     )
+    E183 = (
+        "The data folder '{path}' does not exist. Give a folder laid out like the repository's assets/ (conll2003/, sst2/glue/, squad/), "
+        "or `{sample}` for the CoNLL-2003-format sample shipped in the package."
+    )
 
 
 def describe(err: BaseException) -> str:

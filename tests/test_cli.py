@@ -174,6 +174,23 @@ def test_convert_all_reads_sst2_from_the_downloaded_zip_and_the_full_squad_train
     assert (tmp_path / "corpus" / "qa" / "train.json").read_bytes() == (data / "squad" / "train-v1.1.json").read_bytes()
 
 
+def test_convert_all_of_the_shipped_sample(tmp_path, monkeypatch):
+    """`sample`: the CoNLL-2003-format sample in the package (a pip install
+    has no assets/); a folder of that name comes first; a missing one is E183."""
+    monkeypatch.chdir(tmp_path)
+    out = bertprod("convert-all", "sample", "corpus", "--task", "ner")
+    sample = ROOT / "spacy_bertprod" / "samples" / "conll2003"
+    assert f"the sample shipped in the package: {sample.parent}" in out
+    for split in ("train", "dev", "test"):
+        docs = list(DocBin().from_disk(tmp_path / "corpus" / "ner" / f"{split}.spacy").get_docs(spacy.blank("en").vocab))
+        assert [d.text for d in docs] == [d.text for d in conll_to_docs(sample / f"{split}.txt")]
+    out = bertprod("convert-all", "no-such-folder", "corpus", exit_code=1)
+    assert "✘ [E183] The data folder 'no-such-folder' does not exist" in out
+    (tmp_path / "sample").mkdir()
+    out = bertprod("convert-all", "sample", "corpus", exit_code=1)
+    assert "converting the folder 'sample', not the shipped sample" in out and "[E074]" in out
+
+
 def test_convert_all_of_a_folder_without_datasets(tmp_path):
     out = bertprod("convert-all", tmp_path, tmp_path / "corpus", exit_code=1)
     assert "✘ [E074] Found none of the datasets under" in out

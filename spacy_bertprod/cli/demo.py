@@ -16,11 +16,12 @@ from wasabi import msg
 
 from ..convert import conll_to_docs, write_docbin
 from ._util import bertprod_cli, coded_errors_exit
+from .convert import SAMPLES_DIR
 from .init_config import shipped_config_path
 
 #: the CoNLL-2003-format sample shipped in the package (made up by
 #: scripts/make_samples.py; the repository's assets/conll2003 links here)
-SAMPLE_DIR = Path(__file__).resolve().parent.parent / "samples" / "conll2003"
+SAMPLE_DIR = SAMPLES_DIR / "conll2003"
 
 DEMO_TEXTS = [
     "Angela Merkel visited the Siemens plant in Munich.",
