@@ -109,11 +109,11 @@ def test_python_m_spacy_bertprod_help(tmp_path):
 
 
 def test_project_makefile_and_readme_call_registered_commands():
-    """project.yml, the Makefile (`make demo`) and the README name commands
+    """project.yml, the Makefile (`make demo`), the README and the quick start name commands
     that exist: bertprod's, or spaCy's own."""
     ours = {c.name for c in bertprod_cli.registered_commands}
     spacys = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name or g.typer_instance.info.name for g in app.registered_groups}
-    for name in ("project.yml", "Makefile", "README.md"):
+    for name in ("project.yml", "Makefile", "README.md", "docs/usage/quickstart.md"):
         text = (ROOT / name).read_text(encoding="utf8")
         assert "-m spacy_bertprod" not in text, name
         called = re.findall(r"-m spacy bertprod ([\w-]+)", text)
