@@ -48,20 +48,26 @@ def test_the_wheel_ships_the_configs_and_the_sample(tmp_path):
     assert {f"spacy_bertprod/{p.relative_to(package).as_posix()}" for p in shipped} <= names
 
 
+#: distributions of this environment the virtualenv does not see: the
+#: package under test, and `build`, which a fresh virtualenv lacks and
+#: `spacy package --build wheel` asks for (the quick start installs it)
+LEFT_OUT = ("spacy_bertprod", "build", "pyproject_hooks")
+
+
 def venv_with_this_stack(path: Path) -> Path:
     """A fresh virtualenv that sees this environment's packages except
-    spacy-bertprod, as `--system-site-packages` does for a virtualenv of the
-    base interpreter: a .pth file puts a folder of links to this
-    environment's site-packages entries on its path (spacy-bertprod's own
-    entries and the .pth files left out), so pip installs the wheel without
-    asking a package registry. Returns its python."""
+    LEFT_OUT, as `--system-site-packages` does for a virtualenv of the base
+    interpreter: a .pth file puts a folder of links to this environment's
+    site-packages entries on its path (the .pth files left out), so pip
+    installs the wheel's dependencies without asking a package registry.
+    Returns its python."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
     (own_site,) = path.glob("lib/python*/site-packages")
     stack = path / "stack"
     stack.mkdir()
     for parent in site.getsitepackages():
         for entry in Path(parent).iterdir():
-            if entry.name.startswith(("spacy_bertprod", "__editable__")) or entry.suffix == ".pth" or (stack / entry.name).exists():
+            if entry.name.split("-")[0] in LEFT_OUT or entry.name.startswith("__editable__") or entry.suffix == ".pth" or (stack / entry.name).exists():
                 continue
             (stack / entry.name).symlink_to(entry)
     (own_site / "this_stack.pth").write_text(f"{stack}\n", encoding="utf8")
@@ -106,6 +112,9 @@ def test_the_pip_users_path(tiny_bert, tmp_path):
     paths = ("--paths.train", "corpus/ner/train.spacy", "--paths.dev", "corpus/ner/dev.spacy")
     run("-m", "spacy", "train", "config.cfg", "--output", "training", *paths, "--training.max_steps", "2", "--training.max_epochs", "0", "--training.eval_frequency", "1")
     (work / "packages").mkdir()
+    installed = {line.split("==")[0].lower() for line in run("-m", "pip", "list", "--disable-pip-version-check", "--format=freeze").splitlines()}
+    assert "build" not in installed and "spacy-bertprod" in installed
+    run("-m", "pip", "install", "--quiet", "--disable-pip-version-check", "build")  # from the package registry
     run("-m", "spacy", "package", "training/model-best", "packages", "--name", "quickstart_test", "--version", "0.0.1", "--build", "wheel")
     (package,) = (work / "packages").glob("*/dist/en_quickstart_test-*.whl")
     run("-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-index", str(package))
