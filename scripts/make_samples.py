@@ -1,7 +1,9 @@
 """Write the small sample corpora shipped in assets/ (made up here from
 templates; not taken from any dataset), one per public format the project
 reads: CoNLL-2003 columns (assets/conll2003), SST-2 TSV (assets/sst2/glue)
-and SQuAD JSON (assets/squad).
+and SQuAD JSON (assets/squad). The CoNLL sample is also the package's own
+(`bertprod demo` after a pip install): assets/conll2003 links to
+spacy_bertprod/samples/conll2003, so it is written there, once.
 
     python scripts/make_samples.py
 """

@@ -366,6 +366,17 @@ class Errors(metaclass=ErrorsWithCodes):
         "ONNX models are exported ahead of time, not on the first prediction: run `python -m spacy bertprod onnx PIPELINE OUTPUT{int8}` "
         '(or `spacy_bertprod.compression.pipelines.onnx_pipeline(nlp)`) and load the output, or set the encoder\'s backend = "torch".'
     )
+    E180 = 'This needs {module}, which is not installed. Run `pip install "spacy-bertprod[{extra}]"` (the `{extra}` extra).'
+    E181 = "Unknown task {task!r} for `bertprod init-config`. Use one of {tasks}."
+    E182 = (
+        "The encoder '{name}' has no hidden size (hidden_size, dim or d_model) in its config: "
+        "`bertprod init-config` cannot size the components that listen to it. "
+        "Use a BERT-style encoder, or set the listeners' `width` in the config by hand."
+    )
+    E183 = (
+        "The data folder '{path}' does not exist. Give a folder laid out like the repository's assets/ (conll2003/, sst2/glue/, squad/), "
+        "or `{sample}` for the CoNLL-2003-format sample shipped in the package."
+    )
 
 
 def describe(err: BaseException) -> str:

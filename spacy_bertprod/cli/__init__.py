@@ -1,6 +1,8 @@
 """`python -m spacy bertprod COMMAND`: what spaCy's own CLI cannot do for
 bertprod pipelines, plugged into spaCy's `spacy` command.
 
+init-config     a complete training config for a task, from the shipped
+                configs (as `spacy init config`)
 convert-all     a dataset folder laid out like assets/ -> corpus/ner,
                 corpus/textcat (.spacy) and corpus/qa (SQuAD JSON)
 evaluate-squad  SQuAD exact match and F1 of a bertprod_qa pipeline
@@ -26,7 +28,7 @@ this module, whose import adds the sub-app to spaCy's `app`.
 
 from spacy.cli._util import app
 
-from . import annotating, compress, convert, demo, distill, evaluate, meta, serving  # noqa: F401  (each registers its commands)
+from . import annotating, compress, convert, demo, distill, evaluate, init_config, meta, serving  # noqa: F401  (each registers its commands)
 from ._util import bertprod_cli
 
 app.add_typer(bertprod_cli)

@@ -14,6 +14,12 @@ from ..errors import Errors
 from ..training.converters import conll_to_docs, sst2_to_docs, write_docbin
 from ._util import bertprod_cli, coded_errors_exit
 
+#: the samples shipped as package data, laid out like assets/ (CoNLL-2003
+#: format only); DATA_DIR `sample` converts them, so a pip install needs no
+#: repository to try the commands
+SAMPLES_DIR = Path(__file__).resolve().parent.parent / "samples"
+SAMPLE = "sample"
+
 #: per task: (the places the file may be under the dataset folder, first
 #: found wins; "ARCHIVE!MEMBER" reads a member of a zip as downloaded), and
 #: the file it becomes under corpus/<task>
@@ -29,7 +35,7 @@ TASK_FILES: Dict[str, List[Tuple[Tuple[str, ...], str]]] = {
 
 @bertprod_cli.command("convert-all")
 def convert_all_cli(
-    data_dir: Path = Arg(..., help="Dataset folder laid out like assets/ (conll2003/, sst2/glue/ or sst2/SST-2.zip, squad/)", exists=True, file_okay=False),
+    data_dir: Path = Arg(..., help=f"Dataset folder laid out like assets/ (conll2003/, sst2/glue/ or sst2/SST-2.zip, squad/), or `{SAMPLE}`: the CoNLL-2003-format sample shipped in the package"),
     corpus_dir: Path = Arg(..., help="Output folder: <task>/train|dev|test.spacy, qa/*.json"),
     task: Optional[List[str]] = Opt(None, "--task", "-t", help="Convert only this task's data (ner, textcat, qa; repeat for more); fail when one of its files is missing. Default: all found"),
     limit: int = Opt(0, "--limit", "-l", help="Docs per file (0: all)"),
@@ -38,7 +44,20 @@ def convert_all_cli(
     into CORPUS_DIR/ner, CORPUS_DIR/textcat and CORPUS_DIR/qa. Without
     --task, datasets that are not there are skipped."""
     with coded_errors_exit():
-        convert_all(data_dir, corpus_dir, tasks=task or (), limit=limit)
+        convert_all(data_folder(data_dir), corpus_dir, tasks=task or (), limit=limit)
+
+
+def data_folder(data_dir: Path) -> Path:
+    """DATA_DIR as given, or the shipped samples for `sample` (a folder of
+    that name comes first, and is said to)."""
+    if data_dir.is_dir():
+        if str(data_dir) == SAMPLE:
+            msg.info(f"converting the folder '{data_dir}', not the shipped sample")
+        return data_dir
+    if str(data_dir) == SAMPLE:
+        msg.info(f"the sample shipped in the package: {SAMPLES_DIR}")
+        return SAMPLES_DIR
+    raise FileNotFoundError(Errors.E183.format(path=data_dir, sample=SAMPLE))
 
 
 def find_source(data_dir: Path, places: Sequence[str]) -> Optional[str]:

@@ -1,10 +1,12 @@
 """`bertprod demo` (`make demo`, the README's first command): convert the
-shipped CoNLL-2003 sample, train bertprod_ner on it for a few steps with
-`spacy train`, and print what the trained pipeline finds in a few sentences."""
+shipped CoNLL-2003-format sample, train bertprod_ner on it for a few steps
+with `spacy train`, and print what the trained pipeline finds in a few
+sentences. The sample and the config are package data, so the demo runs in
+an empty folder after `pip install "spacy-bertprod[train]"`."""
 
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import spacy
 import typer
@@ -14,6 +16,12 @@ from wasabi import msg
 
 from ..training.converters import conll_to_docs, write_docbin
 from ._util import bertprod_cli, coded_errors_exit
+from .convert import SAMPLES_DIR
+from .init_config import shipped_config_path
+
+#: the CoNLL-2003-format sample shipped in the package (made up by
+#: scripts/make_samples.py; the repository's assets/conll2003 links here)
+SAMPLE_DIR = SAMPLES_DIR / "conll2003"
 
 DEMO_TEXTS = [
     "Angela Merkel visited the Siemens plant in Munich.",
@@ -41,8 +49,8 @@ def demo_overrides(corpus: Path, steps: int) -> Dict[str, Any]:
 @bertprod_cli.command("demo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def demo_cli(
     ctx: typer.Context,  # extra options: config overrides, e.g. --training.batcher.size 500
-    config_path: Path = Opt(Path("configs/ner.cfg"), "--config", "-c", help="NER training config", exists=True, dir_okay=False),
-    assets: Path = Opt(Path("assets/conll2003"), "--assets", help="Folder with the CoNLL-2003 train.txt and dev.txt", exists=True, file_okay=False),
+    config_path: Optional[Path] = Opt(None, "--config", "-c", help="NER training config (default: the shipped ner config)", exists=True, dir_okay=False),
+    assets: Optional[Path] = Opt(None, "--assets", help="Folder with CoNLL-2003-format train.txt and dev.txt (default: the shipped sample)", exists=True, file_okay=False),
     corpus: Path = Opt(Path("corpus/ner-sample"), "--corpus", help="Where the converted sample goes"),
     output_path: Path = Opt(Path("training/ner-demo"), "--output", "-o", help="Output folder of `spacy train`"),
     steps: int = Opt(120, "--steps", help="Training steps"),
@@ -52,6 +60,8 @@ def demo_cli(
     MiniLM and print the entities of a few sentences. Extra --section.key
     options override the config, as in `spacy train`."""
     overrides = {**demo_overrides(corpus, steps), **parse_config_overrides(ctx.args)}
+    config_path = config_path or shipped_config_path("ner")
+    assets = assets or SAMPLE_DIR
     for split in ("train", "dev"):
         write_docbin(conll_to_docs(assets / f"{split}.txt"), corpus / f"{split}.spacy")
     start = time.perf_counter()

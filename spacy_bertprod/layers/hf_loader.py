@@ -66,6 +66,22 @@ def resolve_model_name(name: str) -> str:
     return name
 
 
+def load_hf_config(name: str) -> Dict[str, Any]:
+    """The encoder's Hugging Face config (hidden size, positions) without its
+    weights: read from a local directory's config.json, or fetched with
+    transformers for a hub name; what `bertprod init-config` fits the
+    windows and listener widths to."""
+    resolved = resolve_model_name(name)
+    config_file = Path(resolved) / "config.json"
+    if config_file.exists():
+        return dict(srsly.read_json(config_file))
+    transformers = require_train_extra("transformers")
+    try:
+        return dict(transformers.AutoConfig.from_pretrained(resolved).to_dict())
+    except (OSError, ValueError) as err:
+        raise OSError(Errors.E002.format(name=name, err=err, default=DEFAULT_MODEL)) from err
+
+
 _UNUSED_WEIGHTS = re.compile(r"were not used when initializing \w+: \[([^\]]*)\]")
 
 
