@@ -332,6 +332,35 @@ def lean(file: str = "lean") -> str:
     return text + "; ".join(notes) + ".\n" + source_line(r)
 
 
+def import_time(file: str = "import_time") -> str:
+    """bench/import_time.py: the package import and a Ray read task's import, before and after."""
+    r = load(file)
+    rows = ["| what is imported | tree | import s (median, min-max) | process wall s | heavy packages it loads |", "| --- | --- | --- | --- | --- |"]
+    for row in r["figures"]["rows"]:
+        tree = f"{row['tree']} (`{row['commit']}`)" if row["tree"] == "before" else "after (this commit)"
+        loaded = ", ".join(row["loaded"]) or "none"
+        rows.append(f"| {row['case']} (`{row['module']}`) | {tree} | {spread_cell(row['import_s'], '{:.3f}')} | {spread_cell(row['process_wall_s'])} | {loaded} |")
+    return "\n".join(rows) + "\n" + source_line(r)
+
+
+def encoder_families(file: str = "encoder_families") -> str:
+    """bench/encoder_families.py: fused operators and the fused int8 speed-up per encoder family."""
+    r = load(file)
+    f = r["figures"]
+    rows = [
+        f"| family ({f['size']['layers']} layers, {f['size']['width']} wide, random weights) | fused ONNX Runtime operators "
+        "| fp32 fused s | int8 fused s | int8 unfused s | int8 fused vs fp32 | vs int8 unfused |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for family, row in f["families"].items():
+        s = row["seconds"]
+        ops = ", ".join(row["fused_ops"]) or "none (W010: unfused graph)"
+        cells = " | ".join(spread_cell(s[v], "{:.2f}") for v in ("fp32 fused", "int8 fused", "int8 unfused"))
+        rows.append(f"| {family} | {ops} | {cells} | {row['int8_fused_speedup_over_fp32']:.2f}x | {row['int8_fused_speedup_over_int8_unfused']:.2f}x |")
+    caption = f"\n{f['sentences']} CoNLL-2003 test sentences, `nlp.pipe(batch_size={f['batch_size']})`, {f['threads']} thread(s), {f['repeats']} interleaved repeats (median, min-max).\n"
+    return "\n".join(rows) + "\n" + caption + source_line(r)
+
+
 RENDERERS: Dict[str, Callable[[], str]] = {
     "long_docs": long_docs,
     "conll_ner": conll_ner,
@@ -348,6 +377,8 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "annotate": annotate,
     "annotate_before_ray_fixes": lambda: annotate("annotate_before_ray_fixes"),
     "lean": lean,
+    "import_time": import_time,
+    "encoder_families": encoder_families,
 }
 
 
