@@ -1,4 +1,4 @@
-"""The lean runtime (issue 18): what a deployed NER pipeline costs with and
+"""The lean runtime: what a deployed NER pipeline costs with and
 without the training stack.
 
 For the trained NER teacher and (with --student) its distilled student, four

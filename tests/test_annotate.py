@@ -1,5 +1,5 @@
 """`bertprod annotate` (spacy_bertprod/annotate/): batch annotation of a corpus
-on the local engine and on Ray Data, resumable exactly once (issue 20)."""
+on the local engine and on Ray Data, resumable exactly once."""
 
 import json
 import multiprocessing

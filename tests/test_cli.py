@@ -163,7 +163,7 @@ def test_convert_all_one_task_needs_only_its_data(tmp_path):
 
 
 def test_convert_all_reads_sst2_from_the_downloaded_zip_and_the_full_squad_train(tmp_path):
-    """The public assets land as SST-2.zip and train-v1.1.json (issue 17, item 4)."""
+    """The public assets land as SST-2.zip and train-v1.1.json."""
     data = tmp_path / "data"
     (data / "sst2").mkdir(parents=True)
     with zipfile.ZipFile(data / "sst2" / "SST-2.zip", "w") as archive:
@@ -451,7 +451,7 @@ def test_onnx_command_inference_only(tmp_path, trained_ner_path):
 
 def test_convert_all_of_a_text_file_posing_as_conll(tmp_path):
     """Prose where CoNLL-2003 columns belong: a short coded message and exit
-    1, not spaCy's misleading E177 traceback (issue 17 item 8)."""
+    1, not spaCy's misleading E177 traceback."""
     (tmp_path / "conll2003").mkdir()
     (tmp_path / "conll2003" / "train.txt").write_text("Angela Merkel visited Paris.\nIt rained.\n", encoding="utf8")
     out = bertprod("convert-all", tmp_path, tmp_path / "corpus", exit_code=1)

@@ -1,4 +1,4 @@
-"""displaCy draws each CoNLL label in its own colour (issue 17, item 10)."""
+"""displaCy draws each CoNLL label in its own colour."""
 
 import re
 

@@ -1,6 +1,6 @@
 """The distillation protocol (distillation.py): a component that implements
 it distils with no change to the loop; one on a bertprod encoder that does
-not gets a coded error (issue 16 item 2)."""
+not gets a coded error."""
 
 from typing import Any, Dict, Iterable, List, Optional
 

@@ -1,5 +1,5 @@
 """Loading pretrained models: transformers' notices the user can act on stay,
-the one about the checkpoint's unused pooler goes (issue 17 item 9); a saved
+the one about the checkpoint's unused pooler goes; a saved
 pipeline's encoder is rebuilt from its config as AutoModel would build it."""
 
 import io

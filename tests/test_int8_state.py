@@ -9,7 +9,7 @@ from spacy_bertprod.layers.int8_state import QUANTIZATION_INT8, int8_tensors, qu
 
 def test_quantize_and_load_raise_no_deprecation_notices(tiny_bert):
     """torch's deprecation notices of torch.ao.quantization and quantized
-    tensors came on every quantize and every int8 load (issue 17 item 9);
+    tensors came on every quantize and every int8 load;
     the int8 weights still come back bit for bit."""
     from transformers import AutoModel
 

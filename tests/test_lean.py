@@ -1,4 +1,4 @@
-"""The lean runtime (issue 18): ONNX pipelines load and run where torch,
+"""The lean runtime: ONNX pipelines load and run where torch,
 transformers, sentence-transformers and safetensors cannot be imported; a
 torch pipeline there fails with a coded error naming the extra to install."""
 

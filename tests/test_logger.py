@@ -1,4 +1,4 @@
-"""`bertprod.ConsoleLogger.v1` never leaves an untrained model-best (issue 17, item 1)."""
+"""`bertprod.ConsoleLogger.v1` never leaves an untrained model-best."""
 
 from pathlib import Path
 

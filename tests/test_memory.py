@@ -1,4 +1,4 @@
-"""release_memory() gives freed heap pages back to the OS (issue 15's soak)."""
+"""release_memory() gives freed heap pages back to the OS."""
 
 import ctypes
 import ctypes.util

@@ -1,5 +1,5 @@
 """The outputs of seeded tiny-model pipelines, pinned: a restructure must not
-move an entity, a category score or an answer (issue 16).
+move an entity, a category score or an answer.
 
 tests/pinned_outputs.json holds what the code wrote when it was pinned; after
 a change that is meant to alter outputs, look at the difference and rewrite it

@@ -1,6 +1,5 @@
 """Damaged or untrusted pipeline folders fail in `spacy.load` (or
-`initialize`) with a coded error naming the file, and nothing unpickles
-(issue 15, items 7, 8 and 10)."""
+`initialize`) with a coded error naming the file, and nothing unpickles."""
 
 import re
 import shutil
