@@ -370,6 +370,7 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "soak": soak,
     "production_ner": production_ner,
     "serve": serve,
+    "serve_rounds": lambda: serve("serve_rounds"),
     "serve_mmap_1mib": lambda: serve("serve_mmap_1mib"),
     "serve_no_pin": lambda: serve("serve_no_pin"),
     "soak_no_pin": lambda: soak("soak_no_pin"),
