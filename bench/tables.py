@@ -368,6 +368,7 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "shared_encoder": shared_encoder,
     "int8_batch": int8_batch,
     "soak": soak,
+    "soak_tagging": lambda: soak("soak_tagging"),
     "production_ner": production_ner,
     "serve": serve,
     "serve_rounds": lambda: serve("serve_rounds"),
