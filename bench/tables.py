@@ -369,6 +369,7 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "int8_batch": int8_batch,
     "soak": soak,
     "soak_tagging": lambda: soak("soak_tagging"),
+    "soak_thresholds": lambda: soak("soak_thresholds"),
     "production_ner": production_ner,
     "serve": serve,
     "serve_rounds": lambda: serve("serve_rounds"),
