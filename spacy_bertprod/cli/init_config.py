@@ -13,7 +13,7 @@ from thinc.api import Config
 from wasabi import msg
 
 from ..errors import Errors
-from ..layers.hf_loader import load_hf_config
+from ..layers.hf_loader import load_hf_config, max_sequence_length
 from ._util import bertprod_cli, coded_errors_exit
 
 #: the configs shipped as package data, one per task
@@ -56,7 +56,7 @@ def fit_to_encoder(config: Config, hf_config: Dict[str, Any], name: str) -> Opti
     window was (a window larger than the model's positions fails in
     `initialize`, E006)."""
     width = next((hf_config[k] for k in ("hidden_size", "dim", "d_model") if isinstance(hf_config.get(k), int)), None)
-    max_pos = hf_config.get("max_position_embeddings")
+    max_pos = max_sequence_length(hf_config)  # the limit the encoder checks (E006), position offsets counted
     note = None
     for block in _model_blocks(config):
         if block.get("@architectures") == LISTENER:
