@@ -28,6 +28,22 @@ from spacy_bertprod.training.converters import conll_to_docs, write_docbin  # no
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def parse_sets(sets: list) -> dict:
+    """--set KEY=VALUE pairs as spaCy config overrides (VALUE as JSON when it parses)."""
+    import json
+
+    overrides = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    return overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/conll2003"))
@@ -44,6 +60,8 @@ def main() -> None:
     parser.add_argument("--skip-train", action="store_true", help="reuse the model in --out")
     parser.add_argument("--skip-speed", action="store_true", help="scores only, no throughput comparison")
     parser.add_argument("--seed", type=int, default=0, help="the config's system.seed (training shuffling and initialization)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a spaCy config override for this candidate (repeatable), (VALUE as JSON, else a string)")
+    parser.add_argument("--dev-only", action="store_true", help="train and score dev only (a candidate): the test set is not scored")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
     if args.report and args.skip_train:
@@ -90,6 +108,7 @@ def main() -> None:
             "system.seed": args.seed,
             "training.logger.output_file": str(model_dir / TRAIN_LOG),
         }
+        overrides.update(parse_sets(args.set))
         (model_dir / TRAIN_LOG).unlink(missing_ok=True)  # spaCy appends to it
         start = time.perf_counter()
         train(args.config, model_dir, overrides=overrides, use_gpu=args.gpu_id)
@@ -99,6 +118,10 @@ def main() -> None:
     best = model_dir / "model-best"
     best = best if best.exists() else model_dir / "model-last"
     nlp = spacy.load(best)
+    if args.dev_only:
+        dev_scores = nlp.evaluate([Example(nlp.make_doc(d.text), d) for d in splits["dev"]], batch_size=args.batch_size)
+        print(f"DEV (CoNLL-2003 testa, model selection only; test not scored): F {dev_scores['ents_f'] * 100:.2f}")
+        return
     test_docs = splits["test"]
     examples = [Example(nlp.make_doc(d.text), d) for d in test_docs]
     scores = nlp.evaluate(examples, batch_size=args.batch_size)
