@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any, Dict, List, Tuple
 
 import spacy
 import torch
@@ -44,6 +45,34 @@ def parse_sets(sets: list) -> dict:
     return overrides
 
 
+def choose_on_dev(folders: List[Path]) -> Tuple[Path, List[Dict[str, Any]]]:
+    """The candidate of highest dev F (the score spaCy logged for its
+    model-best) and, for the report, every candidate's record: the command and
+    commit that trained it, its config overrides, the step of model-best and
+    its dev F. Nothing here reads the test set."""
+    records = []
+    for folder in folders:
+        made = model_provenance(folder / "model-best")
+        if made.get("best_dev_score") is None:
+            raise SystemExit(f"{folder}: no training log with a dev score beside model-best; retrain it with bench/conll_ner.py")
+        records.append(
+            {
+                "name": folder.parent.name if folder.name == "model" else folder.name,
+                "path": str(folder / "model-best"),
+                "command": made["command"],
+                "git_commit": made.get("git_commit"),
+                "overrides": made.get("overrides", {}),
+                "best_step": made["best_step"],
+                "dev_ents_f": made["best_dev_score"],
+            }
+        )
+    best = max(records, key=lambda r: r["dev_ents_f"])
+    for record in records:
+        record["chosen"] = record is best
+        print(f"candidate {record['name']:<24} dev F {record['dev_ents_f'] * 100:.2f} (step {record['best_step']}){'  <- chosen on dev' if record['chosen'] else ''}", flush=True)
+    return Path(best["path"]), records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=str(ROOT.parent / "shared/datasets/conll2003"))
@@ -62,9 +91,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the config's system.seed (training shuffling and initialization)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a spaCy config override for this candidate (repeatable), (VALUE as JSON, else a string)")
     parser.add_argument("--dev-only", action="store_true", help="train and score dev only (a candidate): the test set is not scored")
+    parser.add_argument(
+        "--candidates",
+        nargs="+",
+        default=[],
+        metavar="DIR",
+        help="training folders of candidates (each with model-best and its record): the one of highest dev F is scored on test, the report lists them all (implies --skip-train)",
+    )
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
-    if args.report and args.skip_train:
+    chosen, candidates = choose_on_dev([Path(c) for c in args.candidates]) if args.candidates else (None, [])
+    args.skip_train = args.skip_train or bool(candidates)
+    if args.report and args.skip_train and chosen is None:
         model_provenance(Path(args.out) / "model/model-best")  # before the run: a report needs the model's record
     torch.set_num_threads(args.threads)
     if args.gpu_id >= 0:
@@ -117,6 +155,8 @@ def main() -> None:
 
     best = model_dir / "model-best"
     best = best if best.exists() else model_dir / "model-last"
+    if chosen is not None:
+        best = chosen
     nlp = spacy.load(best)
     if args.dev_only:
         dev_scores = nlp.evaluate([Example(nlp.make_doc(d.text), d) for d in splits["dev"]], batch_size=args.batch_size)
@@ -138,6 +178,8 @@ def main() -> None:
         "test_scores": {k: scores[k] for k in ("ents_p", "ents_r", "ents_f", "ents_per_type")},
         "dev_f": dev_scores["ents_f"],
     }
+    if candidates:
+        result["candidates"] = candidates
     if args.skip_speed:
         save_result(out, result, args.report, models={"bertprod_ner": best})
         return

@@ -107,6 +107,21 @@ def test_write_report_writes_the_named_file_with_provenance(tmp_path, monkeypatc
     assert report["models"]["trained"]["best_step"] == 200
 
 
+def test_conll_candidates_are_chosen_on_dev_and_all_listed(tmp_path):
+    import conll_ner
+
+    folders = []
+    for name, best_score in (("short", 0.91), ("long", 0.93), ("mean", 0.92)):
+        best = trained_folder(tmp_path / name)
+        log = [{"step": 0, "score": 0.0}, {"step": 300, "score": best_score}]
+        (best.parent / common.TRAIN_LOG).write_text("".join(json.dumps(line) + "\n" for line in log))
+        folders.append(best.parent)
+    chosen, records = conll_ner.choose_on_dev(folders)
+    assert chosen == tmp_path / "long" / "model" / "model-best"
+    assert [(r["name"], r["dev_ents_f"], r["chosen"]) for r in records] == [("short", 0.91, False), ("long", 0.93, True), ("mean", 0.92, False)]
+    assert all(r["best_step"] == 300 and r["command"].startswith("python ") for r in records)
+
+
 def test_soak_fails_a_pipeline_that_writes_nothing():
     import soak
 
