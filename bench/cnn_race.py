@@ -272,7 +272,8 @@ def contenders_for(system: str, path: Path, out: Path, envs: Dict[str, Dict[str,
             Contender(system, FULL, TORCH, str(path), full["python"], full["vars"], mb(torch_wheel)),
             Contender(system, LEAN, ONNX, install_package(lean["python"], onnx_wheel), lean["python"], lean["vars"], mb(onnx_wheel)),
         ]
-    print(f"{system}: no bertprod transformer encoder, measured as it is (thinc)", flush=True)
+    if system != CNN:
+        print(f"{system}: no bertprod transformer encoder, measured as it is (thinc)", flush=True)
     wheel = package_wheel(path, f"race_{name}", packages)
     return [
         Contender(system, FULL, THINC, str(path), full["python"], full["vars"], mb(wheel)),
