@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench/results"
@@ -63,7 +63,17 @@ def skip_entry_points() -> None:
     catalogue.Registry._get_entry_points = lambda self: [e for e in found(self) if not e.value.startswith(SKIP_ENTRY_POINTS)]
 
 
-def worker_cold(target: str) -> Dict[str, Any]:
+def apply_threads(threads: int) -> None:
+    """The encoders' threads through the project's policy (torch's intra-op
+    threads, else the ONNX sessions'); 0 leaves the defaults. Called before
+    spacy.load, in a new process whose OMP_NUM_THREADS the parent set."""
+    if threads:
+        from spacy_bertprod.threads import set_threads
+
+        set_threads(threads)
+
+
+def worker_cold(target: str, threads: int = 0) -> Dict[str, Any]:
     """import spacy, spacy.load, the first doc; wall-clock times (`end` is
     compared with the parent's spawn time)."""
     start = time.time()
@@ -71,6 +81,7 @@ def worker_cold(target: str) -> Dict[str, Any]:
 
     skip_entry_points()
     imported = time.time()
+    apply_threads(threads)
     nlp = spacy.load(target)
     loaded = time.time()
     nlp(FIRST_TEXT)
@@ -83,21 +94,23 @@ def _rss_mb() -> Dict[str, float]:
     return {key: int(status[field].split()[0]) / 1024 for key, field in (("rss_mb", "VmRSS"), ("peak_rss_mb", "VmHWM"))}
 
 
-def worker_rss(target: str, conll: str, n_docs: int) -> Dict[str, Any]:
+def worker_rss(target: str, conll: str, n_docs: int, threads: int = 0) -> Dict[str, Any]:
     """RSS after `n_docs` CoNLL test sentences (one doc each), batch 32."""
     import spacy
 
     from spacy_bertprod.training.converters import conll_to_docs
 
     texts = [d.text for d in conll_to_docs(conll, n_sents=1)][:n_docs]
+    apply_threads(threads)
     nlp = spacy.load(target)
     for _ in nlp.pipe(texts, batch_size=32):
         pass
     return {"docs": len(texts), **_rss_mb()}
 
 
-def worker_accuracy(target: str, conll: str, limit: int) -> Dict[str, Any]:
-    """words/s over the CoNLL test documents (after a warm-up) and entity F1."""
+def worker_accuracy(target: str, conll: str, limit: int, threads: int = 0) -> Dict[str, Any]:
+    """words/s over the CoNLL test documents (after a warm-up) and entity F1,
+    overall and per type."""
     import spacy
     from spacy.scorer import get_ner_prf
     from spacy.training import Example
@@ -107,14 +120,16 @@ def worker_accuracy(target: str, conll: str, limit: int) -> Dict[str, Any]:
     gold = conll_to_docs(conll)
     gold = gold[:limit] if limit else gold
     texts = [d.text for d in gold]
+    apply_threads(threads)
     nlp = spacy.load(target)
     list(nlp.pipe(texts[:20], batch_size=32))
     start = time.perf_counter()
     docs = list(nlp.pipe(texts, batch_size=32))
     seconds = time.perf_counter() - start
-    f1 = get_ner_prf([Example(p, g) for p, g in zip(docs, gold)])["ents_f"]
+    scores = get_ner_prf([Example(p, g) for p, g in zip(docs, gold)])
     words = sum(len(d) for d in gold)
-    return {"docs": len(gold), "words": words, "words_per_s": words / seconds, "f1": f1 * 100}
+    per_type = {label: prf["f"] * 100 for label, prf in sorted(scores["ents_per_type"].items())}
+    return {"docs": len(gold), "words": words, "words_per_s": words / seconds, "f1": scores["ents_f"] * 100, "f1_per_type": per_type}
 
 
 WORKERS = {"cold": worker_cold, "rss": worker_rss, "accuracy": worker_accuracy}
@@ -128,11 +143,11 @@ def run_worker(python: str, env: Dict[str, str], mode: str, *args: Any) -> Dict[
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def cold_start(python: str, env: Dict[str, str], target: str, repeats: int) -> Dict[str, Any]:
+def cold_start(python: str, env: Dict[str, str], target: str, repeats: int, threads: int = 0) -> Dict[str, Any]:
     runs = []
     for _ in range(repeats):
         spawned = time.time()
-        result = run_worker(python, env, "cold", target)
+        result = run_worker(python, env, "cold", target, threads)
         runs.append({**result, "total_s": result["end"] - spawned})
     return {
         "cold_start_s": statistics.median(r["total_s"] for r in runs),
@@ -211,8 +226,16 @@ def package_wheel(pipeline: Path, name: str, packages: Path) -> Path:
     return wheel
 
 
-def export_variants(model: Path, out: Path) -> Dict[str, Path]:
-    """The pipeline folders of the four rows (ONNX exports made now)."""
+def install_package(python: str, wheel: Path) -> str:
+    """Install a `package_wheel` wheel into the virtualenv of `python`, as
+    users would; the name spacy.load takes."""
+    subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)], check=True)
+    return wheel.name.split("-")[0]
+
+
+def export_variants(model: Path, out: Path, rows: Sequence[str] = ROWS[1:]) -> Dict[str, Path]:
+    """The pipeline folders of the four rows, or of torch fp32 and the ONNX
+    `rows` asked for (ONNX exports made now)."""
     import warnings
 
     from spacy_bertprod.compression.pipelines import onnx_path
@@ -221,6 +244,8 @@ def export_variants(model: Path, out: Path) -> Dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     settings = {"ONNX int8": {"fuse": False}, "ONNX int8 fused": {"fuse": True}, ROWS[3]: {"fuse": True, "inference_only": True}}
     for row, kwargs in settings.items():
+        if row not in rows:
+            continue
         folder = out / row.split(" (")[0].replace(" ", "-")
         shutil.rmtree(folder, ignore_errors=True)
         with warnings.catch_warnings(record=True) as caught:
@@ -243,8 +268,7 @@ def measure(name: str, model: Path, args: argparse.Namespace, envs: Dict[str, Di
         wheel = package_wheel(folder, package, out / "packages")
         target = str(folder)
         if lean:  # installed as users would: the wheel, loaded by name
-            subprocess.run([env["python"], "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(wheel)], check=True)
-            target = f"en_{package}"
+            target = install_package(env["python"], wheel)
         print(f"{name} | {row}: measuring", flush=True)
         figures: Dict[str, Any] = {"folder_mb": folder_mb(folder), "wheel_mb": wheel.stat().st_size / 2**20, "env_mb": env["env_mb"]}
         figures.update(cold_start(env["python"], env["vars"], target, args.cold_starts))

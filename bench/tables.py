@@ -367,6 +367,59 @@ def encoder_families(file: str = "encoder_families") -> str:
     return "\n".join(rows) + "\n" + caption + source_line(r)
 
 
+def words_cell(row: Dict[str, Any]) -> str:
+    """A cnn_race row's median words/s with its (min-max)."""
+    low, high = row["words_per_s_range"]
+    return spread_cell({"median": row["words_per_s"], "min": low, "max": high}, "{:,.0f}")
+
+
+def cnn_race_table(f: Dict[str, Any]) -> str:
+    """bench/cnn_race.py's figures: each pipeline against spaCy's CNN NER
+    pipeline in the same runtime, at --threads and at 1 thread."""
+    settings = f["settings"]
+    threads = settings["threads"]
+    main = [row for row in f["rows"] if row["threads"] == threads]
+    one = {(row["system"], row["runtime"], row["variant"]): row for row in f["rows"] if row["threads"] == 1}
+    ratios = {(r["system"], r["runtime"], r["variant"]): r for r in f["ratios"] if r["threads"] == threads}
+    plural = "s" if threads != 1 else ""
+    head = ["system", "variant", "runtime", f"words/s, {threads} thread{plural}", "words/s, 1 thread", f"vs spacy-cnn, same runtime, {threads} thread{plural}"]
+    head += ["test F1", "F1 vs spacy-cnn", "cold start s", "RSS MB", "package MB"]
+    if threads == 1:
+        head.remove("words/s, 1 thread")
+    rows = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for row in main:
+        key = (row["system"], row["runtime"], row["variant"])
+        ratio = ratios.get(key)
+        speed = [words_cell(row)]
+        if threads != 1:
+            speed.append(words_cell(one[key]) if key in one else "")
+        versus = f"{ratio['words_per_s_ratio']:.2f}x" if ratio else ""
+        f1_diff = f"{ratio['f1_diff']:+.2f}" if ratio else ""
+        cells = [row["system"], row["variant"], row["runtime"], *speed, versus, f"{row['f1']:.2f}", f1_diff]
+        cells += [f"{row['cold_start_s']:.2f}", f"{row['rss_mb']:,.0f}", f"{row['package_mb']:.1f}"]
+        rows.append("| " + " | ".join(cells) + " |")
+    labels = sorted({label for row in main for label in row.get("f1_per_type", {})})
+    text = "\n".join(rows) + "\n"
+    if labels:
+        per_type = ["| system | variant | runtime | " + " | ".join(labels) + " |", "|" + " --- |" * (3 + len(labels))]
+        for row in main:
+            scores = row.get("f1_per_type", {})
+            per_type.append(f"| {row['system']} | {row['variant']} | {row['runtime']} | " + " | ".join(f"{scores[label]:.2f}" if label in scores else "" for label in labels) + " |")
+        text += "\nTest F1 per entity type:\n\n" + "\n".join(per_type) + "\n"
+    text += (
+        f"\n{settings['test_docs']:,} CoNLL-2003 test documents ({settings['test_words']:,} words), `nlp.pipe(batch_size={settings['batch_size']})`, every figure in a new process;"
+        f" words/s: median (min-max) of {settings['repeats']} interleaved repeats; cold start (import spacy, spacy.load, the first doc): median of {settings['cold_starts']} new processes;"
+        f" RSS after {settings['rss_docs']:,} test sentences; package: the `spacy package --build wheel` file. Cold start and RSS at {threads} thread{plural}.\n"
+    )
+    return text
+
+
+def cnn_race(file: str = "cnn_race") -> str:
+    """bench/cnn_race.py: bertprod pipelines against spaCy's CNN NER pipeline."""
+    r = load(file)
+    return cnn_race_table(r["figures"]) + source_line(r)
+
+
 RENDERERS: Dict[str, Callable[[], str]] = {
     "long_docs": long_docs,
     "conll_ner": conll_ner,
@@ -388,6 +441,7 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "lean": lean,
     "import_time": import_time,
     "encoder_families": encoder_families,
+    "cnn_race": cnn_race,
 }
 
 
