@@ -206,7 +206,7 @@ def make_cnn_student(teacher: Language, settings: CnnSettings, get_examples: Cal
     check_distillable(teacher)
     encoder = settings.tok2vec_config()
     config = teacher.config.copy()
-    rebuilt = []
+    rebuilt: List[str] = []
     for name, pipe in teacher.components:
         model = getattr(pipe, "model", None)
         if not (isinstance(model, Model) and encoder_of(model) is not None):
