@@ -382,7 +382,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "transformer (e.g. spaCy's tok2vec CNN of a `--student cnn` distillation), which already runs on CPU without torch. "
         "Use the pipeline as it is; {action} applies to pipelines on a bertprod transformer encoder."
     )
-    E186 = "Unknown or conflicting student {value!r}: `--student` takes {students}, and a `cnn` student takes none of --layers, --n-layers or --encoder (those build a transformer student)."
+    E186 = "Cannot distil as asked: {why}."
     E187 = (
         "Hidden-state matching (hidden_weight {value}) needs transformer hidden states of the teacher's width, but the "
         "student's component '{component}' has no bertprod transformer encoder (e.g. a CNN student). Set --hidden-weight 0."

@@ -103,7 +103,13 @@ def test_distill_cli_cnn_student(trained_ner_path, tmp_path):
     out = bertprod("distill", trained_ner_path, tmp_path / "live", *args, *cnn, "--no-cache-teacher")
     assert "teacher scores cached" not in out
     assert "teacher_cache" not in spacy.load(tmp_path / "live" / "model-last").meta["bertprod"]["distillation"]
+    out = bertprod("distill", trained_ner_path, tmp_path / "filed", *args, *cnn, "--cache-file", tmp_path / "teacher.npz")
+    assert f"teacher cache written to {tmp_path / 'teacher.npz'}" in out
+    out = bertprod("distill", trained_ner_path, tmp_path / "filed", *args, *cnn, "--cache-file", tmp_path / "teacher.npz")
+    assert "teacher cache bertprod_ner: 12 texts read from" in out and "written" not in out
+    out = bertprod("distill", trained_ner_path, tmp_path / "bad", *args, *cnn, "--cache-file", tmp_path / "teacher.npz", "--no-cache-teacher", exit_code=1)
+    assert "✘ [E186] Cannot distil as asked: a cache file keeps the teacher cache" in out
     out = bertprod("distill", trained_ner_path, tmp_path / "bad", *args, *cnn, "--hidden-weight", "0.5", exit_code=1)
     assert "✘ [E187]" in out
     for extra in (("--student", "lstm"), ("--student", "cnn", "--n-layers", "1")):
-        assert "✘ [E186]" in bertprod("distill", trained_ner_path, tmp_path / "bad", *args, *extra, exit_code=1)
+        assert "✘ [E186] Cannot distil as asked: " in bertprod("distill", trained_ner_path, tmp_path / "bad", *args, *extra, exit_code=1)

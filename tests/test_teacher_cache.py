@@ -21,7 +21,7 @@ def test_cached_soft_targets_are_the_teachers(teacher):
     student = make_cnn_student(teacher, CnnSettings(width=16, depth=1, embed_rows=100), lambda: examples)
     logged = []
     cached = cache_teacher(teacher, student, examples, batch_words=20, log=logged.append)
-    assert cached.pipe_names == ["bertprod_ner"] and logged[-1].startswith("teacher cache bertprod_ner: 40/40 words")
+    assert cached.pipe_names == ["bertprod_ner"] and logged[-1].startswith("teacher cache bertprod_ner: 39/39 words")
     docs = [eg.predicted for eg in examples if eg.predicted.text.strip()]
     live = teacher.get_pipe("bertprod_ner").model.predict(docs)
     got = cached.get_pipe("bertprod_ner").model.predict(docs[::-1])[::-1]
@@ -50,3 +50,28 @@ def test_what_the_cache_cannot_hold_is_refused(teacher):
     assert scores.predict([doc]).shape == (1, 2)
     with pytest.raises(ValueError, match="E189.*not in the cache"):
         scores.predict([teacher.make_doc("Another text.")])
+
+
+def test_cache_file_is_read_back_for_the_same_texts_and_teacher(teacher, tmp_path):
+    examples = make_examples(teacher)
+    student = make_cnn_student(teacher, CnnSettings(width=16, depth=1, embed_rows=100), lambda: examples)
+    path = tmp_path / "cache" / "teacher.npz"
+    logged = []
+    first = cache_teacher(teacher, student, examples, path=path, log=logged.append)
+    assert logged[-1] == f"teacher cache written to {path}"
+    with np.load(path, allow_pickle=False) as data:
+        assert sorted(data.files) == ["bertprod_ner/key", "bertprod_ner/lengths", "bertprod_ner/rows", "bertprod_ner/scores"]
+        assert data["bertprod_ner/scores"].dtype == np.float16 and data["bertprod_ner/lengths"].sum() == 39
+    # a new run, new docs of the same texts: read, not computed
+    again = make_examples(teacher)
+    logged.clear()
+    second = cache_teacher(teacher, student, again, path=path, log=logged.append)
+    assert logged == [f"teacher cache bertprod_ner: 6 texts read from {path}"]
+    for a, b in zip(first.get_pipe("bertprod_ner").model.predict([eg.predicted for eg in examples]), second.get_pipe("bertprod_ner").model.predict([eg.predicted for eg in again])):
+        np.testing.assert_array_equal(a, b)
+    # other texts: computed again and the file rewritten
+    logged.clear()
+    cache_teacher(teacher, student, again[:3], path=path, log=logged.append)
+    assert logged[0].startswith("teacher cache bertprod_ner: ") and "words/s" in logged[0] and logged[-1].startswith("teacher cache written")
+    with np.load(path, allow_pickle=False) as data:
+        assert len(data["bertprod_ner/lengths"]) == 3

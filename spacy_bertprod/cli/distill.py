@@ -57,8 +57,10 @@ def check_student(kind: Optional[str], layers: Optional[str], n_layers: Optional
     """Whether `--student` asks for a CNN student (alone: E186)."""
     if kind is None:
         return False
-    if kind not in STUDENTS or layers is not None or n_layers is not None or encoder is not None:
-        raise ValueError(Errors.E186.format(value=kind, students=list(STUDENTS)))
+    if kind not in STUDENTS:
+        raise ValueError(Errors.E186.format(why=f"--student takes {', '.join(STUDENTS)}, not {kind!r}"))
+    if layers is not None or n_layers is not None or encoder is not None:
+        raise ValueError(Errors.E186.format(why="a `--student cnn` takes none of --layers, --n-layers or --encoder (those build a transformer student): leave them out"))
     return True
 
 
@@ -80,7 +82,8 @@ def distill_cli(
     cnn_depth: int = Opt(CnnSettings.depth, "--cnn-depth", help="CNN student: MaxoutWindowEncoder layers"),
     cnn_embed_rows: int = Opt(CnnSettings.embed_rows, "--cnn-embed-rows", help="CNN student: hash embedding rows for NORM (PREFIX 1/5, SUFFIX and SHAPE 1/2 of it)"),
     cnn_window: int = Opt(CnnSettings.window_size, "--cnn-window", help="CNN student: tokens each side each encoder layer sees"),
-    cache: Optional[bool] = Opt(None, "--cache-teacher/--no-cache-teacher", help="Score the training texts with the teacher once, before training (default: on for --student cnn, off otherwise)"),
+    cache: Optional[bool] = Opt(None, "--cache-teacher/--no-cache-teacher", help="Score the training texts with the teacher once, first (default: on for --student cnn or --cache-file)"),
+    cache_file: Optional[Path] = Opt(None, "--cache-file", help="Keep the teacher cache in this .npz file: read when it holds the same texts and teacher, else written", dir_okay=False),
     steps: int = Opt(1000, "--steps", help="Updates"),
     batch_words: int = Opt(1000, "--batch-words", help="Words per batch"),
     learn_rate: Optional[float] = Opt(None, "--lr", help="Learning rate (default: 1e-4, 1e-3 for --student cnn)"),
@@ -137,7 +140,8 @@ def distill_cli(
             seed=seed,
             log=msg.text,
             progress=sys.stderr.isatty(),
-            cache_teacher_scores=cnn if cache is None else cache,
+            cache_teacher_scores=(cnn or cache_file is not None) if cache is None else cache,
+            cache_file=cache_file,
         )
     msg.good(f"distilled in {time.perf_counter() - start:.0f} s; best dev score {best['score']:.4f} at step {best.get('step')}")
     msg.good(f"Saved pipeline to {output_path / 'model-best'} and {output_path / 'model-last'}")

@@ -105,13 +105,14 @@ def distill(
     log: Callable[[str], None] = print,
     progress: bool = False,
     cache_teacher_scores: bool = False,
+    cache_file: Optional[Path] = None,
 ) -> Dict[str, Any]:
     """Train `student` against `teacher` for `steps` updates; evaluates on
     `dev` every `eval_every` steps and saves `output/model-best` and
     `output/model-last`. Returns the best dev scores. `progress` shows a bar
     of the steps on stderr (for a terminal: the evaluations can be minutes
     apart). `cache_teacher_scores` runs the teacher once over `train` first
-    (see the module)."""
+    (see the module), kept in (and read again from) `cache_file` if given."""
     for setting, value, ok, why in (
         ("temperature", temperature, temperature > 0, "the softening temperature must be above 0"),
         ("soft_weight", soft_weight, soft_weight >= 0, "a loss weight must be 0 or more"),
@@ -126,6 +127,8 @@ def distill(
     if not train:
         raise ValueError(Errors.E027)
     check_distillable(student)
+    if cache_file is not None and not cache_teacher_scores:
+        raise ValueError(Errors.E186.format(why="a cache file keeps the teacher cache, which is off (--no-cache-teacher): leave one of them out"))
     if hidden_weight > 0:
         _check_hidden(student, hidden_weight, cache_teacher_scores)
     warmup = max(steps // 10, 1) if warmup is None else warmup
@@ -142,7 +145,7 @@ def distill(
     if cache_teacher_scores:
         began = time.perf_counter()
         n_words = sum(len(eg.predicted) for eg in train)
-        source = cache_teacher(teacher, student, train, batch_words=max(batch_words, 2000), log=log)
+        source = cache_teacher(teacher, student, train, batch_words=max(batch_words, 2000), log=log, path=cache_file)
         seconds = time.perf_counter() - began
         info["teacher_cache"] = {"words": n_words, "seconds": round(seconds, 1), "mbytes": round(source.nbytes / 2**20, 1)}
         log(f"teacher scores cached: {n_words:,} words in {seconds:.0f} s ({source.nbytes / 2**20:.0f} MB, float16)")

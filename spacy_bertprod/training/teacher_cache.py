@@ -12,10 +12,18 @@ scores up, so the components' `distill` is unchanged.
 Teacher predictions have no dropout, so a cached score is the one the
 teacher would give at that step (to float16 precision). Hidden-state
 matching needs the live teacher and is not cached.
+
+With a file (`.npz`, read without pickle), the scores are written after they
+are computed and read back by a later run on the same texts and the same
+teacher component (a SHA-256 of the texts, their token counts and the
+component's bytes says which); otherwise they are computed again and the file
+rewritten.
 """
 
+import hashlib
 import time
-from typing import Any, Callable, Dict, List, Sequence
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from spacy.language import Language
@@ -63,6 +71,25 @@ class CachedScores:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.per_doc.values())
 
+    def arrays(self, docs: Sequence[Doc], key: str) -> Dict[str, np.ndarray]:
+        """The scores of `docs` (in order) as arrays for an .npz file."""
+        parts = [self.per_doc[id(doc)] for doc in docs]
+        return {
+            "key": np.array(key),
+            "rows": np.array(self.rows),
+            "lengths": np.array([len(p) if p.ndim == 2 else 1 for p in parts], dtype="int64"),
+            "scores": np.concatenate([p.reshape(-1, p.shape[-1]) for p in parts]) if parts else np.zeros((0, 0), dtype="float16"),
+        }
+
+    def read(self, docs: Sequence[Doc], arrays: Dict[str, np.ndarray]) -> None:
+        """Scores of `docs` from `arrays` (see `arrays`)."""
+        self.rows = bool(arrays["rows"])
+        ends = np.cumsum(arrays["lengths"])
+        for doc, start, end in zip(docs, ends - arrays["lengths"], ends):
+            part = arrays["scores"][start:end]
+            self.per_doc[id(doc)] = part[0] if self.rows else part
+            self._docs.append(doc)
+
 
 class CachedPipe:
     """A teacher component whose model answers from the cache."""
@@ -89,29 +116,74 @@ class CachedTeacher:
         return sum(pipe.model.nbytes for pipe in self._pipes.values())
 
 
-def cache_teacher(teacher: Language, student: Language, examples: List[Example], *, batch_words: int = 2000, log: Callable[[str], None] = print) -> CachedTeacher:
+def cache_teacher(
+    teacher: Language,
+    student: Language,
+    examples: List[Example],
+    *,
+    batch_words: int = 2000,
+    log: Callable[[str], None] = print,
+    path: Optional[Path] = None,
+) -> CachedTeacher:
     """Run each teacher component once over `examples` (what the student
     component scores for them) and keep its scores; logs progress about
-    every tenth of the words."""
+    every tenth of the words. With `path`, read them from that .npz file
+    where it holds these texts and this teacher, and write them there
+    otherwise (see the module)."""
     pipes: Dict[str, CachedPipe] = {}
-    total = sum(len(eg.predicted) for eg in examples)
+    saved = _read_file(path)
+    arrays: Dict[str, Any] = {}
     for name, pipe in student.components:
         if not isinstance(pipe, Distillable) or name not in teacher.pipe_names:
             continue
         inputs_of = getattr(pipe, "distillation_inputs", None)
         if not callable(inputs_of):
             raise ValueError(Errors.E189.format(component=name, why="it does not say what it scores (distillation_inputs)"))
-        model = teacher.get_pipe(name).model
-        cached = CachedScores(name, model.ops)
-        done, next_log, start = 0, total / 10, time.perf_counter()
-        for batch in minibatch_by_words(examples, size=batch_words, discard_oversize=False, get_length=lambda eg: len(eg.predicted)):
-            _, inputs = inputs_of(batch)
-            if inputs:
-                cached.add(inputs, model.predict(inputs))
-            done += sum(len(eg.predicted) for eg in batch)
-            if done >= next_log or done == total:
-                seconds = time.perf_counter() - start
-                log(f"teacher cache {name}: {done:,}/{total:,} words, {done / max(seconds, 1e-9):,.0f} words/s")
-                next_log += total / 10
+        _, docs = inputs_of(examples)
+        teacher_pipe = teacher.get_pipe(name)
+        cached = CachedScores(name, teacher_pipe.model.ops)
+        if not all(isinstance(doc, Doc) for doc in docs):
+            raise ValueError(Errors.E189.format(component=name, why="its inputs are not one doc per example"))
+        key = _key(teacher_pipe, docs) if path is not None else ""
+        if path is not None and saved.get(f"{name}/key") == key:
+            cached.read(docs, {field: saved[f"{name}/{field}"] for field in ("rows", "lengths", "scores")})
+            log(f"teacher cache {name}: {len(docs):,} texts read from {path}")
+        else:
+            _predict_all(cached, teacher_pipe.model, docs, batch_words, log)
         pipes[name] = CachedPipe(name, cached)
+        arrays.update({f"{name}/{field}": value for field, value in cached.arrays(docs, key).items()} if path is not None else {})
+    if path is not None and any(saved.get(k) != str(arrays[k]) for k in arrays if k.endswith("/key")):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with Path(path).open("wb") as f:
+            np.savez(f, **arrays)
+        log(f"teacher cache written to {path}")
     return CachedTeacher(teacher, pipes)
+
+
+def _predict_all(cached: CachedScores, model: Any, docs: List[Doc], batch_words: int, log: Callable[[str], None]) -> None:
+    """The teacher's scores of `docs`, in batches of about `batch_words` words."""
+    total = sum(len(doc) for doc in docs)
+    done, next_log, start = 0, total / 10, time.perf_counter()
+    for batch in minibatch_by_words(docs, size=batch_words, discard_oversize=False, get_length=len):
+        cached.add(batch, model.predict(batch))
+        done += sum(len(doc) for doc in batch)
+        if done >= next_log or done == total:
+            seconds = time.perf_counter() - start
+            log(f"teacher cache {cached.component}: {done:,}/{total:,} words, {done / max(seconds, 1e-9):,.0f} words/s")
+            next_log += total / 10
+
+
+def _key(teacher_pipe: Any, docs: Sequence[Doc]) -> str:
+    """What the scores depend on: the texts, their tokens and the teacher component."""
+    digest = hashlib.sha256(teacher_pipe.to_bytes())
+    for doc in docs:
+        digest.update(f"{len(doc)}\x00{doc.text}\x00".encode("utf8"))
+    return digest.hexdigest()
+
+
+def _read_file(path: Optional[Path]) -> Dict[str, Any]:
+    """The arrays of a cache file (keys as str), or none where there is no file."""
+    if path is None or not Path(path).exists():
+        return {}
+    with np.load(path, allow_pickle=False) as data:
+        return {k: (str(data[k]) if k.endswith("/key") else data[k]) for k in data.files}
