@@ -377,6 +377,22 @@ class Errors(metaclass=ErrorsWithCodes):
         "The data folder '{path}' does not exist. Give a folder laid out like the repository's assets/ (conll2003/, sst2/glue/, squad/), "
         "or `{sample}` for the CoNLL-2003-format sample shipped in the package."
     )
+    E185 = (
+        "The pipeline '{path}' has nothing to {action}: its components {components} encode with a network that is not a "
+        "transformer (e.g. spaCy's tok2vec CNN of a `--student cnn` distillation), which already runs on CPU without torch. "
+        "Use the pipeline as it is; {action} applies to pipelines on a bertprod transformer encoder."
+    )
+    E186 = "Cannot distil as asked: {why}."
+    E187 = (
+        "Hidden-state matching (hidden_weight {value}) needs transformer hidden states of the teacher's width, but the "
+        "student's component '{component}' has no bertprod transformer encoder (e.g. a CNN student). Set --hidden-weight 0."
+    )
+    E188 = (
+        "Component '{component}' ({type}) cannot be rebuilt on a CNN encoder for a `--student cnn` distillation: it does not "
+        "implement `student_model_config` (pipeline/distillation.py `TakesTokenEncoder`). Distil it into a transformer "
+        "student (--layers, --n-layers or --encoder), or leave it out of the teacher."
+    )
+    E189 = "Cannot cache the teacher's scores of component '{component}': {why}. Run without the cache (--no-cache-teacher), which runs the teacher at every step."
 
 
 def describe(err: BaseException) -> str:

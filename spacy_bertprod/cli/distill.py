@@ -16,6 +16,7 @@ from wasabi import msg
 from ..errors import Errors
 from ..training.distiller import distill, make_student
 from ..training.squad import squad_corpus
+from ..training.students import CnnSettings, make_cnn_student
 from ._util import bertprod_cli, coded_errors_exit
 
 
@@ -49,6 +50,20 @@ def _in_corpus(corpus: Optional[Path], split: str) -> Optional[Path]:
     return next((p for p in (corpus / f"{split}.spacy", corpus / f"{split}.json") if p.exists()), None)
 
 
+STUDENTS = ("cnn",)
+
+
+def check_student(kind: Optional[str], layers: Optional[str], n_layers: Optional[int], encoder: Optional[str]) -> bool:
+    """Whether `--student` asks for a CNN student (alone: E186)."""
+    if kind is None:
+        return False
+    if kind not in STUDENTS:
+        raise ValueError(Errors.E186.format(why=f"--student takes {', '.join(STUDENTS)}, not {kind!r}"))
+    if layers is not None or n_layers is not None or encoder is not None:
+        raise ValueError(Errors.E186.format(why="a `--student cnn` takes none of --layers, --n-layers or --encoder (those build a transformer student): leave them out"))
+    return True
+
+
 @bertprod_cli.command("distill")
 def distill_cli(
     teacher_path: Path = Arg(..., help="Trained teacher pipeline folder", exists=True, file_okay=False),
@@ -62,9 +77,16 @@ def distill_cli(
     layers: Optional[str] = Opt(None, "--layers", help="Teacher layers the student keeps, e.g. 0,2,5"),
     n_layers: Optional[int] = Opt(None, "--n-layers", help="Or: how many teacher layers, spread evenly"),
     encoder: Optional[str] = Opt(None, "--encoder", help="Or: a student on another (e.g. narrower) pretrained encoder, HF name or local path; heads start fresh"),
+    student_kind: Optional[str] = Opt(None, "--student", help="Or: 'cnn', a student on spaCy's CNN tok2vec (spacy.Tok2Vec.v2) instead of a transformer; heads start fresh"),
+    cnn_width: int = Opt(CnnSettings.width, "--cnn-width", help="CNN student: width of the embeddings and encoder layers"),
+    cnn_depth: int = Opt(CnnSettings.depth, "--cnn-depth", help="CNN student: MaxoutWindowEncoder layers"),
+    cnn_embed_rows: int = Opt(CnnSettings.embed_rows, "--cnn-embed-rows", help="CNN student: hash embedding rows for NORM (PREFIX 1/5, SUFFIX and SHAPE 1/2 of it)"),
+    cnn_window: int = Opt(CnnSettings.window_size, "--cnn-window", help="CNN student: tokens each side each encoder layer sees"),
+    cache: Optional[bool] = Opt(None, "--cache-teacher/--no-cache-teacher", help="Score the training texts with the teacher once, first (default: on for --student cnn or --cache-file)"),
+    cache_file: Optional[Path] = Opt(None, "--cache-file", help="Keep the teacher cache in this .npz file: read when it holds the same texts and teacher, else written", dir_okay=False),
     steps: int = Opt(1000, "--steps", help="Updates"),
     batch_words: int = Opt(1000, "--batch-words", help="Words per batch"),
-    learn_rate: float = Opt(1e-4, "--lr", help="Learning rate"),
+    learn_rate: Optional[float] = Opt(None, "--lr", help="Learning rate (default: 1e-4, 1e-3 for --student cnn)"),
     temperature: float = Opt(2.0, "--temperature", help="Softening temperature of the soft targets"),
     soft_weight: float = Opt(0.5, "--soft-weight", help="Weight of the soft-target loss"),
     gold_weight: float = Opt(0.5, "--gold-weight", help="Weight of the gold loss"),
@@ -74,13 +96,14 @@ def distill_cli(
     use_gpu: int = Opt(-1, "--gpu-id", "-g", help="GPU ID or -1 for CPU"),
 ) -> None:
     """Train a smaller student pipeline to match a trained teacher: fewer
-    transformer layers (--layers / --n-layers) or another encoder (--encoder),
-    soft targets plus gold loss."""
+    transformer layers (--layers / --n-layers), another encoder (--encoder)
+    or spaCy's CNN tok2vec (--student cnn), soft targets plus gold loss."""
     setup_gpu(use_gpu)
     train_path = train_path or _in_corpus(corpus, "train")
     dev_path = dev_path or _in_corpus(corpus, "dev")
     with coded_errors_exit():
         keep = parse_layers(layers)
+        cnn = check_student(student_kind, layers, n_layers, encoder)
         teacher = spacy.load(teacher_path)
         train = read_examples(teacher, train_path, train_limit) if train_path else []
         plain = read_examples(teacher, unlabelled_path, train_limit) if unlabelled_path else []
@@ -88,9 +111,16 @@ def distill_cli(
         dev = read_examples(teacher, dev_path, dev_limit) if dev_path else []
         if not train:
             raise ValueError(Errors.E027)
-        student = make_student(teacher, layers=keep, n_layers=n_layers, encoder=encoder, get_examples=lambda: train)
+        if cnn:
+            settings = CnnSettings(width=cnn_width, depth=cnn_depth, embed_rows=cnn_embed_rows, window_size=cnn_window)
+            student = make_cnn_student(teacher, settings, get_examples=lambda: train)
+        else:
+            student = make_student(teacher, layers=keep, n_layers=n_layers, encoder=encoder, get_examples=lambda: train)
         done = student.meta["bertprod"]["distillation"]
-        msg.info(f"teacher {teacher_path} -> student " + (f"on encoder {done['encoder']}" if encoder else f"keeping layers {done['layers']}"))
+        if cnn:
+            msg.info(f"teacher {teacher_path} -> CNN student (spacy.Tok2Vec.v2, {done['cnn']}) for {done['components']}")
+        else:
+            msg.info(f"teacher {teacher_path} -> student " + (f"on encoder {done['encoder']}" if encoder else f"keeping layers {done['layers']}"))
         msg.info(f"{len(train)} training examples ({len(plain)} unlabelled), {len(dev)} dev examples")
         start = time.perf_counter()
         best = distill(
@@ -101,7 +131,7 @@ def distill_cli(
             output=output_path,
             steps=steps,
             batch_words=batch_words,
-            learn_rate=learn_rate,
+            learn_rate=learn_rate if learn_rate is not None else (1e-3 if cnn else 1e-4),
             temperature=temperature,
             soft_weight=soft_weight,
             gold_weight=gold_weight,
@@ -110,6 +140,8 @@ def distill_cli(
             seed=seed,
             log=msg.text,
             progress=sys.stderr.isatty(),
+            cache_teacher_scores=(cnn or cache_file is not None) if cache is None else cache,
+            cache_file=cache_file,
         )
     msg.good(f"distilled in {time.perf_counter() - start:.0f} s; best dev score {best['score']:.4f} at step {best.get('step')}")
     msg.good(f"Saved pipeline to {output_path / 'model-best'} and {output_path / 'model-last'}")

@@ -19,6 +19,7 @@ from typing import Callable, List, Union
 
 import spacy
 from spacy.language import Language
+from thinc.api import Model
 
 from ..errors import Errors
 from ..layers.attrs import ConfigSetting
@@ -55,6 +56,9 @@ def _convert_path(convert: Callable[[Language], List[str]], action: str, input_p
     without a bertprod encoder is refused (E076), not copied unchanged."""
     nlp = spacy.load(input_path)
     if not bertprod_encoders(nlp):
+        other = [name for name, pipe in nlp.components if isinstance(model := getattr(pipe, "model", None), Model) and model.has_ref("encoder")]
+        if other:
+            raise ValueError(Errors.E185.format(path=input_path, action=action, components=other))
         raise ValueError(Errors.E076.format(path=input_path, action=action, pipes=nlp.pipe_names))
     done = convert(nlp)
     nlp.to_disk(output_path)

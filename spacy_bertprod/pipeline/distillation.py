@@ -79,6 +79,17 @@ class InitializesFromTeacher(Protocol):
     def initialize_from_teacher(self, teacher_pipe: Any, get_examples: Callable[[], Iterable[Example]], *, nlp: Language) -> None: ...
 
 
+@runtime_checkable
+class TakesTokenEncoder(Protocol):
+    """A component whose model can sit on any token encoder (a
+    `Model[List[Doc], List[Floats2d]]` such as spaCy's `spacy.Tok2Vec.v2`),
+    so a CNN student can replace its transformer."""
+
+    def student_model_config(self, model: Dict[str, Any], encoder: Dict[str, Any]) -> Dict[str, Any]:
+        """The config of this component's `model` on `encoder` (both config dicts)."""
+        ...
+
+
 PROTOCOL_METHODS = ("distill", "get_teacher_student_loss")
 
 

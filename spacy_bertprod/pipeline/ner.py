@@ -238,6 +238,10 @@ class BertprodNER(TeacherStudentMixin, ConfigWinsOnLoad, TrainablePipe):
         """A fresh student head for the teacher's labels."""
         self.initialize(get_examples, nlp=nlp, labels=list(teacher_pipe.labels))
 
+    def student_model_config(self, model: Dict[str, Any], encoder: Dict[str, Any]) -> Dict[str, Any]:
+        """The token classifier takes any token encoder (`TakesTokenEncoder`)."""
+        return {**model, "encoder": encoder}
+
     def _before_load(self) -> None:
         self._constraints = None
 

@@ -16,6 +16,10 @@ each component says in its `get_teacher_student_loss`).
 With `hidden_weight > 0` the loss adds `hidden_weight * MSE` between the
 student's and the teacher's last hidden states over every real wordpiece
 (students of the teacher's width only).
+With `cache_teacher` the teacher scores every training example once before
+the loop (`teacher_cache.py`) and the steps read its scores from memory: for
+students much cheaper than their teacher (a CNN student), trained over the
+same texts for many epochs.
 The gold term is the component's own `get_loss`; examples without
 annotation (unlabelled text) give it no gradient, so plain text trains the
 soft-target part. The loop knows nothing of the components it trains.
@@ -25,7 +29,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 from spacy.language import Language
 from spacy.training import Example
@@ -35,15 +39,16 @@ from tqdm import tqdm
 
 from ..errors import Errors
 from ..layers.encoder import is_count
-from ..pipeline.distillation import Distillable, DistillSettings
+from ..pipeline.distillation import Distillable, DistillSettings, encoder_of
 from .students import check_distillable, copy_pipeline, keep_layers, make_student, spread_layers
+from .teacher_cache import CachedTeacher, cache_teacher
 
 # the student builders, where callers of this module have always found them
 __all__ = ["copy_pipeline", "distill", "distill_step", "keep_layers", "make_student", "spread_layers", "weighted_score"]
 
 
 def distill_step(
-    teacher: Language,
+    teacher: Union[Language, CachedTeacher],
     student: Language,
     examples: List[Example],
     *,
@@ -61,6 +66,16 @@ def distill_step(
         if isinstance(pipe, Distillable) and name in teacher.pipe_names:
             pipe.distill(teacher.get_pipe(name), examples, drop=drop, sgd=sgd, losses=losses, settings=settings)
     return losses
+
+
+def _check_hidden(student: Language, hidden_weight: float, cached: bool) -> None:
+    """Hidden-state matching needs a transformer student (E187) and the live
+    teacher (E189)."""
+    for name, pipe in student.components:
+        if isinstance(pipe, Distillable) and encoder_of(pipe.model) is None:
+            raise ValueError(Errors.E187.format(value=hidden_weight, component=name))
+        if isinstance(pipe, Distillable) and cached:
+            raise ValueError(Errors.E189.format(component=name, why="hidden-state matching (hidden_weight > 0) needs the live teacher's hidden states"))
 
 
 # -- the loop -----------------------------------------------------------------
@@ -89,12 +104,15 @@ def distill(
     seed: int = 0,
     log: Callable[[str], None] = print,
     progress: bool = False,
+    cache_teacher_scores: bool = False,
+    cache_file: Optional[Path] = None,
 ) -> Dict[str, Any]:
     """Train `student` against `teacher` for `steps` updates; evaluates on
     `dev` every `eval_every` steps and saves `output/model-best` and
     `output/model-last`. Returns the best dev scores. `progress` shows a bar
     of the steps on stderr (for a terminal: the evaluations can be minutes
-    apart)."""
+    apart). `cache_teacher_scores` runs the teacher once over `train` first
+    (see the module), kept in (and read again from) `cache_file` if given."""
     for setting, value, ok, why in (
         ("temperature", temperature, temperature > 0, "the softening temperature must be above 0"),
         ("soft_weight", soft_weight, soft_weight >= 0, "a loss weight must be 0 or more"),
@@ -109,6 +127,10 @@ def distill(
     if not train:
         raise ValueError(Errors.E027)
     check_distillable(student)
+    if cache_file is not None and not cache_teacher_scores:
+        raise ValueError(Errors.E186.format(why="a cache file keeps the teacher cache, which is off (--no-cache-teacher): leave one of them out"))
+    if hidden_weight > 0:
+        _check_hidden(student, hidden_weight, cache_teacher_scores)
     warmup = max(steps // 10, 1) if warmup is None else warmup
     # thinc annotates warmup_linear as Iterable[float] but returns the generator Adam asks for
     sgd = Adam(learn_rate=warmup_linear(learn_rate, warmup, steps), L2=0.01, L2_is_weight_decay=True, grad_clip=1.0, use_averages=False)  # type: ignore[arg-type]
@@ -119,6 +141,14 @@ def distill(
     info.update({"temperature": temperature, "soft_weight": soft_weight, "gold_weight": gold_weight, "hidden_weight": hidden_weight, "steps": steps, "teacher": teacher.meta.get("name", "")})
     best: Dict[str, Any] = {"score": -1.0}
     losses: Dict[str, float] = {}
+    source: Union[Language, CachedTeacher] = teacher
+    if cache_teacher_scores:
+        began = time.perf_counter()
+        n_words = sum(len(eg.predicted) for eg in train)
+        source = cache_teacher(teacher, student, train, batch_words=max(batch_words, 2000), log=log, path=cache_file)
+        seconds = time.perf_counter() - began
+        info["teacher_cache"] = {"words": n_words, "seconds": round(seconds, 1), "mbytes": round(source.nbytes / 2**20, 1)}
+        log(f"teacher scores cached: {n_words:,} words in {seconds:.0f} s ({source.nbytes / 2**20:.0f} MB, float16)")
     step, start = 0, time.perf_counter()
     bar = tqdm(total=steps, desc="distilling", unit="step", disable=not progress, leave=False, file=sys.stderr, dynamic_ncols=True)
     log(f"{'step':>6}  {'soft':>10}  {'gold':>10}  {'hidden':>10}  {'score':>6}  {'seconds':>7}")
@@ -126,7 +156,7 @@ def distill(
         order = list(train)
         rng.shuffle(order)
         for batch in minibatch_by_words(order, size=batch_words, discard_oversize=False, get_length=lambda eg: len(eg.predicted)):
-            distill_step(teacher, student, batch, temperature=temperature, soft_weight=soft_weight, gold_weight=gold_weight, hidden_weight=hidden_weight, drop=drop, sgd=sgd, losses=losses)
+            distill_step(source, student, batch, temperature=temperature, soft_weight=soft_weight, gold_weight=gold_weight, hidden_weight=hidden_weight, drop=drop, sgd=sgd, losses=losses)
             sgd.step_schedules()
             step += 1
             bar.update(1)

@@ -12,7 +12,8 @@ Which components are distilled is decided by the protocol in
 """
 
 import copy
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Tuple
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from spacy.language import Language
@@ -25,7 +26,7 @@ from ..errors import Errors
 from ..layers.encoder import bertprod_encoders, encoder_blocks, is_count
 from ..layers.int8_state import is_torch_quantized
 from ..layers.transformer import hf_module, set_hf_module
-from ..pipeline.distillation import Distillable, InitializesFromTeacher, encoder_of, require_distillable
+from ..pipeline.distillation import Distillable, InitializesFromTeacher, TakesTokenEncoder, encoder_of, require_distillable
 
 
 def _layer_list(module: Any) -> Tuple[Any, str]:
@@ -137,6 +138,16 @@ def _student_on_encoder(teacher: Language, name: str, get_examples: Optional[Cal
     for component in config["components"].values():
         for block in encoder_blocks(component):
             block["name"] = name
+    student = _fresh_student(teacher, config, get_examples, fresh=lambda _name, pipe: isinstance(pipe, Distillable))
+    info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
+    info["encoder"] = name
+    return student
+
+
+def _fresh_student(teacher: Language, config: Any, get_examples: Callable[[], Iterable[Example]], fresh: Callable[[str, Any], bool]) -> Language:
+    """The pipeline of `config` (the teacher's, edited), its `fresh`
+    components initialised anew (with the teacher's settings where they
+    implement `InitializesFromTeacher`), the others copied from the teacher."""
     student = load_model_from_config(config, auto_fill=False, validate=False)
     student.meta.update(copy.deepcopy(teacher.meta))
     for comp_name, component in student.components:
@@ -144,13 +155,70 @@ def _student_on_encoder(teacher: Language, name: str, get_examples: Optional[Cal
         # ask what else each one is
         pipe: object = component
         source: Any = teacher.get_pipe(comp_name)
-        if isinstance(pipe, InitializesFromTeacher):
+        if fresh(comp_name, pipe) and isinstance(pipe, InitializesFromTeacher):
             pipe.initialize_from_teacher(source, get_examples, nlp=student)
-        elif isinstance(pipe, Distillable):
-            # the protocol leaves `initialize` out: every distillable component is a TrainablePipe
+        elif fresh(comp_name, pipe):
+            # every distillable component is a TrainablePipe
             pipe.initialize(get_examples, nlp=student)  # type: ignore[attr-defined]
         elif hasattr(pipe, "from_bytes"):
             pipe.from_bytes(source.to_bytes())
+    return student
+
+
+# -- the CNN student ------------------------------------------------------------
+@dataclass(frozen=True)
+class CnnSettings:
+    """spaCy's `spacy.Tok2Vec.v2` for a CNN student: MultiHashEmbed over
+    NORM, PREFIX, SUFFIX and SHAPE (`embed_rows` rows for NORM, spaCy's
+    proportions for the others) and a MaxoutWindowEncoder of `depth` layers.
+    The defaults are the tok2vec of spaCy's own `ner` (width 96, depth 4, rows
+    5000/1000/2500/2500): the student runs the encoder spaCy's CNN pipeline runs."""
+
+    width: int = 96
+    depth: int = 4
+    embed_rows: int = 5000
+    window_size: int = 1
+
+    def tok2vec_config(self) -> Dict[str, Any]:
+        """The encoder's config block (spaCy's default `ner` tok2vec, sized)."""
+        for setting, minimum in (("width", 1), ("depth", 1), ("embed_rows", 10), ("window_size", 0)):
+            value = getattr(self, setting)
+            if not is_count(value, minimum):
+                raise ValueError(Errors.E066.format(setting=f"cnn {setting}", value=value, why=f"it must be a whole number of at least {minimum}"))
+        rows = self.embed_rows
+        return {
+            "@architectures": "spacy.Tok2Vec.v2",
+            "embed": {
+                "@architectures": "spacy.MultiHashEmbed.v2",
+                "width": self.width,
+                "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
+                "rows": [rows, max(rows // 5, 1), max(rows // 2, 1), max(rows // 2, 1)],
+                "include_static_vectors": False,
+            },
+            "encode": {"@architectures": "spacy.MaxoutWindowEncoder.v2", "width": self.width, "depth": self.depth, "window_size": self.window_size, "maxout_pieces": 3},
+        }
+
+
+def make_cnn_student(teacher: Language, settings: CnnSettings, get_examples: Callable[[], Iterable[Example]]) -> Language:
+    """The teacher's pipeline with every component on a bertprod encoder
+    rebuilt on a fresh spaCy CNN tok2vec (`settings`), written in the
+    student's config; those components start fresh with the teacher's labels,
+    the others (and the tokenizer) are copied. A component that cannot take
+    another encoder is refused (E188)."""
+    check_distillable(teacher)
+    encoder = settings.tok2vec_config()
+    config = teacher.config.copy()
+    rebuilt: List[str] = []
+    for name, pipe in teacher.components:
+        model = getattr(pipe, "model", None)
+        if not (isinstance(model, Model) and encoder_of(model) is not None):
+            continue
+        if not isinstance(pipe, TakesTokenEncoder):
+            raise ValueError(Errors.E188.format(component=name, type=type(pipe).__name__))
+        section = config["components"][name]
+        section["model"] = pipe.student_model_config(dict(section["model"]), copy.deepcopy(encoder))
+        rebuilt.append(name)
+    student = _fresh_student(teacher, config, get_examples, fresh=lambda name, _pipe: name in rebuilt)
     info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
-    info["encoder"] = name
+    info.update({"student": "cnn", "cnn": asdict(settings), "components": rebuilt})
     return student
