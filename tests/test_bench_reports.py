@@ -126,7 +126,8 @@ def test_distill_ner_logs_each_dev_evaluation_of_the_distill_output():
     import distill_ner
 
     header = f"{'step':>6}  {'soft':>10}  {'gold':>10}  {'hidden':>10}  {'score':>6}  {'seconds':>7}"
-    rows = [f"{step:>6}  {soft:>10.2f}  {gold:>10.2f}  {0.0:>10.4f}  {score:>6.3f}  {secs:>7.0f}" for step, soft, gold, score, secs in ((500, 812.5, 90.25, 0.801, 61), (1000, 402.0, 45.5, 0.853, 120))]
+    runs = ((500, 812.5, 90.25, 0.801, 61), (1000, 402.0, 45.5, 0.853, 120))
+    rows = [f"{step:>6}  {soft:>10.2f}  {gold:>10.2f}  {0.0:>10.4f}  {score:>6.3f}  {secs:>7.0f}" for step, soft, gold, score, secs in runs]
     logged = distill_ner.evaluations(["teacher scores cached: 1,000 words in 3 s", header, *rows, "saved"])
     assert [(e["step"], e["score"], e["seconds"]) for e in logged] == [(500, 0.801, 61), (1000, 0.853, 120)]
     assert logged[0]["losses"] == {"soft": 812.5, "gold": 90.25, "hidden": 0.0}
