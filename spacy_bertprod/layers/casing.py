@@ -12,6 +12,7 @@ from functools import lru_cache
 from typing import Callable, List, Tuple
 
 import numpy as np
+from spacy.attrs import ORTH
 from spacy.tokens import Doc
 from thinc.api import Model
 from thinc.types import Floats2d
@@ -67,12 +68,20 @@ def wordpiece_case_ids(text: str, offsets: np.ndarray) -> np.ndarray:
 
 
 def doc_case_features(doc: Doc) -> np.ndarray:
-    """A (len(doc), len(CASE_FEATURES)) float32 array of 0/1 values."""
-    texts = [t.text for t in doc]
-    out = np.zeros((len(texts), len(CASE_FEATURES)), dtype="float32")
-    for i, text in enumerate(texts):
-        out[i, :-1] = word_case(text)
-        out[i, -1] = i == 0 or "\n" in texts[i - 1] or texts[i - 1] in _SENTENCE_END
+    """A (len(doc), len(CASE_FEATURES)) float32 array of 0/1 values.
+
+    Read per distinct word (the doc's ORTH ids) rather than per token: making
+    a Token object for each word cost more than a CNN encoder's forward pass."""
+    out = np.zeros((len(doc), len(CASE_FEATURES)), dtype="float32")
+    if not len(doc):
+        return out
+    orths, index = np.unique(doc.to_array(ORTH), return_inverse=True)
+    strings = doc.vocab.strings
+    texts = [strings[int(orth)] for orth in orths]
+    out[:, :-1] = np.array([word_case(text) for text in texts], dtype="float32")[index]
+    ends = np.array([text in _SENTENCE_END or "\n" in text for text in texts], dtype="bool")[index]
+    out[0, -1] = 1.0
+    out[1:, -1] = ends[:-1]
     return out
 
 

@@ -155,7 +155,7 @@ class BertprodNER(TeacherStudentMixin, ConfigWinsOnLoad, TrainablePipe):
     def _decode(self, doc: Doc, probs: np.ndarray) -> Decoded:
         allowed, may_start, may_end = self._get_constraints()
         log_probs = np.log(np.clip(probs, 1e-12, 1.0))
-        space = np.fromiter((t.is_space for t in doc), dtype=bool, count=len(doc))
+        space = doc.to_array("IS_SPACE").astype(bool)
         if space.any():
             # Whitespace tokens may sit inside an entity but never start or end one.
             inside = np.array([t == "O" or t.startswith("I-") for t in self.tag_names])
