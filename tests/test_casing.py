@@ -60,6 +60,17 @@ def _train(tiny_bert, data=CASED_DATA, **arch):
     return train(nlp, make_examples(nlp, data), lr=2e-3)
 
 
+@pytest.mark.parametrize("text", ["", "a", "NATO NATO nato . NATO\n\nNato iPhone 3rd !", "x . x . x"])
+def test_doc_features_are_each_tokens_own(text):
+    """Read per distinct word, the rows are still each token's own."""
+    doc = spacy.blank("en")(text)
+    features = doc_case_features(doc)
+    assert features.shape == (len(doc), len(CASE_FEATURES))
+    for i, token in enumerate(doc):
+        opens = i == 0 or "\n" in doc[i - 1].text or doc[i - 1].text in ".!?:"
+        assert tuple(features[i]) == (*word_case(token.text), float(opens))
+
+
 def test_case_features_let_the_head_see_case(tiny_bert):
     v1 = _train(tiny_bert, case_features=False)
     upper, lower = v1.get_pipe("bertprod_ner").model.predict([v1.make_doc(t) for t, _ in CASED_DATA[:2]])
