@@ -160,6 +160,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--cold-starts", type=int, default=3, help="new processes per cold-start median (default: %(default)s)")
     parser.add_argument("--rss-docs", type=int, default=1000, help="CoNLL test sentences before RSS is read (default: %(default)s)")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (default: off)")
+    parser.add_argument("--note", default="", help="what the report should say about the run (e.g. what else ran)")
     args = parser.parse_args(argv)
     for name in ("threads", "repeats", "cold_starts", "rss_docs"):
         if getattr(args, name) < 1:
@@ -350,7 +351,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     print("\n" + cnn_race_table(figures))
     (out / "result.json").write_text(json.dumps(figures, indent=2))
     if args.report:
-        write_report(args.report, figures, models={CNN: best, **bertprod})
+        write_report(args.report, figures, note=args.note, models={CNN: best, **bertprod})
 
 
 if __name__ == "__main__":
