@@ -48,7 +48,12 @@ def conll_ner(file: str = "conll_ner") -> str:
     rows.append(f"| overall | {pct(s['ents_p'])} | {pct(s['ents_r'])} | **{pct(s['ents_f'])}** |")
     for label, prf in sorted(s["ents_per_type"].items()):
         rows.append(f"| {label} | {pct(prf['p'])} | {pct(prf['r'])} | {pct(prf['f'])} |")
+    if "test_scores_gold_tokens" in f:
+        g = f["test_scores_gold_tokens"]
+        rows.append(f"| overall, on the gold tokens (as CoNLL figures are published) | {pct(g['ents_p'])} | {pct(g['ents_r'])} | **{pct(g['ents_f'])}** |")
     rows.append(f"| dev (model selection) | | | {pct(f['dev_f'])} |")
+    if "dev_f_gold_tokens" in f:
+        rows.append(f"| dev, on the gold tokens | | | {pct(f['dev_f_gold_tokens'])} |")
     text = "\n".join(rows) + "\n"
     if "words_per_second" in f:
         wps = f["words_per_second"]
