@@ -58,6 +58,13 @@ def isa_flags() -> List[str]:
 
 
 def git_commit() -> str:
+    """The commit the running benchmark started at (read when this module is
+    first imported): a run lasts hours and the checkout may move on meanwhile,
+    but the code it runs is what was there at its start."""
+    return STARTED_AT
+
+
+def checkout_commit() -> str:
     """The checkout's commit, with "+dirty" when tracked files differ from it."""
     root = Path(__file__).resolve().parent.parent
     try:
@@ -67,6 +74,8 @@ def git_commit() -> str:
         return "unknown"
     return head + ("+dirty" if dirty else "")
 
+
+STARTED_AT = checkout_commit()
 
 #: written by a bench script into the folder it trained or distilled a model
 #: in: the command, commit and date that made it, so a report can say how to

@@ -107,6 +107,14 @@ def test_write_report_writes_the_named_file_with_provenance(tmp_path, monkeypatc
     assert report["models"]["trained"]["best_step"] == 200
 
 
+def test_records_name_the_commit_a_run_started_at(tmp_path, monkeypatch):
+    """A training outlives commits made meanwhile: its record keeps the commit it started at."""
+    started = common.git_commit()
+    monkeypatch.setattr(common, "checkout_commit", lambda: "f" * 40)  # the checkout moved on
+    common.record_made_by(tmp_path, config="configs/ner.cfg")
+    assert json.loads((tmp_path / common.MADE_BY).read_text())["git_commit"] == started != "f" * 40
+
+
 def test_conll_candidates_are_chosen_on_dev_and_all_listed(tmp_path):
     import conll_ner
 
