@@ -99,6 +99,12 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true", help="scores only, no throughput comparison")
     parser.add_argument("--seed", type=int, default=0, help="the config's system.seed (training shuffling and initialization)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a spaCy config override for this candidate (repeatable), (VALUE as JSON, else a string)")
+    parser.add_argument(
+        "--tokenization",
+        choices=("gold", "spacy"),
+        default="gold",
+        help="tokens the model trains (and spacy train scores dev) on: the file's own, or spaCy's tokenization of the text, as at inference (entities aligned by character offsets)",
+    )
     parser.add_argument("--dev-only", action="store_true", help="train and score dev only (a candidate): the test set is not scored")
     parser.add_argument(
         "--candidates",
@@ -125,7 +131,7 @@ def main() -> None:
     corpus = out / "corpus"
     splits = {}
     for split, fname in (("train", "train.txt"), ("dev", "dev.txt"), ("test", "test.txt")):
-        docs = conll_to_docs(data / fname)
+        docs = conll_to_docs(data / fname, known_spaces=args.tokenization == "spacy")
         if split == "train" and args.train_limit:
             docs = docs[: args.train_limit]
         splits[split] = docs

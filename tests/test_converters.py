@@ -81,3 +81,21 @@ def test_conll_to_docs_refuses_a_file_without_tokens(tmp_path, text):
     path.write_text(text, encoding="utf8")
     with pytest.raises(ValueError, match=r"\[E081\] .*holds no CoNLL-2003 token lines"):
         conll_to_docs(path)
+
+
+def test_conll_to_docs_with_known_spaces_trains_on_spacys_tokens(tmp_path):
+    """The Corpus reader tokenizes known-space docs as the pipeline will at
+    inference, and the gold entity spans the split tokens."""
+    from spacy.tokens import DocBin
+    from spacy.training import Corpus
+
+    path = tmp_path / "train.txt"
+    path.write_text("Rain O\nin O\nKwaZulu-Natal B-LOC\ntoday O\n", encoding="utf8")
+    for known, words in ((False, 4), (True, 6)):
+        docs = conll_to_docs(path, known_spaces=known)
+        assert docs[0].has_unknown_spaces is not known
+        DocBin(docs=docs).to_disk(tmp_path / "train.spacy")
+        (example,) = Corpus(tmp_path / "train.spacy")(spacy.blank("en"))
+        assert len(example.predicted) == words and len(example.reference) == 4
+        tags = example.get_aligned_ner()
+        assert tags == (["O", "O", "U-LOC", "O"] if not known else ["O", "O", "B-LOC", "I-LOC", "L-LOC", "O"])

@@ -17,11 +17,15 @@ _SPACY_DOC_DELIMITER = "-DOCSTART- -X- O O"
 _IOB_TAG = re.compile(r"O|[BIELSU]-\S+")
 
 
-def conll_to_docs(path: Union[str, Path], n_sents: int = 0) -> List[Doc]:
+def conll_to_docs(path: Union[str, Path], n_sents: int = 0, known_spaces: bool = False) -> List[Doc]:
     """Read a CoNLL-2003 style file (token ... IOB tag per line).
 
     n_sents = 0 keeps the file's documents (split on -DOCSTART-), so the model
     sees document context; n_sents = N groups every N sentences instead.
+    known_spaces: the docs say their tokens are separated by single spaces, so
+    spaCy's Corpus reader tokenizes their text as the pipeline will at
+    inference (it splits "KwaZulu-Natal" in three) and aligns the entities to
+    those tokens; by default it trains on the file's own tokens.
     """
     lines = []
     tokens = 0
@@ -41,7 +45,11 @@ def conll_to_docs(path: Union[str, Path], n_sents: int = 0) -> List[Doc]:
     text = "\n".join(lines)
     if n_sents:
         text = text.replace(_SPACY_DOC_DELIMITER, "")
-    return list(conll_ner_to_docs(text, n_sents=n_sents, no_print=True))
+    docs = list(conll_ner_to_docs(text, n_sents=n_sents, no_print=True))
+    if known_spaces:
+        for doc in docs:
+            doc.has_unknown_spaces = False
+    return docs
 
 
 def write_docbin(docs: List[Doc], path: Union[str, Path]) -> Path:
