@@ -65,12 +65,17 @@ def conll_ner(file: str = "conll_ner") -> str:
             f"| spacy-transformers `transformer` + `ner`, same encoder | {wps['spacy_transformers']:,.0f} |\n"
             f"| ratio | **{f['ratio']:.2f}x** |\n"
         )
-    if f.get("candidates"):
-        text += "\n| candidate (selected on dev only) | training command | model-best at step | dev F |\n| --- | --- | --- | --- |\n"
-        for c in f["candidates"]:
-            changes = f"`{c['command']}`"
+    candidates = f.get("candidates", [])
+    if any("dev_ents_f_logged" in c for c in candidates):
+        text += "\n| candidate (selected on dev only) | training command | model-best at step | dev F, spaCy's tokens (selection) | dev F logged by `spacy train` |\n| --- | --- | --- | --- | --- |\n"
+        for c in candidates:
             name = f"**{c['name']}** (chosen)" if c["chosen"] else c["name"]
-            text += f"| {name} | {changes} | {c['best_step']:,} | {pct(c['dev_ents_f'])} |\n"
+            text += f"| {name} | `{c['command']}` | {c['best_step']:,} | {pct(c['dev_ents_f'])} | {pct(c['dev_ents_f_logged'])} |\n"
+    elif candidates:
+        text += "\n| candidate (selected on dev only) | training command | model-best at step | dev F |\n| --- | --- | --- | --- |\n"
+        for c in candidates:
+            name = f"**{c['name']}** (chosen)" if c["chosen"] else c["name"]
+            text += f"| {name} | `{c['command']}` | {c['best_step']:,} | {pct(c['dev_ents_f'])} |\n"
     return text + source_line(r)
 
 

@@ -129,6 +129,16 @@ def test_conll_candidates_are_chosen_on_dev_and_all_listed(tmp_path):
     assert [(r["name"], r["dev_ents_f"], r["chosen"]) for r in records] == [("short", 0.91, False), ("long", 0.93, True), ("mean", 0.92, False)]
     assert all(r["best_step"] == 300 and r["command"].startswith("python ") for r in records)
 
+    # scored again on one measure (spaCy's tokens), the choice follows that score and keeps the logged one
+    rescored = {"short": 0.925, "long": 0.915, "mean": 0.92}
+    chosen, records = conll_ner.choose_on_dev(folders, dev_score=lambda path: rescored[path.parent.parent.name])
+    assert chosen == tmp_path / "short" / "model" / "model-best"
+    assert [(r["name"], r["dev_ents_f"], r["dev_ents_f_logged"], r["chosen"]) for r in records] == [
+        ("short", 0.925, 0.91, True),
+        ("long", 0.915, 0.93, False),
+        ("mean", 0.92, 0.92, False),
+    ]
+
 
 def test_distill_ner_logs_each_dev_evaluation_of_the_distill_output():
     import distill_ner
@@ -196,3 +206,20 @@ def test_tables_render_a_serve_report_in_rounds(tmp_path, monkeypatch):
     text = tables.serve("serve_rounds")
     assert "| batched | 32 | 800 (700-900) |" in text and "0.80x (0.70-0.90) |" in text
     assert "0.80x (0.70-0.90) against the target 0.85x (missed)" in text
+
+
+def test_tables_render_conll_candidates_rescored_on_one_measure(tmp_path, monkeypatch):
+    import tables
+
+    prf = {"ents_p": 0.9, "ents_r": 0.88, "ents_f": 0.89, "ents_per_type": {"PER": {"p": 0.95, "r": 0.94, "f": 0.945}}}
+    candidates = [
+        {"name": "gold", "command": "python bench/conll_ner.py --epochs 8", "best_step": 2128, "dev_ents_f": 0.935, "dev_ents_f_logged": 0.9399, "chosen": False},
+        {"name": "spacytok", "command": "python bench/conll_ner.py --tokenization spacy", "best_step": 2128, "dev_ents_f": 0.938, "dev_ents_f_logged": 0.938, "chosen": True},
+    ]
+    figures = {"test_scores": prf, "dev_f": 0.938, "candidates": candidates}
+    report = {"command": "python bench/conll_ner.py", "git_commit": "0" * 40, "date": "", "machine": "m", "isa_flags": ["avx2"], "figures": figures}
+    (tmp_path / "conll_rescored.json").write_text(json.dumps(report))
+    monkeypatch.setattr(tables, "REPORTED", tmp_path)
+    text = tables.conll_ner("conll_rescored")
+    assert "| gold | `python bench/conll_ner.py --epochs 8` | 2,128 | 93.50 | 93.99 |" in text
+    assert "| **spacytok** (chosen) | `python bench/conll_ner.py --tokenization spacy` | 2,128 | 93.80 | 93.80 |" in text
