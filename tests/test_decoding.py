@@ -6,7 +6,8 @@ from spacy.tokens import Doc
 from spacy.training import biluo_tags_to_spans
 from spacy.vocab import Vocab
 
-from spacy_bertprod.pipeline.decoding import biluo_tag_names, path_to_spans, transition_constraints, viterbi
+from spacy_bertprod.pipeline import decoding
+from spacy_bertprod.pipeline.decoding import biluo_tag_names, path_to_spans, transition_constraints, viterbi, viterbi_batch
 
 
 def _is_valid(tags):
@@ -174,3 +175,45 @@ def test_constrained_viterbi_is_best_among_paths_that_respect_the_fixed_tags(cas
         if _is_valid([NAMES[i] for i in cand]) and all(f < 0 or f == c for f, c in zip(fixed, cand))
     )
     assert log_probs[np.arange(len(path)), path].sum() == pytest.approx(best)
+
+
+def _path_score(log_probs, path):
+    return float(log_probs[np.arange(len(path)), path].sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=4), min_size=1, max_size=7), st.integers(min_value=0, max_value=2**31 - 1))
+def test_viterbi_batch_finds_the_best_valid_path_of_every_sequence(lengths, seed):
+    """Sequences of mixed lengths (empty ones too), decoded in groups of
+    several sizes: each path is valid and scores as high as the best valid
+    path found by enumerating them all."""
+    import itertools
+
+    names = biluo_tag_names(["LOC"])
+    allowed, may_start, may_end = transition_constraints(names)
+    rng = np.random.default_rng(seed)
+    seqs = [np.log(rng.dirichlet(np.ones(len(names)), size=n)) if n else np.zeros((0, len(names))) for n in lengths]
+    best = []
+    for lp in seqs:
+        valid = [p for p in itertools.product(range(len(names)), repeat=len(lp)) if _is_valid([names[i] for i in p])]
+        best.append(max(_path_score(lp, np.array(p, dtype="int64")) for p in valid) if len(lp) else 0.0)
+    for positions in (1, 8, decoding.BATCH_POSITIONS):
+        decoding.BATCH_POSITIONS, saved = positions, decoding.BATCH_POSITIONS
+        try:
+            paths = viterbi_batch(seqs, allowed, may_start, may_end)
+        finally:
+            decoding.BATCH_POSITIONS = saved
+        assert [len(p) for p in paths] == lengths
+        for lp, path, score in zip(seqs, paths, best):
+            assert _is_valid([names[i] for i in path])
+            assert _path_score(lp, path) == pytest.approx(score)
+
+
+def test_viterbi_batch_keeps_each_sequences_fixed_tags():
+    names = biluo_tag_names(["PER"])
+    allowed, may_start, may_end = transition_constraints(names)
+    per = np.full((3, len(names)), 0.01)
+    per[:, names.index("U-PER")] = 0.96
+    fixed = np.array([-1, names.index("O"), -1])
+    paths = viterbi_batch([np.log(per), np.log(per)], allowed, may_start, may_end, [fixed, None])
+    assert [[names[i] for i in p] for p in paths] == [["U-PER", "O", "U-PER"], ["U-PER"] * 3]

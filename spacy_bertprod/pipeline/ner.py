@@ -39,7 +39,7 @@ from ..errors import Errors
 from ..layers.encoder import default_encoder_config
 from .annotations import span_json
 from .config_policy import ConfigWinsOnLoad
-from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi
+from .decoding import NEG, biluo_tag_names, path_to_spans, transition_constraints, viterbi_batch
 from .distillation import TeacherStudentMixin, kl, softmax_t
 from .extensions import set_scored_spans
 
@@ -149,11 +149,14 @@ class BertprodNER(TeacherStudentMixin, ConfigWinsOnLoad, TrainablePipe):
         docs = list(docs)
         if not docs:
             return []
-        probs = self.model.predict(docs)
-        return [self._decode(doc, self.model.ops.to_numpy(p)) for doc, p in zip(docs, probs)]
-
-    def _decode(self, doc: Doc, probs: np.ndarray) -> Decoded:
+        probs = [self.model.ops.to_numpy(p) for p in self.model.predict(docs)]
         allowed, may_start, may_end = self._get_constraints()
+        inputs = [self._decoder_input(doc, p) for doc, p in zip(docs, probs)]
+        paths = viterbi_batch([log_probs for log_probs, _, _ in inputs], allowed, may_start, may_end, [fixed for _, fixed, _ in inputs])
+        return [self._spans(path, p, space) for path, p, (_, _, space) in zip(paths, probs, inputs)]
+
+    def _decoder_input(self, doc: Doc, probs: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The log-probabilities to decode, the tags fixed in advance and the whitespace tokens of one doc."""
         log_probs = np.log(np.clip(probs, 1e-12, 1.0))
         space = doc.to_array("IS_SPACE").astype(bool)
         if space.any():
@@ -164,7 +167,9 @@ class BertprodNER(TeacherStudentMixin, ConfigWinsOnLoad, TrainablePipe):
         # Preset entities and blocked tokens are fixed to "O" in the model's tag
         # space: a predicted entity closes before them and opens after them.
         fixed = np.where(_preset_tokens(doc), self.tag_names.index("O"), -1)
-        path = viterbi(log_probs, allowed, may_start, may_end, fixed)
+        return log_probs, fixed, space
+
+    def _spans(self, path: np.ndarray, probs: np.ndarray, space: np.ndarray) -> Decoded:
         spans = path_to_spans(path, self.tag_names)
         chosen = probs[np.arange(len(path)), path]
         scores = [float(chosen[s:e][~space[s:e]].mean()) for s, e, _ in spans]
