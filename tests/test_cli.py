@@ -196,6 +196,15 @@ def test_convert_all_of_the_shipped_sample(tmp_path, monkeypatch):
     assert "converting the folder 'sample', not the shipped sample" in out and "[E074]" in out
 
 
+def test_convert_all_with_spacy_tokens(tmp_path, monkeypatch):
+    """--spacy-tokens: the NER docs record their spaces, so spacy train tokenizes their text as the pipeline will."""
+    monkeypatch.chdir(tmp_path)
+    for flag, unknown in (((), True), (("--spacy-tokens",), False)):
+        bertprod("convert-all", "sample", "corpus", "--task", "ner", *flag)
+        docs = list(DocBin().from_disk(tmp_path / "corpus" / "ner" / "train.spacy").get_docs(spacy.blank("en").vocab))
+        assert docs and {d.has_unknown_spaces for d in docs} == {unknown}
+
+
 def test_convert_all_of_a_folder_without_datasets(tmp_path):
     out = bertprod("convert-all", tmp_path, tmp_path / "corpus", exit_code=1)
     assert "✘ [E074] Found none of the datasets under" in out

@@ -39,12 +39,17 @@ def convert_all_cli(
     corpus_dir: Path = Arg(..., help="Output folder: <task>/train|dev|test.spacy, qa/*.json"),
     task: Optional[List[str]] = Opt(None, "--task", "-t", help="Convert only this task's data (ner, textcat, qa; repeat for more); fail when one of its files is missing. Default: all found"),
     limit: int = Opt(0, "--limit", "-l", help="Docs per file (0: all)"),
+    spacy_tokens: bool = Opt(
+        False,
+        "--spacy-tokens",
+        help="CoNLL-2003: train (and score dev) on spaCy's tokenization of the text, as the pipeline sees it at inference, not the file's tokens; entities align by character offsets",
+    ),
 ) -> None:
     """Convert CoNLL-2003 columns, SST-2 TSV and SQuAD JSON under DATA_DIR
     into CORPUS_DIR/ner, CORPUS_DIR/textcat and CORPUS_DIR/qa. Without
     --task, datasets that are not there are skipped."""
     with coded_errors_exit():
-        convert_all(data_folder(data_dir), corpus_dir, tasks=task or (), limit=limit)
+        convert_all(data_folder(data_dir), corpus_dir, tasks=task or (), limit=limit, spacy_tokens=spacy_tokens)
 
 
 def data_folder(data_dir: Path) -> Path:
@@ -84,9 +89,10 @@ def _read_text(source: str) -> str:
     return Path(archive).read_text(encoding="utf8")
 
 
-def convert_all(data_dir: Path, corpus_dir: Path, *, tasks: Sequence[str] = (), limit: int = 0) -> int:
+def convert_all(data_dir: Path, corpus_dir: Path, *, tasks: Sequence[str] = (), limit: int = 0, spacy_tokens: bool = False) -> int:
     """Write what DATA_DIR holds (of `tasks`, all of which must be there);
-    returns the number of files written."""
+    returns the number of files written. `spacy_tokens`: the CoNLL docs
+    record their spaces, so spaCy's Corpus reader tokenizes their text."""
     unknown = [t for t in tasks if t not in TASK_FILES]
     if unknown:
         raise ValueError(Errors.E084.format(tasks=unknown, known=", ".join(TASK_FILES)))
@@ -108,7 +114,7 @@ def convert_all(data_dir: Path, corpus_dir: Path, *, tasks: Sequence[str] = (), 
                 dest.write_text(_read_text(src), encoding="utf8")
                 msg.good(f"{src} -> {dest}")
                 continue
-            docs = conll_to_docs(src) if name == "ner" else sst2_to_docs(src, blank, limit=limit, text=_read_text(src))
+            docs = conll_to_docs(src, known_spaces=spacy_tokens) if name == "ner" else sst2_to_docs(src, blank, limit=limit, text=_read_text(src))
             if limit:
                 docs = docs[:limit]
             write_docbin(docs, dest)
