@@ -216,10 +216,11 @@ def test_tables_render_conll_candidates_rescored_on_one_measure(tmp_path, monkey
         {"name": "gold", "command": "python bench/conll_ner.py --epochs 8", "best_step": 2128, "dev_ents_f": 0.935, "dev_ents_f_logged": 0.9399, "chosen": False},
         {"name": "spacytok", "command": "python bench/conll_ner.py --tokenization spacy", "best_step": 2128, "dev_ents_f": 0.938, "dev_ents_f_logged": 0.938, "chosen": True},
     ]
-    figures = {"test_scores": prf, "dev_f": 0.938, "candidates": candidates}
+    figures = {"test_scores": prf, "dev_f": 0.938, "dev_f_gold_tokens": 0.9371, "candidates": candidates}
     report = {"command": "python bench/conll_ner.py", "git_commit": "0" * 40, "date": "", "machine": "m", "isa_flags": ["avx2"], "figures": figures}
     (tmp_path / "conll_rescored.json").write_text(json.dumps(report))
     monkeypatch.setattr(tables, "REPORTED", tmp_path)
     text = tables.conll_ner("conll_rescored")
     assert "| gold | `python bench/conll_ner.py --epochs 8` | 2,128 | 93.50 | 93.99 |" in text
     assert "| **spacytok** (chosen) | `python bench/conll_ner.py --tokenization spacy` | 2,128 | 93.80 | 93.80 |" in text
+    assert "| dev (model selection) | | | 93.80 |" in text and "| dev, on the gold tokens | | | 93.71 |" in text
