@@ -100,11 +100,12 @@ def split_cores(client_cpus: int) -> Tuple[Set[int], Set[int]]:
 class Server:
     """`bertprod serve` in a subprocess on a free loopback port, on `cpus`."""
 
-    def __init__(self, model: str, threads: int, max_batch_texts: int, max_wait_ms: float, mmap_threshold: int, cpus: Set[int]) -> None:
+    def __init__(self, model: str, threads: int, max_batch_texts: int, max_wait_ms: float, max_regroup_ms: float, mmap_threshold: int, cpus: Set[int]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "spacy", "bertprod", "serve", model, "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--threads", str(threads), "--max-batch-texts", str(max_batch_texts), "--max-wait-ms", str(max_wait_ms), "--max-queue", "4096", "--log-level", "warning"]
+        command += ["--threads", str(threads), "--max-batch-texts", str(max_batch_texts), "--max-wait-ms", str(max_wait_ms), "--max-regroup-ms", str(max_regroup_ms)]
+        command += ["--max-queue", "4096", "--log-level", "warning"]
         command += ["--mmap-threshold", str(mmap_threshold)]
         self.process = subprocess.Popen(command, preexec_fn=lambda: os.sched_setaffinity(0, cpus))
 
@@ -291,6 +292,7 @@ def main() -> None:
     parser.add_argument("--client-cpus", type=int, default=1, help="cores kept for the load generator, the server and the offline run on the others (0: all share all cores)")
     parser.add_argument("--max-batch-texts", type=int, default=defaults.max_batch_texts, help="the batched server's --max-batch-texts")
     parser.add_argument("--max-wait-ms", type=float, default=defaults.max_wait_ms, help="the servers' --max-wait-ms")
+    parser.add_argument("--max-regroup-ms", type=float, default=defaults.max_regroup_ms, help="the servers' --max-regroup-ms")
     parser.add_argument("--mmap-threshold", type=int, default=defaults.mmap_threshold, help="the servers' --mmap-threshold (the offline run pins nothing, as a plain script does not)")
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     parser.add_argument("--note", default="", help="a remark on the run's conditions, kept in the report")
@@ -317,8 +319,8 @@ def main() -> None:
     list(nlp.pipe(texts[:64], batch_size=32))  # warm-up
     rounds: List[Dict[str, Any]] = []
     with (
-        Server(args.model, args.threads, args.max_batch_texts, args.max_wait_ms, args.mmap_threshold, args.server_cores) as batched_server,
-        Server(args.model, args.threads, 1, args.max_wait_ms, args.mmap_threshold, args.server_cores) as unbatched_server,
+        Server(args.model, args.threads, args.max_batch_texts, args.max_wait_ms, args.max_regroup_ms, args.mmap_threshold, args.server_cores) as batched_server,
+        Server(args.model, args.threads, 1, args.max_wait_ms, args.max_regroup_ms, args.mmap_threshold, args.server_cores) as unbatched_server,
     ):
         servers = {"batched": batched_server, "unbatched": unbatched_server}
         parts = ["offline", "batched", "unbatched"]
@@ -337,7 +339,7 @@ def main() -> None:
             rounds.append(result)
 
     summary = summarise(rounds, args.clients)
-    one_core_defaults = len(args.server_cores) == 1 and args.max_batch_texts == defaults.max_batch_texts and args.max_wait_ms == defaults.max_wait_ms
+    one_core_defaults = len(args.server_cores) == 1 and args.max_batch_texts == defaults.max_batch_texts and args.max_wait_ms == defaults.max_wait_ms and args.max_regroup_ms == defaults.max_regroup_ms
     one_core_defaults = one_core_defaults and args.mmap_threshold == defaults.mmap_threshold
     targets = {}
     if "32" in summary["batched"]:
@@ -359,6 +361,7 @@ def main() -> None:
             "shared": args.client_cpus == 0,
             "max_batch_texts": args.max_batch_texts,
             "max_wait_ms": args.max_wait_ms,
+            "max_regroup_ms": args.max_regroup_ms,
             "mmap_threshold": args.mmap_threshold,
             "level_budget_s": args.level_budget,
             "repeats": args.repeats,

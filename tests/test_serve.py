@@ -225,6 +225,41 @@ def test_wordpiece_limit_splits_batches(trained_ner_path):
     assert all(wp <= limit for wp in batches)
 
 
+@pytest.mark.parametrize("regroup_ms,sizes", [(2000.0, [4, 6]), (0.0, [4, 2, 4])])
+def test_after_a_batch_the_worker_waits_for_the_answered_texts_to_return(regroup_ms, sizes):
+    """Closed-loop clients: 2 texts arrive while a batch of 4 runs; the 4
+    answered clients come back 0.1 s later. Regrouping waits for them (one
+    batch of 6); without it the 2 go alone and the 4 after them."""
+    seen: List[int] = []
+    running, release = threading.Event(), threading.Event()
+
+    def process(items):
+        seen.append(len(items))
+        if len(seen) == 1:
+            running.set()
+            release.wait(WAIT)
+        return [item.text for item in items]
+
+    async def run() -> None:
+        batcher = DynamicBatcher(process, ServeSettings(max_batch_texts=8, max_wait_ms=0, max_regroup_ms=regroup_ms))
+        first = [batcher.submit([Item(f"a{i}")]) for i in range(4)]  # queued before the worker starts: one batch
+        batcher.start()
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, running.wait, WAIT)
+            during = [batcher.submit([Item(f"b{i}")]) for i in range(2)]
+            release.set()
+            await asyncio.wait_for(asyncio.gather(*(t.future for t in first)), WAIT)
+            await asyncio.sleep(0.1)
+            back = [batcher.submit([Item(f"c{i}")]) for i in range(4)]
+            results = await asyncio.wait_for(asyncio.gather(*(t.future for t in during + back)), WAIT)
+            assert results == [["b0"], ["b1"], ["c0"], ["c1"], ["c2"], ["c3"]]
+        finally:
+            batcher.close()
+
+    asyncio.run(run())
+    assert seen == sizes
+
+
 def test_questions_go_to_bertprod_qa(tiny_bert):
     nlp = spacy.blank("en")
     nlp.add_pipe("bertprod_textcat", config=ner_config(tiny_bert))

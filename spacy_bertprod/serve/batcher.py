@@ -5,9 +5,13 @@ The event loop only queues texts and awaits their results, so the server
 keeps accepting while the pipeline runs (torch and ONNX Runtime release the
 GIL in their kernels). The worker takes texts from the front of the queue
 until the batch holds `max_batch_texts` texts or `max_batch_wordpieces`
-wordpieces, or until the oldest text has waited `max_wait_ms`; a busy worker
-therefore adds no wait, and an idle one waits a little for company. A
-request's texts may span batches; its answer is complete when all are done.
+wordpieces, or until the oldest text has waited `max_wait_ms`: an idle
+worker waits a little for company. After a batch it also waits, at most
+`max_regroup_ms`, until as many texts as it just answered have joined the
+queue: clients that send their next request when answered come back
+together, so their requests fill one batch instead of alternating in two
+half-full ones. A request's texts may span batches; its answer is complete
+when all are done.
 """
 
 import asyncio
@@ -98,6 +102,9 @@ class DynamicBatcher:
         self._cond = threading.Condition()
         self._closed = False
         self._batches = 0
+        # after a batch: texts to wait for, and until when (monotonic seconds)
+        self._regroup_texts = 0
+        self._regroup_until = 0.0
         self._thread: Optional[threading.Thread] = None
 
     @property
@@ -163,6 +170,11 @@ class DynamicBatcher:
                     self._cond.wait()
                 if not self._queue:
                     return None
+                # the texts just answered come back: wait for them (see the module docstring)
+                regroup = self._regroup_until - time.monotonic()
+                if regroup > 0 and len(self._queue) < self._regroup_texts and not self._full() and not self._closed:
+                    self._cond.wait(regroup)
+                    continue
                 # wait for company until the oldest text has waited max_wait
                 remaining = self._queue[0].queued_at + max_wait - time.monotonic()
                 if remaining <= 0 or self._full() or self._closed:
@@ -191,6 +203,9 @@ class DynamicBatcher:
             self.ready.set()
         while (batch := self._take()) is not None:
             self._run_batch(batch)
+            with self._cond:
+                self._regroup_texts = min(self.settings.max_batch_texts, len(self._queue) + len(batch))
+                self._regroup_until = time.monotonic() + self.settings.max_regroup_ms / 1000
 
     def _run_batch(self, batch: List[_Job]) -> None:
         start = time.perf_counter()

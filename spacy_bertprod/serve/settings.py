@@ -27,7 +27,13 @@ class ServeSettings:
         tokenizer, questions included) in one call; a longer single text
         still runs, alone.
     max_wait_ms: how long the first queued text waits for others to join
-        its batch while the worker is idle (a busy worker adds no wait).
+        its batch while the worker is idle.
+    max_regroup_ms: after a batch, how long the worker waits for the texts
+        it just answered to come back (their clients' next requests) before
+        it takes the next batch; it stops once that many have come or a
+        batch is full. Closed-loop clients then fill one batch instead of
+        alternating in two half-full ones (a smaller batch tags fewer words
+        a second). 0: take the next batch at once.
     max_queue: texts waiting at most; beyond that, 503 with Retry-After.
     max_body_bytes: request body size; beyond that, 413.
     max_text_chars: characters in one text; beyond that, 413.
@@ -49,6 +55,7 @@ class ServeSettings:
     max_batch_texts: int = 32
     max_batch_wordpieces: int = 16384
     max_wait_ms: float = 5.0
+    max_regroup_ms: float = 25.0
     max_queue: int = 1024
     max_body_bytes: int = 1024 * 1024
     max_text_chars: int = 100_000
