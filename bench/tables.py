@@ -450,6 +450,7 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "serve_rounds": lambda: serve("serve_rounds"),
     "serve_mmap_1mib": lambda: serve("serve_mmap_1mib"),
     "serve_no_pin": lambda: serve("serve_no_pin"),
+    "serve_no_regroup": lambda: serve("serve_no_regroup"),
     "soak_no_pin": lambda: soak("soak_no_pin"),
     "soak_mmap_1mib": lambda: soak("soak_mmap_1mib"),
     "annotate": annotate,
