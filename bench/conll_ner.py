@@ -80,6 +80,12 @@ def choose_on_dev(folders: List[Path], dev_score: Optional[Callable[[Path], floa
     return Path(best["path"]), records
 
 
+def text_examples(nlp, docs: List[Any]) -> List[Example]:
+    """Examples whose input is the pipeline's own tokenization of the text, as
+    a user runs it (the test figure's kind)."""
+    return [Example(nlp.make_doc(d.text), d) for d in docs]
+
+
 def gold_token_examples(nlp, docs: List[Any]) -> List[Example]:
     """Examples whose input is the gold tokens, not spaCy's tokenization of the
     text: how CoNLL-2003 figures are published (and what `spacy train` scores
@@ -148,12 +154,12 @@ def main() -> None:
         print(f"{split}: {len(docs)} documents, {sum(len(d) for d in docs)} tokens", flush=True)
 
     def dev_f_on_spacy_tokens(path: Path) -> float:
-        """The dev F of the test figure's kind: the pipeline on spaCy's tokenization of the text."""
-        scored = spacy.load(path).evaluate([Example(nlp_blank.make_doc(d.text), d) for d in splits["dev"]], batch_size=args.batch_size)["ents_f"]
+        """The dev F of the test figure's kind: the pipeline on its tokenization of the text."""
+        candidate = spacy.load(path)
+        scored = candidate.evaluate(text_examples(candidate, splits["dev"]), batch_size=args.batch_size)["ents_f"]
         print(f"  {path}: dev F on spaCy's tokens {scored * 100:.2f}", flush=True)
         return scored
 
-    nlp_blank = spacy.blank("en")
     chosen, candidates = choose_on_dev([Path(c) for c in args.candidates], dev_score=dev_f_on_spacy_tokens) if args.candidates else (None, [])
     model_dir = out / "model"
     if not args.skip_train:
@@ -191,11 +197,11 @@ def main() -> None:
         best = chosen
     nlp = spacy.load(best)
     if args.dev_only:
-        dev_scores = nlp.evaluate([Example(nlp.make_doc(d.text), d) for d in splits["dev"]], batch_size=args.batch_size)
+        dev_scores = nlp.evaluate(text_examples(nlp, splits["dev"]), batch_size=args.batch_size)
         print(f"DEV (CoNLL-2003 testa, model selection only; test not scored): F {dev_scores['ents_f'] * 100:.2f}")
         return
     test_docs = splits["test"]
-    examples = [Example(nlp.make_doc(d.text), d) for d in test_docs]
+    examples = text_examples(nlp, test_docs)
     scores = nlp.evaluate(examples, batch_size=args.batch_size)
     print(f"\nTEST (CoNLL-2003 testb, {len(test_docs)} documents) entity scores, spaCy scorer:")
     print(f"  overall  P {scores['ents_p'] * 100:.2f}  R {scores['ents_r'] * 100:.2f}  F {scores['ents_f'] * 100:.2f}")
@@ -206,7 +212,7 @@ def main() -> None:
     # some of them ("1996-08-30", "all-rounder"), and a boundary it moves is an error above
     gold_scores = nlp.evaluate(gold_token_examples(nlp, test_docs), batch_size=args.batch_size)
     print(f"  on the gold tokens (as published CoNLL figures): P {gold_scores['ents_p'] * 100:.2f}  R {gold_scores['ents_r'] * 100:.2f}  F {gold_scores['ents_f'] * 100:.2f}")
-    dev_scores = nlp.evaluate([Example(nlp.make_doc(d.text), d) for d in splits["dev"]], batch_size=args.batch_size)
+    dev_scores = nlp.evaluate(text_examples(nlp, splits["dev"]), batch_size=args.batch_size)
     dev_gold = nlp.evaluate(gold_token_examples(nlp, splits["dev"]), batch_size=args.batch_size)
     print(f"DEV (CoNLL-2003 testa, used for model selection): F {dev_scores['ents_f'] * 100:.2f}, on the gold tokens {dev_gold['ents_f'] * 100:.2f}")
     kept = ("ents_p", "ents_r", "ents_f", "ents_per_type")
@@ -231,7 +237,7 @@ def main() -> None:
     st_nlp = spacy_transformers_pipeline(
         str(embedded_model_path()),
         ["ner"],
-        lambda nlp: [Example(nlp.make_doc(d.text), d) for d in splits["train"][:50]],
+        lambda nlp: text_examples(nlp, splits["train"][:50]),
     )
     theirs = time_pipe(st_nlp, texts, args.batch_size, args.repeats)
 

@@ -51,7 +51,8 @@ def conll_ner(file: str = "conll_ner") -> str:
     if "test_scores_gold_tokens" in f:
         g = f["test_scores_gold_tokens"]
         rows.append(f"| overall, on the gold tokens (as CoNLL figures are published) | {pct(g['ents_p'])} | {pct(g['ents_r'])} | **{pct(g['ents_f'])}** |")
-    rescored = any("dev_ents_f_logged" in c for c in f.get("candidates", []))
+    candidates = f.get("candidates", [])
+    rescored = any("dev_ents_f_logged" in c for c in candidates)
     if "dev_f_gold_tokens" in f and rescored:
         rows.append(f"| dev (model selection) | | | {pct(f['dev_f'])} |")
         rows.append(f"| dev, on the gold tokens | | | {pct(f['dev_f_gold_tokens'])} |")
@@ -69,17 +70,15 @@ def conll_ner(file: str = "conll_ner") -> str:
             f"| spacy-transformers `transformer` + `ner`, same encoder | {wps['spacy_transformers']:,.0f} |\n"
             f"| ratio | **{f['ratio']:.2f}x** |\n"
         )
-    candidates = f.get("candidates", [])
-    if any("dev_ents_f_logged" in c for c in candidates):
-        text += "\n| candidate (selected on dev only) | training command | model-best at step | dev F, spaCy's tokens (selection) | dev F logged by `spacy train` |\n| --- | --- | --- | --- | --- |\n"
+    if candidates:
+        # rescored candidates show the dev F the choice was made on and the one spacy train logged
+        dev_columns = ["dev F, spaCy's tokens (selection)", "dev F logged by `spacy train`"] if rescored else ["dev F"]
+        columns = ["candidate (selected on dev only)", "training command", "model-best at step", *dev_columns]
+        text += "\n| " + " | ".join(columns) + " |\n" + "| --- " * len(columns) + "|\n"
         for c in candidates:
+            dev = [pct(c["dev_ents_f"])] + ([pct(c["dev_ents_f_logged"])] if rescored else [])
             name = f"**{c['name']}** (chosen)" if c["chosen"] else c["name"]
-            text += f"| {name} | `{c['command']}` | {c['best_step']:,} | {pct(c['dev_ents_f'])} | {pct(c['dev_ents_f_logged'])} |\n"
-    elif candidates:
-        text += "\n| candidate (selected on dev only) | training command | model-best at step | dev F |\n| --- | --- | --- | --- |\n"
-        for c in candidates:
-            name = f"**{c['name']}** (chosen)" if c["chosen"] else c["name"]
-            text += f"| {name} | `{c['command']}` | {c['best_step']:,} | {pct(c['dev_ents_f'])} |\n"
+            text += "| " + " | ".join([name, f"`{c['command']}`", f"{c['best_step']:,}", *dev]) + " |\n"
     return text + source_line(r)
 
 
