@@ -88,7 +88,7 @@ def _encoder_calls(nlp, monkeypatch, text=LONG_TEXT):
     return seen["windows"], seen["calls"]
 
 
-def test_issue15_encoder_window_stride_batch_take_effect(ner_path, monkeypatch):
+def test_encoder_window_stride_batch_take_effect(ner_path, monkeypatch):
     saved = spacy.load(ner_path)
     windows, calls = _encoder_calls(saved, monkeypatch)
     assert windows > 4 and calls >= 1
@@ -103,7 +103,7 @@ def test_issue15_encoder_window_stride_batch_take_effect(ner_path, monkeypatch):
     assert spacy.load(ner_path).get_pipe("bertprod_ner").model.get_ref("encoder").attrs["window"] == 16
 
 
-def test_issue15_encoder_pooling_and_case_scale_take_effect(ner_path):
+def test_encoder_pooling_and_case_scale_take_effect(ner_path):
     saved = spacy.load(ner_path)
     mean = spacy.load(ner_path, config={f"{NER}.encoder.pooling": "mean"})
     assert mean.get_pipe("bertprod_ner").model.get_ref("encoder").attrs["pooling"] == "mean"
@@ -114,7 +114,7 @@ def test_issue15_encoder_pooling_and_case_scale_take_effect(ner_path):
     assert not np.allclose(_ner_probs(scaled), _ner_probs(saved))
 
 
-def test_issue15_settings_the_weights_cannot_follow_raise(ner_path, tmp_path):
+def test_settings_the_weights_cannot_follow_raise(ner_path, tmp_path):
     from conftest import build_tiny_bert
 
     other = str(build_tiny_bert(tmp_path / "other", seed=1))
@@ -129,13 +129,13 @@ def test_issue15_settings_the_weights_cannot_follow_raise(ner_path, tmp_path):
         spacy.load(ner_path, config={f"{NER}.encoder.window": 256, f"{NER}.encoder.stride": 128, f"{NER}.encoder.max_batch_wordpieces": 1024})
 
 
-def test_issue15_ner_spans_key(ner_path):
+def test_ner_spans_key(ner_path):
     nlp = spacy.load(ner_path, config={"components.bertprod_ner.spans_key": "entities"})
     doc = nlp(TRAIN_DATA[0][0])
     assert "entities" in doc.spans and "bertprod_ner" not in doc.spans
 
 
-def test_issue15_textcat_thresholds(textcat_path):
+def test_textcat_thresholds(textcat_path):
     text = TRAIN_DATA[0][0]
     saved = spacy.load(textcat_path)
     probs = saved(text).cats
@@ -151,7 +151,7 @@ def test_issue15_textcat_thresholds(textcat_path):
         spacy.load(textcat_path, config={f"{TEXTCAT}.exclusive_classes": True})
 
 
-def test_issue15_textcat_pooling(textcat_path):
+def test_textcat_pooling(textcat_path):
     text = TRAIN_DATA[0][0]
     saved = spacy.load(textcat_path)
     mean = spacy.load(textcat_path, config={f"{TEXTCAT}.model.pooling": "mean"})
@@ -164,7 +164,7 @@ def _qa_doc(nlp, questions=None, context=CONTEXT):
     return nlp(doc)
 
 
-def test_issue15_qa_settings(qa_path):
+def test_qa_settings(qa_path):
     def answers(nlp, questions=None, key="bertprod_qa"):
         doc = _qa_doc(nlp, questions)
         group = doc.spans[key]
@@ -186,7 +186,7 @@ def test_issue15_qa_settings(qa_path):
     assert keyed == saved
 
 
-def test_issue15_qa_model_settings(qa_path, monkeypatch):
+def test_qa_model_settings(qa_path, monkeypatch):
     def windows(nlp, question, context=CONTEXT):
         seen = []
         encode = encoder_module.encode_sequences
@@ -211,7 +211,7 @@ def test_issue15_qa_model_settings(qa_path, monkeypatch):
     assert 1 < len(overlap) < len(windows(spacy.load(qa_path), QUESTION, LONG_TEXT))
 
 
-def test_issue15_runtime_changes_survive_a_plain_load(qa_path, tmp_path):
+def test_runtime_changes_survive_a_plain_load(qa_path, tmp_path):
     """The config wins where it was overridden; a setting the component
     changed itself (a calibrated null threshold) is kept by a load that does
     not override it."""

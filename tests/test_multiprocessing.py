@@ -88,7 +88,7 @@ def _docs(nlp):
 
 
 @pytest.mark.parametrize("method", ["spawn", "fork"])
-def test_issue15_n_process_with_each_component(pipeline_path, method):
+def test_n_process_with_each_component(pipeline_path, method):
     """Under spawn, every pipeline failed: the span extensions' getters were
     lambdas ("Can't pickle local object '_getter.<locals>.<lambda>'"). Under
     fork, a worker hung in its first torch op once the parent had run the
@@ -103,7 +103,7 @@ def test_issue15_n_process_with_each_component(pipeline_path, method):
         assert row == pytest.approx(expected_row, rel=1e-5)
 
 
-def test_issue15_spawn_without_bertprod_components():
+def test_spawn_without_bertprod_components():
     """A pipeline without bertprod components failed under spawn too, once
     spacy_bertprod was imported (its extensions are global)."""
     import spacy_bertprod.pipeline.extensions  # noqa: F401

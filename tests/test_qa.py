@@ -202,7 +202,7 @@ def test_hf_export_gives_the_same_logits(trained, tmp_path):
     np.testing.assert_allclose(out.end_logits[0, [0] + ctx].numpy(), scores.windows[0].end_logits, rtol=1e-4, atol=1e-4)
 
 
-def test_issue15_a_string_is_one_question(trained):
+def test_a_string_is_one_question(trained):
     """`doc._.questions = "Where?"` was read character by character, with a
     space it raised a misleading E018, and 42 a raw TypeError."""
     nlp, qa, _ = trained
@@ -228,7 +228,7 @@ def test_issue15_a_string_is_one_question(trained):
     assert single.cfg["questions"] == ["Where?"]
 
 
-def test_issue15_top_k_error_names_its_setting(trained):
+def test_top_k_error_names_its_setting(trained):
     """The top_k error called it an "encoder setting" (one code served 17
     unrelated settings)."""
     nlp, qa, _ = trained
@@ -256,7 +256,7 @@ def _crafted_scores(qa, text, start, end):
     return QAScores(offsets=offsets, windows=[QAWindow(0, len(offsets), *logits)])
 
 
-def test_issue15_top_k_merges_candidates_of_one_span(trained, monkeypatch):
+def test_top_k_merges_candidates_of_one_span(trained, monkeypatch):
     """Candidates snapping to the same token span (the wordpieces of
     "México") came back as several identical spans, all with the last
     candidate's score."""
@@ -287,7 +287,7 @@ def test_issue15_top_k_merges_candidates_of_one_span(trained, monkeypatch):
     assert group.attrs["scores"] == got == [s._.bertprod_score for s in group]
 
 
-def test_issue15_answer_chars_stay_a_tuple(trained):
+def test_answer_chars_stay_a_tuple(trained):
     """`bertprod_answer_chars` came back as a list after `Doc.to_bytes` (and
     `n_process`, see test_multiprocessing.py)."""
     from spacy.tokens import Doc

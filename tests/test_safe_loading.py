@@ -58,7 +58,7 @@ def _transformer_state(model_file: Path) -> dict:
 
 
 @pytest.mark.parametrize("size", ["empty", "truncated"])
-def test_issue15_damaged_model_file_fails_at_load_naming_it(damaged, size):
+def test_damaged_model_file_fails_at_load_naming_it(damaged, size):
     model_file = damaged / "bertprod_ner" / "model"
     data = model_file.read_bytes()
     model_file.write_bytes(b"" if size == "empty" else data[: len(data) // 2])
@@ -66,7 +66,7 @@ def test_issue15_damaged_model_file_fails_at_load_naming_it(damaged, size):
         spacy.load(damaged)
 
 
-def test_issue15_corrupt_tokenizer_json_fails_at_load_naming_the_file(damaged):
+def test_corrupt_tokenizer_json_fails_at_load_naming_the_file(damaged):
     model_file = damaged / "bertprod_ner" / "model"
     msg = srsly.msgpack_loads(model_file.read_bytes())
     (index,) = [i for i, attrs in enumerate(msg["attrs"]) if "tokenizer" in attrs]
@@ -78,7 +78,7 @@ def test_issue15_corrupt_tokenizer_json_fails_at_load_naming_the_file(damaged):
         spacy.load(damaged)
 
 
-def test_issue15_damaged_transformer_weights_fail_at_load_naming_the_file(damaged):
+def test_damaged_transformer_weights_fail_at_load_naming_the_file(damaged):
     model_file = damaged / "bertprod_ner" / "model"
 
     def truncate(module):
@@ -89,14 +89,14 @@ def test_issue15_damaged_transformer_weights_fail_at_load_naming_the_file(damage
         spacy.load(damaged)
 
 
-def test_issue15_missing_cfg_fails_at_load_not_at_first_doc(damaged):
+def test_missing_cfg_fails_at_load_not_at_first_doc(damaged):
     (damaged / "bertprod_ner" / "cfg").unlink()
     with pytest.raises(ValueError, match=rf"\[E046\] The folder of component 'bertprod_ner' has no 'cfg' file \({re.escape(str(damaged / 'bertprod_ner' / 'cfg'))}\)"):
         spacy.load(damaged)
 
 
 @pytest.mark.parametrize("change", [-1, 1])
-def test_issue15_ner_labels_edited_in_cfg_fail_at_load(damaged, change):
+def test_ner_labels_edited_in_cfg_fail_at_load(damaged, change):
     cfg_file = damaged / "bertprod_ner" / "cfg"
     cfg = srsly.read_json(cfg_file)
     cfg["labels"] = cfg["labels"][:-1] if change < 0 else cfg["labels"] + ["MISC"]
@@ -106,7 +106,7 @@ def test_issue15_ner_labels_edited_in_cfg_fail_at_load(damaged, change):
         spacy.load(damaged)
 
 
-def test_issue15_textcat_labels_edited_in_cfg_fail_at_load(tiny_bert, tmp_path):
+def test_textcat_labels_edited_in_cfg_fail_at_load(tiny_bert, tmp_path):
     nlp = spacy.blank("en")
     encoder = {"name": tiny_bert, "window": 16, "stride": 8, "max_batch_wordpieces": 256}
     nlp.add_pipe("bertprod_textcat", config={"model": {"encoder": encoder}})
@@ -122,7 +122,7 @@ def test_issue15_textcat_labels_edited_in_cfg_fail_at_load(tiny_bert, tmp_path):
 
 
 @pytest.mark.parametrize("filename", ["model.safetensors", "tokenizer.json"])
-def test_issue15_damaged_local_model_file_fails_at_initialize_naming_it(tmp_path, filename):
+def test_damaged_local_model_file_fails_at_initialize_naming_it(tmp_path, filename):
     model_dir = build_tiny_bert(tmp_path / "model")
     damaged_file = model_dir / filename
     data = damaged_file.read_bytes()
@@ -147,7 +147,7 @@ def _probs(nlp):
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch int8
-def test_issue15_int8_weights_are_plain_tensors_and_round_trip_exactly(ner_path, tmp_path):
+def test_int8_weights_are_plain_tensors_and_round_trip_exactly(ner_path, tmp_path):
     import torch
     from safetensors.torch import load
 
@@ -176,7 +176,7 @@ class _Exploit:
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch int8
-def test_issue15_malicious_int8_pickle_is_refused_and_never_run(ner_path, tmp_path):
+def test_malicious_int8_pickle_is_refused_and_never_run(ner_path, tmp_path):
     import io
 
     import torch
@@ -198,7 +198,7 @@ def test_issue15_malicious_int8_pickle_is_refused_and_never_run(ner_path, tmp_pa
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")  # torch int8
-def test_issue15_int8_folder_of_the_old_pickle_format_is_refused(ner_path, tmp_path):
+def test_int8_folder_of_the_old_pickle_format_is_refused(ner_path, tmp_path):
     """A genuine int8 folder written by the old code (state dict through
     torch.save) is refused too: the loader cannot tell it from a malicious one
     without unpickling it."""
@@ -221,21 +221,21 @@ def test_issue15_int8_folder_of_the_old_pickle_format_is_refused(ner_path, tmp_p
         spacy.load(tmp_path)
 
 
-def test_issue15_nothing_in_the_package_unpickles():
+def test_nothing_in_the_package_unpickles():
     unpickling = r"torch\.(load|save)\(|import (c?pickle|dill|joblib|cloudpickle)\b|pickle\.loads?\(|weights_only\s*=\s*False|allow_pickle\s*=\s*True"
     pattern = re.compile(unpickling)
     found = [f"{path.name}:{i}: {line.strip()}" for path in sorted(PACKAGE.rglob("*.py")) for i, line in enumerate(path.read_text(encoding="utf8").splitlines(), 1) if pattern.search(line)]
     assert found == []
 
 
-def test_issue15_onnx_pipeline_without_onnxruntime_fails_at_load(ner_path, monkeypatch):
+def test_onnx_pipeline_without_onnxruntime_fails_at_load(ner_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     override = {"components": {"bertprod_ner": {"model": {"encoder": {"backend": "onnx"}}}}}
     with pytest.raises(ImportError, match=r"\[E028\].*spacy-bertprod\[onnx\]"):
         spacy.load(ner_path, config=override)
 
 
-def test_issue15_missing_onnx_at_export_is_e024(ner_path, monkeypatch):
+def test_missing_onnx_at_export_is_e024(ner_path, monkeypatch):
     from spacy_bertprod.compression.onnx_export import export_onnx
     from spacy_bertprod.layers.transformer import hf_module
 

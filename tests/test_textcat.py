@@ -181,7 +181,7 @@ def test_shared_encoder_runs_transformer_once(tiny_bert, tmp_path):
 
 
 @pytest.mark.parametrize("exclusive", [True, False])
-def test_issue15_unlabelled_examples_teach_nothing(tiny_bert, exclusive):
+def test_unlabelled_examples_teach_nothing(tiny_bert, exclusive):
     """An example without gold cats passed E014 and its gradient (the
     probabilities themselves, against an all-zero truth) flattened an
     exclusive model while it reported loss 0.0."""
