@@ -393,6 +393,7 @@ class Errors(metaclass=ErrorsWithCodes):
         "student (--layers, --n-layers or --encoder), or leave it out of the teacher."
     )
     E189 = "Cannot cache the teacher's scores of component '{component}': {why}. Run without the cache (--no-cache-teacher), which runs the teacher at every step."
+    E190 = "Component '{component}' got label_smoothing = {value}: it must be at least 0 and below 0.5 (the share of probability moved from the gold tag to the others; 0 turns it off, 0.1 is usual)."
 
 
 def describe(err: BaseException) -> str:

@@ -130,6 +130,36 @@ def test_missing_annotation_is_ignored_in_loss(trained):
     assert np.all(d_scores[0][2:] == 0) and np.any(d_scores[0][:2] != 0)
 
 
+def test_label_smoothing_moves_the_targets(trained):
+    nlp, _ = trained
+    ner = nlp.get_pipe("bertprod_ner")
+    doc = nlp.make_doc("John Smith works in London.")
+    example = Example(doc, Doc(doc.vocab, words=[t.text for t in doc], spaces=[bool(t.whitespace_) for t in doc], ents=["B-PER", "I-PER", "O", "O", "B-LOC", None]))
+    scores = ner.model.predict([example.predicted])
+    _, plain = ner.get_loss([example], scores)
+    ner.cfg["label_smoothing"] = 0.1
+    try:
+        _, smooth = ner.get_loss([example], scores)
+    finally:
+        ner.cfg["label_smoothing"] = 0.0
+    # d = scores - target: the gold tag's target drops by 0.1, the others' rise by 0.1 / (n - 1)
+    n = len(ner.tag_names)
+    gold = [ner.tag_names.index(tag) for tag in ("B-PER", "L-PER", "O", "O", "U-LOC")]
+    shift = smooth[0][:5] - plain[0][:5]
+    expected = np.full((5, n), -0.1 / (n - 1), dtype="f")
+    expected[np.arange(5), gold] = 0.1
+    assert np.allclose(shift, expected, atol=1e-6)
+    assert np.all(smooth[0][5] == 0)  # a missing tag still teaches nothing
+
+
+def test_label_smoothing_from_the_config_and_refused_out_of_range(tiny_bert):
+    nlp = spacy.blank("en")
+    ner = nlp.add_pipe("bertprod_ner", config={**ner_config(tiny_bert), "label_smoothing": 0.2})
+    assert ner.cfg["label_smoothing"] == 0.2
+    with pytest.raises(ValueError, match=r"\[E190\].*label_smoothing = 0.5"):
+        spacy.blank("en").add_pipe("bertprod_ner", config={**ner_config(tiny_bert), "label_smoothing": 0.5})
+
+
 def test_disk_round_trip_in_fresh_process(tmp_path, tiny_bert):
     import shutil
 

@@ -65,11 +65,12 @@ Decoded = Tuple[List[Tuple[int, int, str]], List[float]]
         "model": DEFAULT_NER_MODEL_CFG,
         "spans_key": "bertprod_ner",
         "scorer": {"@scorers": "spacy.ner_scorer.v1"},
+        "label_smoothing": 0.0,
     },
     default_score_weights={"ents_f": 1.0, "ents_p": 0.0, "ents_r": 0.0, "ents_per_type": None},
 )
-def make_bertprod_ner(nlp: Language, name: str, model: Model, spans_key: str, scorer: Optional[Callable]) -> "BertprodNER":
-    return BertprodNER(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer)
+def make_bertprod_ner(nlp: Language, name: str, model: Model, spans_key: str, scorer: Optional[Callable], label_smoothing: float) -> "BertprodNER":
+    return BertprodNER(nlp.vocab, model, name, spans_key=spans_key, scorer=scorer, label_smoothing=label_smoothing)
 
 
 class BertprodNER(TeacherStudentMixin, ConfigWinsOnLoad, TrainablePipe):
@@ -85,13 +86,16 @@ class BertprodNER(TeacherStudentMixin, ConfigWinsOnLoad, TrainablePipe):
         *,
         spans_key: str = "bertprod_ner",
         scorer: Optional[Callable] = None,
+        label_smoothing: float = 0.0,
     ) -> None:
+        if not 0.0 <= label_smoothing < 0.5:
+            raise ValueError(Errors.E190.format(value=label_smoothing, component=name))
         self.vocab = vocab
         self.model = model
         self.name = name
         self.scorer = scorer
-        self.cfg: Dict[str, Any] = {"labels": [], "spans_key": spans_key}
-        self.keep_settings({"spans_key": spans_key})
+        self.cfg: Dict[str, Any] = {"labels": [], "spans_key": spans_key, "label_smoothing": label_smoothing}
+        self.keep_settings({"spans_key": spans_key, "label_smoothing": label_smoothing})
         self._constraints = None
 
     @property
@@ -207,7 +211,8 @@ class BertprodNER(TeacherStudentMixin, ConfigWinsOnLoad, TrainablePipe):
                     raise ValueError(Errors.E007.format(label=tag.split("-", 1)[1], component=self.name, labels=list(self.labels)))
                 gold.append(tag)
             truths.append(gold)
-        loss_func = SequenceCategoricalCrossentropy(names=self.tag_names, normalize=False, missing_value=None)
+        smoothing = float(self.cfg.get("label_smoothing", 0.0))
+        loss_func = SequenceCategoricalCrossentropy(names=self.tag_names, normalize=False, missing_value=None, label_smoothing=smoothing)
         # thinc types the truths without the `missing_value` (None) it accepts
         d_scores, loss = loss_func(scores, truths)  # type: ignore[arg-type]
         if self.model.ops.xp.isnan(loss):
