@@ -429,6 +429,24 @@ def cnn_race_table(f: Dict[str, Any]) -> str:
     return text
 
 
+def onnx_session(file: str = "onnx_session") -> str:
+    """bench/onnx_session.py: ONNX Runtime session settings on the recorded encoder calls."""
+    r = load(file)
+    f = r["figures"]
+    rows = [
+        f"| session setting ({f['threads']} intra-op threads) | run s: median (min-max) of {f['repeats']} | vs the default | session creation s | peak RSS MB |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for row in f["rows"]:
+        rows.append(f"| {row['setting']} | {spread_cell(row['run_s'])} | {row['vs_default']:.2f}x | {row['create_s']['median']:.2f} | {row['peak_rss_mb']['median']:.0f} |")
+    rows.append("")
+    rows.append(
+        f"{f['documents']} CoNLL-2003 test documents ({f['words']:,} words), `nlp.pipe(batch_size={f['batch_size']})`: {f['encoder_calls']} encoder calls, "
+        f"replayed in a new process per setting and repeat; end to end {f['end_to_end_s']:.2f} s, of which {f['session_share']:.0%} in the session."
+    )
+    return "\n".join(rows) + "\n" + source_line(r)
+
+
 def cnn_race(file: str = "cnn_race") -> str:
     """bench/cnn_race.py: bertprod pipelines against spaCy's CNN NER pipeline."""
     r = load(file)
@@ -458,6 +476,7 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "import_time": import_time,
     "encoder_families": encoder_families,
     "cnn_race": cnn_race,
+    "onnx_session": onnx_session,
 }
 
 
