@@ -442,7 +442,8 @@ def onnx_session(file: str = "onnx_session") -> str:
     rows.append("")
     rows.append(
         f"{f['documents']} CoNLL-2003 test documents ({f['words']:,} words), `nlp.pipe(batch_size={f['batch_size']})`: {f['encoder_calls']} encoder calls, "
-        f"replayed in a new process per setting and repeat; end to end {f['end_to_end_s']:.2f} s, of which {f['session_share']:.0%} in the session."
+        f"replayed in a new process per setting and repeat ({f['padding_share']:.1%} of their {f['positions']:,} positions are padding); "
+        f"end to end {f['end_to_end_s']:.2f} s, of which {f['session_share']:.0%} in the session."
     )
     return "\n".join(rows) + "\n" + source_line(r)
 
