@@ -10,14 +10,17 @@ matching is involved.
 from typing import Tuple
 
 import numpy as np
+from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc
 
 
 def token_char_spans(doc: Doc) -> Tuple[np.ndarray, np.ndarray]:
-    """Start and end character of every token (end excludes trailing space)."""
-    starts = np.fromiter((t.idx for t in doc), dtype="int64", count=len(doc))
-    lengths = np.fromiter((len(t) for t in doc), dtype="int64", count=len(doc))
-    return starts, starts + lengths
+    """Start and end character of every token (end excludes trailing space),
+    read as an array: a Token object per token cost more than the alignment."""
+    if not len(doc):
+        return np.zeros(0, dtype="int64"), np.zeros(0, dtype="int64")
+    spans = doc.to_array([IDX, LENGTH]).astype("int64").reshape(-1, 2)
+    return spans[:, 0], spans[:, 0] + spans[:, 1]
 
 
 def align_wordpieces(doc: Doc, offsets: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:

@@ -132,13 +132,15 @@ def plan_windows(
     ([CLS] and [SEP] included) `stride` apart; each token is read from one
     window, by its first wordpiece (`first_only`) or all of them."""
     content = window - 2
-    encoded = tokenizer.offsets_and_ids([doc.text for doc in docs])
+    # Doc.text makes a Token object per token: read it once a doc
+    texts = [doc.text for doc in docs]
+    encoded = tokenizer.offsets_and_ids(texts)
     windows: List[np.ndarray] = []
     # token type (casing class) of each window's wordpieces, with input_casing
     window_types: Optional[List[np.ndarray]] = [] if input_casing else None
     token_window, token_pos, token_len, doc_lengths = [], [], [], []
     doc_windows: List[Tuple[int, int]] = []
-    for doc, (ids, offsets) in zip(docs, encoded):
+    for doc, text, (ids, offsets) in zip(docs, texts, encoded):
         wp_start, wp_end = align_wordpieces(doc, offsets)
         bounds = window_bounds(len(ids), content, stride)
         win, start, end = assign_tokens(wp_start, wp_end, bounds, len(ids))
@@ -151,7 +153,7 @@ def plan_windows(
         token_len.append(np.where(has, 1 if first_only else end - start, 0))
         windows.extend(ids[s:e] for s, e in bounds)
         if window_types is not None:
-            cases = wordpiece_case_ids(doc.text, offsets)
+            cases = wordpiece_case_ids(text, offsets)
             window_types.extend(cases[s:e] for s, e in bounds)
         doc_lengths.append(len(doc))
 
