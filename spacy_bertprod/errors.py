@@ -394,6 +394,15 @@ class Errors(metaclass=ErrorsWithCodes):
     )
     E189 = "Cannot cache the teacher's scores of component '{component}': {why}. Run without the cache (--no-cache-teacher), which runs the teacher at every step."
     E190 = "Component '{component}' got label_smoothing = {value}: it must be at least 0 and below 0.5 (the share of probability moved from the gold tag to the others; 0 turns it off, 0.1 is usual)."
+    E191 = (
+        "Cannot set a wordpiece table of shape {shape}: the layer takes one row per wordpiece of its tokenizer ({rows}) "
+        "and {width} columns. Make it with `table_from_embeddings(weights, dims={width})` from the same encoder as the tokenizer."
+    )
+    E192 = "Cannot reduce an embedding table of width {width} to {dims} columns: ask for 1 to {width}."
+    E193 = (
+        "The wordpiece vectors layer has no table: it is set from a pretrained encoder before the model is initialised "
+        "(`bertprod distill --student cnn --cnn-wordpiece-dims N` does it from the teacher; in code, `set_wordpiece_table`)."
+    )
 
 
 def describe(err: BaseException) -> str:

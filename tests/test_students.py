@@ -14,6 +14,8 @@ from test_lean import run_without_torch
 from conftest import TRAIN_DATA, cats_examples, make_examples
 from spacy_bertprod.compression.pipelines import onnx_path, quantize_path
 from spacy_bertprod.layers.encoder import bertprod_encoders
+from spacy_bertprod.layers.transformer import hf_module
+from spacy_bertprod.layers.wordpiece_vectors import set_wordpiece_table, table_from_embeddings, wordpiece_vectors
 from spacy_bertprod.training.distiller import distill
 from spacy_bertprod.training.students import CnnSettings, make_cnn_student
 
@@ -99,7 +101,7 @@ def test_distill_cli_cnn_student(trained_ner_path, tmp_path):
     encoder = student.config["components"]["bertprod_ner"]["model"]["encoder"]
     assert encoder["encode"] == {"@architectures": "spacy.MaxoutWindowEncoder.v2", "width": 16, "depth": 2, "window_size": 2, "maxout_pieces": 3}
     info = student.meta["bertprod"]["distillation"]
-    assert info["cnn"] == {"width": 16, "depth": 2, "embed_rows": 200, "window_size": 2} and "teacher_cache" in info
+    assert info["cnn"] == {"width": 16, "depth": 2, "embed_rows": 200, "window_size": 2, "wordpiece_dims": 0} and "teacher_cache" in info
     out = bertprod("distill", trained_ner_path, tmp_path / "live", *args, *cnn, "--no-cache-teacher")
     assert "teacher scores cached" not in out
     assert "teacher_cache" not in spacy.load(tmp_path / "live" / "model-last").meta["bertprod"]["distillation"]
@@ -111,5 +113,72 @@ def test_distill_cli_cnn_student(trained_ner_path, tmp_path):
     assert "✘ [E186] Cannot distil as asked: a cache file keeps the teacher cache" in out
     out = bertprod("distill", trained_ner_path, tmp_path / "bad", *args, *cnn, "--hidden-weight", "0.5", exit_code=1)
     assert "✘ [E187]" in out
+    out = bertprod("distill", trained_ner_path, tmp_path / "bad", *args, "--cnn-wordpiece-dims", "8", "--cnn-depth", "2", exit_code=1)
+    assert "✘ [E186] Cannot distil as asked: --cnn-depth, --cnn-wordpiece-dims only shape a CNN student" in " ".join(out.split())
     for extra in (("--student", "lstm"), ("--student", "cnn", "--n-layers", "1")):
         assert "✘ [E186] Cannot distil as asked: " in bertprod("distill", trained_ner_path, tmp_path / "bad", *args, *extra, exit_code=1)
+
+
+# -- static wordpiece vectors -----------------------------------------------------
+def _holder(teacher):
+    return bertprod_encoders(teacher)["bertprod_ner"].attrs["tokenizer"]
+
+
+def test_wordpiece_vectors_are_the_mean_of_each_words_pieces(teacher):
+    holder = _holder(teacher)
+    rows = holder.tokenizer.get_vocab_size()
+    table = np.random.default_rng(0).normal(size=(rows, 6)).astype("f")
+    layer = wordpiece_vectors(6)
+    set_wordpiece_table(layer, holder, table)
+    layer.initialize()
+    words = ["Kwazulu", "Natal", "hosted", "unbelievably", "x"]
+    doc = teacher.make_doc(" ".join(words[:2]) + "  " + " ".join(words[2:]))  # the double space is a token of its own
+    (vectors,) = layer.predict([doc])
+    assert [t.text for t in doc] == ["Kwazulu", "Natal", " ", "hosted", "unbelievably", "x"]
+    pieces = [holder.tokenizer.encode(w, add_special_tokens=False).ids for w in words]
+    assert any(len(p) > 1 for p in pieces)  # some words are several pieces
+    expected = [table[p].mean(axis=0) for p in pieces]
+    expected.insert(2, np.zeros(6, dtype="f"))  # a space has no wordpiece
+    np.testing.assert_allclose(vectors, np.stack(expected), atol=1e-5)
+    assert layer.predict([teacher.make_doc("")])[0].shape == (0, 6)
+
+
+def test_wordpiece_table_is_the_embeddings_principal_components_and_checked():
+    rng = np.random.default_rng(1)
+    weights = rng.normal(size=(500, 12)) * np.linspace(5, 0.1, 12)  # column 0 varies most
+    table = table_from_embeddings(weights, 3)
+    assert table.shape == (500, 3) and table.dtype == np.float32
+    np.testing.assert_allclose(table.std(axis=0), 1.0, atol=1e-4)
+    centred = weights - weights.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    for i in range(3):  # the same directions as an SVD's, up to sign
+        assert abs(np.corrcoef(table[:, i], centred @ vt[i])[0, 1]) > 0.999
+    with pytest.raises(ValueError, match="E192"):
+        table_from_embeddings(weights, 13)
+    with pytest.raises(ValueError, match="E193"):
+        wordpiece_vectors(3).initialize()
+
+
+def test_cnn_student_with_wordpiece_vectors_keeps_the_teachers_table_frozen_and_round_trips(teacher, tmp_path):
+    gold = make_examples(teacher)
+    settings = CnnSettings(width=16, depth=1, embed_rows=100, wordpiece_dims=8)
+    student = make_cnn_student(teacher, settings, lambda: gold)
+    embed = student.config["components"]["bertprod_ner"]["model"]["encoder"]["embed"]
+    assert embed["@architectures"] == "bertprod.WordpieceHashEmbed.v1" and embed["wordpiece_dims"] == 8
+    (layer,) = [node for node in student.get_pipe("bertprod_ner").model.walk() if node.name == "bertprod_wordpiece_vectors"]
+    weights = hf_module(bertprod_encoders(teacher)["bertprod_ner"]).get_input_embeddings().weight.detach().numpy()
+    np.testing.assert_allclose(layer.get_param("E"), table_from_embeddings(weights, 8), atol=1e-5)
+    with pytest.raises(ValueError, match="E191"):
+        set_wordpiece_table(layer, _holder(teacher), np.zeros((5, 8), dtype="f"))
+    table = layer.get_param("E").copy()
+    distill(teacher, student, gold, gold, output=tmp_path, steps=20, batch_words=100, learn_rate=1e-2, eval_every=10, cache_teacher_scores=True, log=lambda _: None)
+    np.testing.assert_array_equal(layer.get_param("E"), table)  # frozen: no update moved it
+    expected = [[(e.start, e.end, e.label_) for e in doc.ents] for doc in student.pipe(TEXTS)]
+    loaded = spacy.load(tmp_path / "model-last")
+    (saved,) = [node for node in loaded.get_pipe("bertprod_ner").model.walk() if node.name == "bertprod_wordpiece_vectors"]
+    np.testing.assert_array_equal(saved.get_param("E"), table)
+    assert saved.attrs["tokenizer"].tokenizer.to_str() == _holder(teacher).tokenizer.to_str()
+    out = run_without_torch(TAG, tmp_path, str(tmp_path / "model-last"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["loaded"] == [] and [[tuple(e) for e in doc] for doc in got["ents"]] == expected

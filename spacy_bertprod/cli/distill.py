@@ -5,7 +5,7 @@ asked for and reports."""
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import spacy
 from spacy.cli._util import Arg, Opt, setup_gpu
@@ -51,11 +51,15 @@ def _in_corpus(corpus: Optional[Path], split: str) -> Optional[Path]:
 
 
 STUDENTS = ("cnn",)
+CNN_FLAGS = {"--cnn-width": "width", "--cnn-depth": "depth", "--cnn-embed-rows": "embed_rows", "--cnn-window": "window_size", "--cnn-wordpiece-dims": "wordpiece_dims"}
 
 
-def check_student(kind: Optional[str], layers: Optional[str], n_layers: Optional[int], encoder: Optional[str]) -> bool:
-    """Whether `--student` asks for a CNN student (alone: E186)."""
+def check_student(kind: Optional[str], layers: Optional[str], n_layers: Optional[int], encoder: Optional[str], cnn_flags: Sequence[str] = ()) -> bool:
+    """Whether `--student` asks for a CNN student (alone: E186); `cnn_flags`
+    are the --cnn-* options given, refused without it."""
     if kind is None:
+        if cnn_flags:
+            raise ValueError(Errors.E186.format(why=f"{', '.join(cnn_flags)} only shape a CNN student: add `--student cnn`, or leave them out"))
         return False
     if kind not in STUDENTS:
         raise ValueError(Errors.E186.format(why=f"--student takes {', '.join(STUDENTS)}, not {kind!r}"))
@@ -82,6 +86,7 @@ def distill_cli(
     cnn_depth: int = Opt(CnnSettings.depth, "--cnn-depth", help="CNN student: MaxoutWindowEncoder layers"),
     cnn_embed_rows: int = Opt(CnnSettings.embed_rows, "--cnn-embed-rows", help="CNN student: hash embedding rows for NORM (PREFIX 1/5, SUFFIX and SHAPE 1/2 of it)"),
     cnn_window: int = Opt(CnnSettings.window_size, "--cnn-window", help="CNN student: tokens each side each encoder layer sees"),
+    cnn_wordpiece_dims: int = Opt(CnnSettings.wordpiece_dims, "--cnn-wordpiece-dims", help="CNN student: static wordpiece vectors from the teacher's input embeddings, this many columns (0: off)"),
     cache: Optional[bool] = Opt(None, "--cache-teacher/--no-cache-teacher", help="Score the training texts with the teacher once, first (default: on for --student cnn or --cache-file)"),
     cache_file: Optional[Path] = Opt(None, "--cache-file", help="Keep the teacher cache in this .npz file: read when it holds the same texts and teacher, else written", dir_okay=False),
     steps: int = Opt(1000, "--steps", help="Updates"),
@@ -103,7 +108,9 @@ def distill_cli(
     dev_path = dev_path or _in_corpus(corpus, "dev")
     with coded_errors_exit():
         keep = parse_layers(layers)
-        cnn = check_student(student_kind, layers, n_layers, encoder)
+        cnn_values = {"width": cnn_width, "depth": cnn_depth, "embed_rows": cnn_embed_rows, "window_size": cnn_window, "wordpiece_dims": cnn_wordpiece_dims}
+        changed = [flag for flag, field in CNN_FLAGS.items() if cnn_values[field] != getattr(CnnSettings, field)]
+        cnn = check_student(student_kind, layers, n_layers, encoder, changed)
         teacher = spacy.load(teacher_path)
         train = read_examples(teacher, train_path, train_limit) if train_path else []
         plain = read_examples(teacher, unlabelled_path, train_limit) if unlabelled_path else []
@@ -112,7 +119,7 @@ def distill_cli(
         if not train:
             raise ValueError(Errors.E027)
         if cnn:
-            settings = CnnSettings(width=cnn_width, depth=cnn_depth, embed_rows=cnn_embed_rows, window_size=cnn_window)
+            settings = CnnSettings(**cnn_values)
             student = make_cnn_student(teacher, settings, get_examples=lambda: train)
         else:
             student = make_student(teacher, layers=keep, n_layers=n_layers, encoder=encoder, get_examples=lambda: train)

@@ -4,9 +4,10 @@ changed architecture is added beside it as `vN+1`."""
 
 from typing import List, Optional, Union
 
+from spacy.ml.models.tok2vec import MultiHashEmbed  # spacy.MultiHashEmbed.v2
 from spacy.tokens import Doc
 from spacy.util import registry
-from thinc.api import Dropout, Linear, Model, Softmax_v2, chain, concatenate, expand_window, with_array
+from thinc.api import Dropout, Linear, Maxout, Model, Softmax_v2, chain, concatenate, expand_window, with_array
 from thinc.types import Floats2d
 
 from ..errors import Errors
@@ -16,6 +17,7 @@ from .encoder import build_encoder, is_bertprod_encoder
 from .hf_loader import DEFAULT_MODEL
 from .pooling import doc_pooler, token_mean_pooler
 from .qa_head import build_qa_model
+from .wordpiece_vectors import wordpiece_vectors
 
 # Registered names are frozen from the first release on: each function below
 # is a thin wrapper whose name, arguments and defaults never change once
@@ -99,6 +101,19 @@ def _token_softmax(features: Model, encoder: Model, nO: Optional[int], dropout: 
     model: Model[List[Doc], List[Floats2d]] = chain(features, with_array(chain(dropout_layer, output)))
     model.set_ref("encoder", encoder)
     model.set_ref("output", output)
+    return model
+
+
+@registry.architectures("bertprod.WordpieceHashEmbed.v1")
+def wordpiece_hash_embed_v1(width: int, attrs: List[str], rows: List[int], wordpiece_dims: int) -> Model[List[Doc], List[Floats2d]]:
+    """spaCy's `spacy.MultiHashEmbed.v2` beside static wordpiece vectors
+    (`spacy_bertprod.layers.wordpiece_vectors`: a pretrained encoder's input
+    embeddings, `wordpiece_dims` columns), mixed into `width` by a maxout
+    layer: a CNN token encoder that knows the pieces of words its training
+    text never showed."""
+    hashed = MultiHashEmbed(width=width, attrs=attrs, rows=rows, include_static_vectors=False)
+    mixed = Maxout(nO=width, nI=width + wordpiece_dims, nP=3, dropout=0.0, normalize=True)
+    model: Model[List[Doc], List[Floats2d]] = chain(concatenate(hashed, wordpiece_vectors(wordpiece_dims)), with_array(mixed))
     return model
 
 

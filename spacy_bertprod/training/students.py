@@ -13,7 +13,7 @@ Which components are distilled is decided by the protocol in
 
 import copy
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 from spacy.language import Language
@@ -26,6 +26,8 @@ from ..errors import Errors
 from ..layers.encoder import bertprod_encoders, encoder_blocks, is_count
 from ..layers.int8_state import is_torch_quantized
 from ..layers.transformer import hf_module, set_hf_module
+from ..layers.wordpiece_vectors import LAYER_NAME as WORDPIECE_LAYER
+from ..layers.wordpiece_vectors import set_wordpiece_table, table_from_embeddings
 from ..pipeline.distillation import Distillable, InitializesFromTeacher, TakesTokenEncoder, encoder_of, require_distillable
 
 
@@ -144,12 +146,20 @@ def _student_on_encoder(teacher: Language, name: str, get_examples: Optional[Cal
     return student
 
 
-def _fresh_student(teacher: Language, config: Any, get_examples: Callable[[], Iterable[Example]], fresh: Callable[[str, Any], bool]) -> Language:
+def _fresh_student(
+    teacher: Language,
+    config: Any,
+    get_examples: Callable[[], Iterable[Example]],
+    fresh: Callable[[str, Any], bool],
+    prepare: Callable[[Language], None] = lambda student: None,
+) -> Language:
     """The pipeline of `config` (the teacher's, edited), its `fresh`
     components initialised anew (with the teacher's settings where they
-    implement `InitializesFromTeacher`), the others copied from the teacher."""
+    implement `InitializesFromTeacher`), the others copied from the teacher;
+    `prepare` sees the student before anything is initialised."""
     student = load_model_from_config(config, auto_fill=False, validate=False)
     student.meta.update(copy.deepcopy(teacher.meta))
+    prepare(student)
     for comp_name, component in student.components:
         # spaCy types components as `Callable[[Doc], Doc]`; the checks below
         # ask what else each one is
@@ -172,29 +182,37 @@ class CnnSettings:
     NORM, PREFIX, SUFFIX and SHAPE (`embed_rows` rows for NORM, spaCy's
     proportions for the others) and a MaxoutWindowEncoder of `depth` layers.
     The defaults are the tok2vec of spaCy's own `ner` (width 96, depth 4, rows
-    5000/1000/2500/2500): the student runs the encoder spaCy's CNN pipeline runs."""
+    5000/1000/2500/2500): the student runs the encoder spaCy's CNN pipeline runs.
+    `wordpiece_dims` > 0 adds static wordpiece vectors from the teacher's
+    input embeddings, reduced to that many columns
+    (`bertprod.WordpieceHashEmbed.v1`)."""
 
     width: int = 96
     depth: int = 4
     embed_rows: int = 5000
     window_size: int = 1
+    wordpiece_dims: int = 0
 
     def tok2vec_config(self) -> Dict[str, Any]:
         """The encoder's config block (spaCy's default `ner` tok2vec, sized)."""
-        for setting, minimum in (("width", 1), ("depth", 1), ("embed_rows", 10), ("window_size", 0)):
+        for setting, minimum in (("width", 1), ("depth", 1), ("embed_rows", 10), ("window_size", 0), ("wordpiece_dims", 0)):
             value = getattr(self, setting)
             if not is_count(value, minimum):
                 raise ValueError(Errors.E066.format(setting=f"cnn {setting}", value=value, why=f"it must be a whole number of at least {minimum}"))
         rows = self.embed_rows
+        embed: Dict[str, Any] = {
+            "@architectures": "spacy.MultiHashEmbed.v2",
+            "width": self.width,
+            "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
+            "rows": [rows, max(rows // 5, 1), max(rows // 2, 1), max(rows // 2, 1)],
+            "include_static_vectors": False,
+        }
+        if self.wordpiece_dims:
+            del embed["include_static_vectors"]
+            embed.update({"@architectures": "bertprod.WordpieceHashEmbed.v1", "wordpiece_dims": self.wordpiece_dims})
         return {
             "@architectures": "spacy.Tok2Vec.v2",
-            "embed": {
-                "@architectures": "spacy.MultiHashEmbed.v2",
-                "width": self.width,
-                "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
-                "rows": [rows, max(rows // 5, 1), max(rows // 2, 1), max(rows // 2, 1)],
-                "include_static_vectors": False,
-            },
+            "embed": embed,
             "encode": {"@architectures": "spacy.MaxoutWindowEncoder.v2", "width": self.width, "depth": self.depth, "window_size": self.window_size, "maxout_pieces": 3},
         }
 
@@ -218,7 +236,25 @@ def make_cnn_student(teacher: Language, settings: CnnSettings, get_examples: Cal
         section = config["components"][name]
         section["model"] = pipe.student_model_config(dict(section["model"]), copy.deepcopy(encoder))
         rebuilt.append(name)
-    student = _fresh_student(teacher, config, get_examples, fresh=lambda name, _pipe: name in rebuilt)
+
+    def wordpiece_tables(student: Language) -> None:
+        for name in rebuilt:
+            layers = [node for node in student.get_pipe(name).model.walk() if node.name == WORDPIECE_LAYER]  # type: ignore[attr-defined]
+            if layers:
+                holder, table = teacher_wordpiece_table(teacher.get_pipe(name).model, settings.wordpiece_dims)  # type: ignore[attr-defined]
+                for layer in layers:
+                    set_wordpiece_table(layer, holder, table)
+
+    student = _fresh_student(teacher, config, get_examples, fresh=lambda name, _pipe: name in rebuilt, prepare=wordpiece_tables)
     info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
     info.update({"student": "cnn", "cnn": asdict(settings), "components": rebuilt})
     return student
+
+
+def teacher_wordpiece_table(model: Model, dims: int) -> Tuple[Any, np.ndarray]:
+    """The tokenizer of the teacher's encoder in `model` and its fine-tuned
+    input embeddings reduced to `dims` columns (from its torch weights:
+    `hf_module` refuses an inference-only export, E102)."""
+    encoder = cast(Model, encoder_of(model))  # a rebuilt component has one
+    weights = hf_module(encoder).get_input_embeddings().weight.detach().float().cpu().numpy()
+    return encoder.attrs["tokenizer"], table_from_embeddings(weights, dims)
