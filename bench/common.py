@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -193,6 +194,11 @@ def read_sst2_test(path: Path, nlp) -> list:
     for new, old in zip(fixed, docs):
         new.cats = dict(old.cats)
     return fixed
+
+
+def spread(values: Sequence[float]) -> Dict[str, float]:
+    """The median of repeated measurements with their min and max."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def progress(items: Iterable[T], total: Optional[int] = None, desc: str = "") -> Iterable[T]:

@@ -23,7 +23,6 @@ Quick check that it runs (tiny sizes, no report):
 """
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -35,7 +34,7 @@ import spacy
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import built_in_run, describe, write_report  # noqa: E402
+from common import built_in_run, describe, spread, write_report  # noqa: E402
 
 from spacy_bertprod.compression.onnx_fusion import fused_op_types  # noqa: E402
 from spacy_bertprod.compression.pipelines import onnx_path  # noqa: E402
@@ -139,10 +138,6 @@ def timed(nlp, texts: List[str], batch_size: int) -> float:
     for _ in nlp.pipe(texts, batch_size=batch_size):
         pass
     return time.perf_counter() - start
-
-
-def spread(values: List[float]) -> Dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def bench_family(family: str, root: Path, size: Dict[str, int], corpus: List[str], texts: List[str], args: argparse.Namespace) -> Dict[str, Any]:

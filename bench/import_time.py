@@ -16,7 +16,6 @@ take turns, `--runs` times each; rows are medians with their min-max.
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tarfile
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, write_report  # noqa: E402
+from common import describe, spread, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 #: the last commit whose `import spacy_bertprod` imported torch and spaCy
@@ -67,10 +66,6 @@ def probe(tree: Path, module: str, pre: str = "") -> Dict[str, Any]:
     return result
 
 
-def summary(values: List[float]) -> Dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", default=BEFORE, help="the commit to compare with")
@@ -100,8 +95,8 @@ def main() -> None:
                 "tree": which,
                 "commit": args.before if which == "before" else "this checkout",
                 "module": READ_MODULE[which] if case == "Ray read task" else "spacy_bertprod",
-                "import_s": summary([r["seconds"] for r in got]),
-                "process_wall_s": summary([r["wall"] for r in got]),
+                "import_s": spread([r["seconds"] for r in got]),
+                "process_wall_s": spread([r["wall"] for r in got]),
                 "loaded": got[0]["loaded"],
                 "runs": [round(r["seconds"], 4) for r in got],
             }

@@ -34,7 +34,7 @@ from typing import Any, Dict, List
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import describe, model_provenance, write_report  # noqa: E402
+from common import describe, model_provenance, spread, write_report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT = "default (all, arena, pattern, spinning)"
@@ -89,6 +89,8 @@ def worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     """One setting in this (new) process: create the session, run the calls."""
     import onnxruntime as ort
 
+    from spacy_bertprod.layers.onnx_session import INPUT_NAMES, OUTPUT_NAME
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = spec["threads"]
     options.inter_op_num_threads = 1
@@ -108,18 +110,13 @@ def worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     created = time.perf_counter() - start
     wanted = {i.name for i in session.get_inputs()}
     start = time.perf_counter()
-    for ids, mask, types in calls:
-        feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        session.run(["last_hidden_state"], {k: v for k, v in feed.items() if k in wanted})
+    for call in calls:
+        session.run([OUTPUT_NAME], {k: v for k, v in zip(INPUT_NAMES, call) if k in wanted})
     ran = time.perf_counter() - start
     # VmHWM: this process's own peak (ru_maxrss keeps the parent's across exec)
     status = Path("/proc/self/status").read_text().splitlines()
     peak = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
     return {"create_s": created, "run_s": ran, "peak_rss_mb": peak}
-
-
-def summary(values: List[float]) -> Dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def main() -> None:
@@ -175,15 +172,15 @@ def main() -> None:
     base = statistics.median(r["run_s"] for r in runs[DEFAULT])
     rows = []
     for name, results in runs.items():
-        run_s = summary([r["run_s"] for r in results])
+        run_s = spread([r["run_s"] for r in results])
         rows.append(
             {
                 "setting": name,
                 "options": SETTINGS[name],
                 "run_s": run_s,
                 "vs_default": base / run_s["median"],
-                "create_s": summary([r["create_s"] for r in results]),
-                "peak_rss_mb": summary([r["peak_rss_mb"] for r in results]),
+                "create_s": spread([r["create_s"] for r in results]),
+                "peak_rss_mb": spread([r["peak_rss_mb"] for r in results]),
             }
         )
         print(f"{name:<42} run {run_s['median']:.2f} s ({run_s['min']:.2f}-{run_s['max']:.2f}), {base / run_s['median']:.2f}x the default", flush=True)

@@ -7,11 +7,22 @@ characters it overlaps, so the mapping is exact whatever the normalizer did
 matching is involved.
 """
 
-from typing import Tuple
+from typing import List, Tuple
 
 import numpy as np
 from spacy.attrs import IDX, LENGTH
 from spacy.tokens import Doc
+
+from .tokenizer import TokenizerHolder
+from .types import DocWordpieces
+
+
+def doc_wordpieces(tokenizer: TokenizerHolder, docs: List[Doc]) -> List[DocWordpieces]:
+    """Tokenize `docs` (one batch call) and align each one's wordpieces to
+    its tokens."""
+    texts = [doc.text for doc in docs]
+    encoded = tokenizer.offsets_and_ids(texts)
+    return [DocWordpieces(text, ids, offsets, *align_wordpieces(doc, offsets)) for doc, text, (ids, offsets) in zip(docs, texts, encoded)]
 
 
 def token_char_spans(doc: Doc) -> Tuple[np.ndarray, np.ndarray]:

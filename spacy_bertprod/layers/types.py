@@ -1,11 +1,28 @@
-"""What flows between the encoder's layers: the window plan of a batch of
-docs (tokenizer + windows -> transformer calls and pooling) and the hidden
-states of its windows (transformer -> token or doc pooling)."""
+"""What flows between the encoder's layers: each doc's wordpieces aligned to
+its tokens (tokenizer -> windows, wordpiece vectors), the window plan of a
+batch of docs (tokenizer + windows -> transformer calls and pooling) and the
+hidden states of its windows (transformer -> token or doc pooling)."""
 
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
 import numpy as np
+
+
+@dataclass
+class DocWordpieces:
+    """One doc's wordpieces, special tokens excluded, and the contiguous
+    range of them each spaCy token overlaps
+    (`spacy_bertprod.layers.alignment.doc_wordpieces`)."""
+
+    #: the doc's text, read once (Doc.text makes a Token object per token)
+    text: str
+    #: wordpiece ids and (n, 2) character offsets in `text`
+    ids: np.ndarray
+    offsets: np.ndarray
+    #: per token: its first wordpiece and one past its last (equal: none)
+    starts: np.ndarray
+    ends: np.ndarray
 
 
 @dataclass

@@ -12,7 +12,7 @@ import numpy as np
 from spacy.tokens import Doc
 
 from ..errors import Errors
-from .alignment import align_wordpieces
+from .alignment import doc_wordpieces
 from .casing import wordpiece_case_ids
 from .tokenizer import TokenizerHolder
 from .types import WindowPlan
@@ -132,18 +132,15 @@ def plan_windows(
     ([CLS] and [SEP] included) `stride` apart; each token is read from one
     window, by its first wordpiece (`first_only`) or all of them."""
     content = window - 2
-    # Doc.text makes a Token object per token: read it once a doc
-    texts = [doc.text for doc in docs]
-    encoded = tokenizer.offsets_and_ids(texts)
     windows: List[np.ndarray] = []
     # token type (casing class) of each window's wordpieces, with input_casing
     window_types: Optional[List[np.ndarray]] = [] if input_casing else None
     token_window, token_pos, token_len, doc_lengths = [], [], [], []
     doc_windows: List[Tuple[int, int]] = []
-    for doc, text, (ids, offsets) in zip(docs, texts, encoded):
-        wp_start, wp_end = align_wordpieces(doc, offsets)
+    for doc, pieces in zip(docs, doc_wordpieces(tokenizer, docs)):
+        ids = pieces.ids
         bounds = window_bounds(len(ids), content, stride)
-        win, start, end = assign_tokens(wp_start, wp_end, bounds, len(ids))
+        win, start, end = assign_tokens(pieces.starts, pieces.ends, bounds, len(ids))
         base = len(windows)
         doc_windows.append((base, len(bounds)))
         starts_of = np.array([b[0] for b in bounds] or [0], dtype="int64")
@@ -153,7 +150,7 @@ def plan_windows(
         token_len.append(np.where(has, 1 if first_only else end - start, 0))
         windows.extend(ids[s:e] for s, e in bounds)
         if window_types is not None:
-            cases = wordpiece_case_ids(text, offsets)
+            cases = wordpiece_case_ids(pieces.text, pieces.offsets)
             window_types.extend(cases[s:e] for s, e in bounds)
         doc_lengths.append(len(doc))
 

@@ -23,7 +23,7 @@ from thinc.api import Model
 from thinc.types import Floats2d
 
 from ..errors import Errors
-from .alignment import align_wordpieces
+from .alignment import doc_wordpieces
 from .tokenizer import TokenizerHolder
 
 LAYER_NAME = "bertprod_wordpiece_vectors"
@@ -64,17 +64,13 @@ def _init(model: Model, X=None, Y=None) -> None:
 
 def _forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[List[Floats2d], Callable]:
     table = model.ops.to_numpy(model.get_param("E"))
-    holder: TokenizerHolder = model.attrs["tokenizer"]
-    # Doc.text makes a Token object per token: read once a doc
-    encoded = holder.offsets_and_ids([doc.text for doc in docs])
     out: List[Floats2d] = []
-    for doc, (ids, offsets) in zip(docs, encoded):
-        starts, ends = align_wordpieces(doc, offsets)
+    for pieces in doc_wordpieces(model.attrs["tokenizer"], docs):
         # the mean of each token's [start, end) rows, by cumulative sums
-        sums = np.zeros((len(ids) + 1, table.shape[1]), dtype="float32")
-        np.cumsum(table[ids], axis=0, out=sums[1:])
-        counts = (ends - starts).clip(1)[:, None].astype("float32")
-        out.append(model.ops.asarray2f(cast(Floats2d, (sums[ends] - sums[starts]) / counts)))
+        sums = np.zeros((len(pieces.ids) + 1, table.shape[1]), dtype="float32")
+        np.cumsum(table[pieces.ids], axis=0, out=sums[1:])
+        counts = (pieces.ends - pieces.starts).clip(1)[:, None].astype("float32")
+        out.append(model.ops.asarray2f(cast(Floats2d, (sums[pieces.ends] - sums[pieces.starts]) / counts)))
 
     def backprop(dY: List[Floats2d]) -> List[Doc]:
         return []  # a frozen table: no gradient

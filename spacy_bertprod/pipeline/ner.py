@@ -211,8 +211,7 @@ class BertprodNER(TeacherStudentMixin, ConfigWinsOnLoad, TrainablePipe):
                     raise ValueError(Errors.E007.format(label=tag.split("-", 1)[1], component=self.name, labels=list(self.labels)))
                 gold.append(tag)
             truths.append(gold)
-        smoothing = float(self.cfg.get("label_smoothing", 0.0))
-        loss_func = SequenceCategoricalCrossentropy(names=self.tag_names, normalize=False, missing_value=None, label_smoothing=smoothing)
+        loss_func = SequenceCategoricalCrossentropy(names=self.tag_names, normalize=False, missing_value=None, label_smoothing=float(self.cfg["label_smoothing"]))
         # thinc types the truths without the `missing_value` (None) it accepts
         d_scores, loss = loss_func(scores, truths)  # type: ignore[arg-type]
         if self.model.ops.xp.isnan(loss):

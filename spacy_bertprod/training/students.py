@@ -200,16 +200,12 @@ class CnnSettings:
             if not is_count(value, minimum):
                 raise ValueError(Errors.E066.format(setting=f"cnn {setting}", value=value, why=f"it must be a whole number of at least {minimum}"))
         rows = self.embed_rows
-        embed: Dict[str, Any] = {
-            "@architectures": "spacy.MultiHashEmbed.v2",
-            "width": self.width,
-            "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"],
-            "rows": [rows, max(rows // 5, 1), max(rows // 2, 1), max(rows // 2, 1)],
-            "include_static_vectors": False,
-        }
-        if self.wordpiece_dims:
-            del embed["include_static_vectors"]
-            embed.update({"@architectures": "bertprod.WordpieceHashEmbed.v1", "wordpiece_dims": self.wordpiece_dims})
+        hashed = {"width": self.width, "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"], "rows": [rows, max(rows // 5, 1), max(rows // 2, 1), max(rows // 2, 1)]}
+        embed: Dict[str, Any] = (
+            {"@architectures": "bertprod.WordpieceHashEmbed.v1", **hashed, "wordpiece_dims": self.wordpiece_dims}
+            if self.wordpiece_dims
+            else {"@architectures": "spacy.MultiHashEmbed.v2", **hashed, "include_static_vectors": False}
+        )
         return {
             "@architectures": "spacy.Tok2Vec.v2",
             "embed": embed,
