@@ -148,7 +148,7 @@ def config_page() -> str:
             default = "required" if param.default is param.empty else code(json.dumps(param.default))
             out.append(f"| {code(param.name)} | {cell(kind)} | {default} |")
         out.append("")
-    others = [("spacy_readers", "Readers"), ("spacy_scorers", "Scorers"), ("spacy_loggers", "Loggers")]
+    others = [("spacy_readers", "Readers"), ("spacy_scorers", "Scorers"), ("spacy_loggers", "Loggers"), ("thinc_optimizers", "Optimizers")]
     for group, title in others:
         out += [f"## {title}", ""]
         for name, func in plugin_entry_points(group):

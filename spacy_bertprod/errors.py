@@ -403,6 +403,16 @@ class Errors(metaclass=ErrorsWithCodes):
         "The wordpiece vectors layer has no table: it is set from a pretrained encoder before the model is initialised "
         "(`bertprod distill --student cnn --cnn-wordpiece-dims N` does it from the teacher; in code, `set_wordpiece_table`)."
     )
+    E194 = "The optimizer `bertprod.LayerwiseAdam.v1` got {setting} = {value}: {why}."
+    E195 = (
+        "The optimizer `bertprod.LayerwiseAdam.v1` was given n_layers = {n_layers}, but the encoder has a layer {layer} "
+        "(parameter '{name}'). Set n_layers to the encoder's number of transformer layers (its config's num_hidden_layers)."
+    )
+    E196 = (
+        "The optimizer `bertprod.LayerwiseAdam.v1` has layer_decay = {decay}, but no parameter it updated belongs to a "
+        "transformer layer or the embeddings (no '.layer.<i>.' or '.embeddings.' in their names): the decay would do nothing. "
+        "Set layer_decay = 1.0, or use it with a bertprod encoder that is being trained (not frozen)."
+    )
 
 
 def describe(err: BaseException) -> str:

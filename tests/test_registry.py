@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 import pytest
 import spacy
 
-GROUPS = ("spacy_factories", "spacy_architectures", "spacy_readers", "spacy_scorers")
+GROUPS = ("spacy_factories", "spacy_architectures", "spacy_readers", "spacy_scorers", "spacy_loggers", "thinc_optimizers")
 
 
 def _ours(group):
@@ -24,12 +24,12 @@ def test_entry_points_resolve_to_registered_objects(group):
             assert callable(ep.load())
             assert spacy.Language.has_factory(ep.name)
         else:
-            registry = getattr(spacy.registry, group[len("spacy_") :])
+            registry = getattr(spacy.registry, group.split("_", 1)[1])
             assert registry.get(ep.name) is ep.load()
 
 
 def test_names_are_namespaced_and_versioned():
-    for ep in _ours("spacy_architectures") + _ours("spacy_readers") + _ours("spacy_scorers"):
+    for ep in _ours("spacy_architectures") + _ours("spacy_readers") + _ours("spacy_scorers") + _ours("spacy_loggers") + _ours("thinc_optimizers"):
         assert ep.name.startswith("bertprod.") and ep.name.rsplit(".", 1)[1].startswith("v")
 
 
