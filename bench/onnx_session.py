@@ -119,6 +119,18 @@ def worker(spec: Dict[str, Any]) -> Dict[str, Any]:
     return {"create_s": created, "run_s": ran, "peak_rss_mb": peak}
 
 
+def save_calls(calls: List[Dict[str, np.ndarray]], path: Path) -> None:
+    np.savez(path, **{f"{k}{i}": call[k] for i, call in enumerate(calls) for k in ("ids", "mask", "types")})
+
+
+def replay(setting: str, model: Path, calls_file: Path, n_calls: int, threads: int) -> Dict[str, float]:
+    """`worker` for one setting and model, in a new process (so arenas and
+    caches do not carry over between runs)."""
+    spec = {"setting": setting, "threads": threads, "model": str(model), "calls": str(calls_file), "n_calls": n_calls}
+    out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(ROOT / "bench/results/cand/spacytok/model/model-best"), help="trained bertprod_ner pipeline (torch), exported here")
@@ -160,13 +172,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_file, calls_file = Path(tmp) / "encoder.onnx", Path(tmp) / "calls.npz"
         model_file.write_bytes(recorded["model_bytes"])
-        np.savez(calls_file, **{f"{k}{i}": call[k] for i, call in enumerate(calls) for k in ("ids", "mask", "types")})
+        save_calls(calls, calls_file)
         runs: Dict[str, List[Dict[str, float]]] = {name: [] for name in SETTINGS}
         for repeat in range(args.repeats):
             for name in SETTINGS:
-                spec = {"setting": name, "threads": args.threads, "model": str(model_file), "calls": str(calls_file), "n_calls": len(calls)}
-                out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], check=True, capture_output=True, text=True)
-                result = json.loads(out.stdout.strip().splitlines()[-1])
+                result = replay(name, model_file, calls_file, len(calls), args.threads)
                 runs[name].append(result)
                 print(f"repeat {repeat + 1}/{args.repeats} | {name}: create {result['create_s']:.2f} s, run {result['run_s']:.2f} s, peak RSS {result['peak_rss_mb']:.0f} MB", flush=True)
     base = statistics.median(r["run_s"] for r in runs[DEFAULT])

@@ -448,6 +448,28 @@ def onnx_session(file: str = "onnx_session") -> str:
     return "\n".join(rows) + "\n" + source_line(r)
 
 
+def static_int8(file: str = "static_int8") -> str:
+    """bench/static_int8.py: static (calibrated QDQ) against dynamic int8 for the fused encoder."""
+    r = load(file)
+    f = r["figures"]
+    rows = [
+        f"| encoder graph | run s: median (min-max) of {f['repeats']} | vs dynamic int8 | dev F1 | test F1 | largest hidden-state difference from fp32 | model MB | peak RSS MB |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in f["rows"]:
+        rows.append(
+            f"| {row['variant']} | {spread_cell(row['run_s'])} | {row['vs_dynamic']:.2f}x | {row['dev_f'] * 100:.2f} | {row['test_f'] * 100:.2f} "
+            f"| {row['max_hidden_diff']:.2f} | {row['model_mb']:.1f} | {row['peak_rss_mb']['median']:.0f} |"
+        )
+    rows.append("")
+    rows.append(
+        f"{f['test_documents']} CoNLL-2003 test documents ({f['test_words']:,} words): {f['encoder_calls']} encoder calls from `nlp.pipe(batch_size={f['batch_size']})`, "
+        f"replayed in a new process per graph and repeat at {f['threads']} intra-op threads; F1 of the pipeline with each graph on {f['dev_documents']} dev and the test documents. "
+        f"Static scales calibrated ({f['calibrate_method']}) on the encoder inputs of the first {f['calibration_documents']} dev documents ({f['calibration_calls']} calls)."
+    )
+    return "\n".join(rows) + "\n" + source_line(r)
+
+
 def cnn_race(file: str = "cnn_race") -> str:
     """bench/cnn_race.py: bertprod pipelines against spaCy's CNN NER pipeline."""
     r = load(file)
@@ -478,6 +500,7 @@ RENDERERS: Dict[str, Callable[[], str]] = {
     "encoder_families": encoder_families,
     "cnn_race": cnn_race,
     "onnx_session": onnx_session,
+    "static_int8": static_int8,
 }
 
 
