@@ -82,3 +82,13 @@ def test_spacy_training_config_resolves_it_and_lower_layers_move_less(tiny_bert)
     full, decayed = embedding_shift(1.0), embedding_shift(0.1)
     assert full > 0 and decayed > 0
     assert decayed < 0.01 * full  # 0.1 ** 3 of the rate: the embeddings are three steps below the head
+
+
+def test_defaults_are_thincs_adam():
+    """Settings left out of the config are Adam.v1's, so switching the
+    optimizer changes the decay and nothing else."""
+    import inspect
+
+    ours = inspect.signature(layerwise_adam).parameters
+    for name, param in inspect.signature(spacy.registry.optimizers.get("Adam.v1")).parameters.items():
+        assert ours[name].default == param.default, name

@@ -15,6 +15,7 @@ import re
 from typing import Any, Optional, Tuple
 
 from thinc.api import Optimizer
+from thinc.optimizers import ADAM_DEFAULTS
 from thinc.types import FloatsXd
 
 from ..errors import Errors
@@ -65,16 +66,16 @@ class LayerwiseOptimizer(Optimizer):
 
 
 def layerwise_adam(
-    learn_rate: Any = 0.001,
+    learn_rate: Any = ADAM_DEFAULTS["learn_rate"],
     *,
     layer_decay: float = 1.0,
     n_layers: Optional[int] = None,
-    L2: Any = 1e-6,
-    beta1: Any = 0.9,
-    beta2: Any = 0.999,
-    eps: Any = 1e-8,
-    grad_clip: Any = 1.0,
-    L2_is_weight_decay: bool = True,
+    L2: Any = ADAM_DEFAULTS["L2"],
+    beta1: Any = ADAM_DEFAULTS["beta1"],
+    beta2: Any = ADAM_DEFAULTS["beta2"],
+    eps: Any = ADAM_DEFAULTS["eps"],
+    grad_clip: Any = ADAM_DEFAULTS["grad_clip"],
+    L2_is_weight_decay: bool = bool(ADAM_DEFAULTS["L2_is_weight_decay"]),
     use_averages: bool = True,
 ) -> Optimizer:
     """thinc's `Adam.v1` settings, plus `layer_decay` (1: none) over `n_layers`."""
