@@ -51,9 +51,9 @@ SETTINGS: Dict[str, Dict[str, Any]] = {
 }
 
 
-def record_calls(model: Path, texts: List[str], threads: int, batch_size: int) -> Dict[str, Any]:
-    """The encoder's inputs for every call tagging `texts`, and the timed
-    end-to-end run's seconds with the session's share of them."""
+def record_calls(model: Path, texts: List[str], threads: int, batch_size: int, *, timed: bool = True) -> Dict[str, Any]:
+    """The encoder's inputs for every call tagging `texts`, and (`timed`) a
+    second, timed end-to-end run's seconds with the session's share of them."""
     import spacy
 
     from spacy_bertprod.layers.backends import onnx_session
@@ -78,6 +78,8 @@ def record_calls(model: Path, texts: List[str], threads: int, batch_size: int) -
     holder.run = recording  # type: ignore[method-assign]
     list(nlp.pipe(texts, batch_size=batch_size))  # records, and warms up
     recorded = list(calls)
+    if not timed:
+        return {"calls": recorded, "model_bytes": holder.data}
     in_session[0] = 0.0
     start = time.perf_counter()
     list(nlp.pipe(texts, batch_size=batch_size))

@@ -34,6 +34,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
@@ -50,26 +51,22 @@ STATIC_MATMUL = "static QDQ int8: MatMul only"
 STATIC_OPS = {STATIC_ALL: ["MatMul", "Attention"], STATIC_MATMUL: ["MatMul"]}
 
 
-class CallReader:
-    """ONNX Runtime's calibration reader protocol over recorded encoder calls."""
-
-    def __init__(self, calls: Sequence[Dict[str, np.ndarray]], wanted: Sequence[str]) -> None:
-        from spacy_bertprod.layers.onnx_session import INPUT_NAMES
-
-        keys = dict(zip(INPUT_NAMES, ("ids", "mask", "types")))
-        self._items = iter([{name: call[keys[name]] for name in INPUT_NAMES if name in wanted} for call in calls])
-
-    def get_next(self) -> Any:
-        return next(self._items, None)
-
-
 def quantize_static_graph(data: bytes, calls: Sequence[Dict[str, np.ndarray]], ops: List[str], method: str) -> bytes:
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    class Reader(CallReader, CalibrationDataReader):
-        pass
+    from spacy_bertprod.layers.onnx_session import INPUT_NAMES
+
+    class Reader(CalibrationDataReader):
+        """The recorded calls as ONNX Runtime's calibration reader, fed by the graph's input names."""
+
+        def __init__(self, wanted: Sequence[str]) -> None:
+            keys = dict(zip(INPUT_NAMES, ("ids", "mask", "types")))
+            self._items = iter([{name: call[keys[name]] for name in INPUT_NAMES if name in wanted} for call in calls])
+
+        def get_next(self) -> Any:
+            return next(self._items, None)
 
     with tempfile.TemporaryDirectory() as tmp:
         source, typed, output = Path(tmp) / "fp32.onnx", Path(tmp) / "typed.onnx", Path(tmp) / "static.onnx"
@@ -79,7 +76,7 @@ def quantize_static_graph(data: bytes, calls: Sequence[Dict[str, np.ndarray]], o
         quantize_static(
             str(typed),
             str(output),
-            Reader(calls, wanted),
+            Reader(wanted),
             quant_format=QuantFormat.QDQ,
             op_types_to_quantize=ops,
             per_channel=True,
@@ -88,25 +85,18 @@ def quantize_static_graph(data: bytes, calls: Sequence[Dict[str, np.ndarray]], o
             calibrate_method=getattr(CalibrationMethod, method),
             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
         )
-        graph = onnx.load(str(output))
-        counts: Dict[str, int] = {}
-        for node in graph.graph.node:
-            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+        counts = Counter(node.op_type for node in onnx.load(str(output)).graph.node)
         if not counts.get("QuantizeLinear"):
             raise SystemExit(f"static quantization quantized no activation (ops {counts}): the shape inference did not type the graph")
         return output.read_bytes()
 
 
-def hidden_difference(variant: bytes, reference: bytes, calls: Sequence[Dict[str, np.ndarray]]) -> float:
+def hidden_states(graph: bytes, calls: Sequence[Dict[str, np.ndarray]]) -> List[np.ndarray]:
+    """The graph's hidden states at the real (unpadded) positions of every call."""
     from spacy_bertprod.layers.onnx_session import OnnxSession
 
-    a, b = OnnxSession(variant, "onnx"), OnnxSession(reference, "onnx")
-    worst = 0.0
-    for call in calls:
-        keep = call["mask"].astype(bool)
-        diff = np.abs(a.run(call["ids"], call["mask"], call["types"]) - b.run(call["ids"], call["mask"], call["types"]))
-        worst = max(worst, float(diff[keep].max()))
-    return worst
+    session = OnnxSession(graph, "onnx")
+    return [session.run(call["ids"], call["mask"], call["types"])[call["mask"].astype(bool)] for call in calls]
 
 
 def main() -> None:
@@ -146,15 +136,16 @@ def main() -> None:
     data = Path(args.data)
     dev = conll_to_docs(str(data / "dev.txt"))
     test = conll_to_docs(str(data / "test.txt"))[: args.limit or None]
-    calibration_docs = len(dev[: args.calibration_docs])
-    calibration = record_calls(export, [d.text for d in dev[: args.calibration_docs]], args.threads, args.batch_size)
+    calibration_texts = [d.text for d in dev[: args.calibration_docs]]
+    calibration = record_calls(export, calibration_texts, args.threads, args.batch_size, timed=False)
     fp32 = calibration["model_bytes"]
     dev = dev[: args.limit or None]
     graphs = {FP32: fp32, DYNAMIC: quantize_onnx(fp32)}
     for name, ops in STATIC_OPS.items():
         graphs[name] = quantize_static_graph(fp32, calibration["calls"], ops, args.calibrate_method)
         print(f"{name}: quantized", flush=True)
-    test_calls = record_calls(export, [d.text for d in test], args.threads, args.batch_size)["calls"]
+    test_calls = record_calls(export, [d.text for d in test], args.threads, args.batch_size, timed=False)["calls"]
+    reference = hidden_states(fp32, test_calls)
 
     nlp = spacy.load(export)
     (encoder,) = bertprod_encoders(nlp).values()
@@ -164,7 +155,8 @@ def main() -> None:
         holder.set_model(graph, "onnx")
         dev_f = nlp.evaluate(text_examples(nlp, dev), batch_size=args.batch_size)["ents_f"]
         test_f = nlp.evaluate(text_examples(nlp, test), batch_size=args.batch_size)["ents_f"]
-        diff = hidden_difference(graph, fp32, test_calls)
+        states = reference if name == FP32 else hidden_states(graph, test_calls)
+        diff = max(float(np.abs(a - b).max()) for a, b in zip(states, reference))
         accuracy[name] = {"dev_f": dev_f, "test_f": test_f, "max_hidden_diff": diff, "model_mb": len(graph) / 2**20}
         print(f"{name}: dev F {dev_f:.4f}, test F {test_f:.4f}, max hidden-state difference from fp32 {diff:.3f}, {len(graph) / 2**20:.1f} MB", flush=True)
 
@@ -192,7 +184,7 @@ def main() -> None:
         "test_documents": len(test),
         "test_words": sum(len(d) for d in test),
         "encoder_calls": len(test_calls),
-        "calibration_documents": calibration_docs,
+        "calibration_documents": len(calibration_texts),
         "calibration_calls": len(calibration["calls"]),
         "calibrate_method": args.calibrate_method,
         "threads": args.threads,
