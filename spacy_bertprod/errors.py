@@ -413,6 +413,10 @@ class Errors(metaclass=ErrorsWithCodes):
         "transformer layer or the embeddings (no '.layer.<i>.' or '.embeddings.' in their names): the decay would do nothing. "
         "Set layer_decay = 1.0, or use it with a bertprod encoder that is being trained (not frozen)."
     )
+    E197 = (
+        "Cannot distil from an ensemble: teacher {teacher}'s component '{component}' {why}. The teachers of an ensemble are "
+        "pipelines trained for the same task with the same labels in the same order (e.g. one config with other seeds or settings)."
+    )
 
 
 def describe(err: BaseException) -> str:

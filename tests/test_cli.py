@@ -402,6 +402,12 @@ def test_distill(trained_ner_path, tmp_path):
     best = spacy.load(tmp_path / "corpus-student" / "model-best")
     assert best.meta["bertprod"]["distillation"]["layers"] == {"bertprod_ner": [1]}
     assert "ents_f" in best.meta["performance"]  # scored on the corpus's dev set
+    # an ensemble: the soft targets of two teachers, averaged in the cache
+    other = tmp_path / "student" / "model-last"
+    out = bertprod("distill", trained_ner_path, tmp_path / "ensemble-student", "--corpus", tmp_path / "corpus", "--n-layers", "1", "--ensemble", other, "--steps", "2", "--eval-every", "2")
+    assert f"ensemble of 2 teachers: {trained_ner_path}, {other}" in out
+    assert "teacher cache bertprod_ner: ensemble teacher 2 of 2" in out
+    assert spacy.load(tmp_path / "ensemble-student" / "model-last").meta["bertprod"]["distillation"]["ensemble"] == 2
 
 
 def test_distill_mistakes_are_coded_failures(trained_ner_path, tmp_path):
@@ -410,6 +416,9 @@ def test_distill_mistakes_are_coded_failures(trained_ner_path, tmp_path):
     assert "✘ [E027] No training data for distillation" in out
     out = bertprod("distill", trained_ner_path, tmp_path / "student", "--unlabelled", tmp_path / "empty.txt", "--layers", "0,two", exit_code=1)
     assert "✘ [E075] --layers '0,two' is not a list of teacher layers" in out
+    (tmp_path / "plain.txt").write_text("John Smith works in London.\n", encoding="utf8")
+    out = bertprod("distill", trained_ner_path, tmp_path / "student", "--unlabelled", tmp_path / "plain.txt", "--ensemble", trained_ner_path, "--no-cache-teacher", exit_code=1)
+    assert "✘ [E186] Cannot distil as asked: an ensemble's soft targets are the mean of its teachers' cached scores" in out
     assert not (tmp_path / "student").exists()
 
 

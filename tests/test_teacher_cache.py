@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import spacy
 
-from conftest import TRAIN_DATA, make_examples
+from conftest import TRAIN_DATA, make_examples, ner_config, train
 from spacy_bertprod.training.distiller import distill_step
 from spacy_bertprod.training.students import CnnSettings, make_cnn_student
 from spacy_bertprod.training.teacher_cache import CachedScores, cache_teacher
@@ -75,3 +75,40 @@ def test_cache_file_is_read_back_for_the_same_texts_and_teacher(teacher, tmp_pat
     assert logged[0].startswith("teacher cache bertprod_ner: ") and "words/s" in logged[0] and logged[-1].startswith("teacher cache written")
     with np.load(path, allow_pickle=False) as data:
         assert len(data["bertprod_ner/lengths"]) == 3
+
+
+def _ner_teacher(tiny_bert, data=TRAIN_DATA, steps=15, seed=1):
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertprod_ner", config=ner_config(model_path=tiny_bert))
+    return train(nlp, make_examples(nlp, data), steps=steps, seed=seed)
+
+
+def test_an_ensembles_soft_targets_are_the_teachers_mean(teacher, tiny_bert, tmp_path):
+    other = _ner_teacher(tiny_bert)
+    assert other.get_pipe("bertprod_ner").labels == teacher.get_pipe("bertprod_ner").labels
+    examples = make_examples(teacher)
+    student = make_cnn_student(teacher, CnnSettings(width=16, depth=1, embed_rows=100), lambda: examples)
+    logged = []
+    path = tmp_path / "ensemble.npz"
+    cached = cache_teacher(teacher, student, examples, others=[other], path=path, log=logged.append)
+    assert "teacher cache bertprod_ner: ensemble teacher 2 of 2" in logged
+    docs = [eg.predicted for eg in examples]
+    ours, theirs = (t.get_pipe("bertprod_ner").model.predict(docs) for t in (teacher, other))
+    got = cached.get_pipe("bertprod_ner").model.predict(docs)
+    assert max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs)) > 0.01  # two teachers that disagree
+    for a, b, mean in zip(ours, theirs, got):
+        np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-3)
+    # the file's key covers every teacher: the first alone does not read the ensemble's scores
+    logged.clear()
+    cache_teacher(teacher, student, make_examples(teacher), path=path, log=logged.append)
+    assert "words/s" in logged[0]
+
+
+def test_an_ensemble_of_other_labels_is_refused(teacher, tiny_bert):
+    examples = make_examples(teacher)
+    student = make_cnn_student(teacher, CnnSettings(width=16, depth=1, embed_rows=100), lambda: examples)
+    no_org = [(text, [e for e in ents if e[2] != "ORG"]) for text, ents in TRAIN_DATA]
+    with pytest.raises(ValueError, match=r"E197.*teacher 2's component 'bertprod_ner' has the labels \['LOC', 'PER'\]"):
+        cache_teacher(teacher, student, examples, others=[_ner_teacher(tiny_bert, no_org, steps=1)])
+    with pytest.raises(ValueError, match="E197.*teacher 3's component 'bertprod_ner' is missing"):
+        cache_teacher(teacher, student, examples, others=[teacher, spacy.blank("en")])

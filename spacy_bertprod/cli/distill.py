@@ -87,8 +87,9 @@ def distill_cli(
     cnn_embed_rows: int = Opt(CnnSettings.embed_rows, "--cnn-embed-rows", help="CNN student: hash embedding rows for NORM (PREFIX 1/5, SUFFIX and SHAPE 1/2 of it)"),
     cnn_window: int = Opt(CnnSettings.window_size, "--cnn-window", help="CNN student: tokens each side each encoder layer sees"),
     cnn_wordpiece_dims: int = Opt(CnnSettings.wordpiece_dims, "--cnn-wordpiece-dims", help="CNN student: static wordpiece vectors from the teacher's input embeddings, this many columns (0: off)"),
-    cache: Optional[bool] = Opt(None, "--cache-teacher/--no-cache-teacher", help="Score the training texts with the teacher once, first (default: on for --student cnn or --cache-file)"),
+    cache: Optional[bool] = Opt(None, "--cache-teacher/--no-cache-teacher", help="Score the training texts with the teacher once, first (default: on for --student cnn, --cache-file or --ensemble)"),
     cache_file: Optional[Path] = Opt(None, "--cache-file", help="Keep the teacher cache in this .npz file: read when it holds the same texts and teacher, else written", dir_okay=False),
+    ensemble: Optional[List[Path]] = Opt(None, "--ensemble", help="Another teacher (repeatable): soft targets are the teachers' mean score (cached)", exists=True, file_okay=False),
     steps: int = Opt(1000, "--steps", help="Updates"),
     batch_words: int = Opt(1000, "--batch-words", help="Words per batch"),
     learn_rate: Optional[float] = Opt(None, "--lr", help="Learning rate (default: 1e-4, 1e-3 for --student cnn)"),
@@ -112,6 +113,7 @@ def distill_cli(
         changed = [flag for flag, field in CNN_FLAGS.items() if cnn_values[field] != getattr(CnnSettings, field)]
         cnn = check_student(student_kind, layers, n_layers, encoder, changed)
         teacher = spacy.load(teacher_path)
+        others = [spacy.load(path) for path in ensemble or []]
         train = read_examples(teacher, train_path, train_limit) if train_path else []
         plain = read_examples(teacher, unlabelled_path, train_limit) if unlabelled_path else []
         train += plain
@@ -128,6 +130,8 @@ def distill_cli(
             msg.info(f"teacher {teacher_path} -> CNN student (spacy.Tok2Vec.v2, {done['cnn']}) for {done['components']}")
         else:
             msg.info(f"teacher {teacher_path} -> student " + (f"on encoder {done['encoder']}" if encoder else f"keeping layers {done['layers']}"))
+        if others:
+            msg.info(f"ensemble of {len(others) + 1} teachers: {', '.join(str(p) for p in [teacher_path, *(ensemble or [])])}")
         msg.info(f"{len(train)} training examples ({len(plain)} unlabelled), {len(dev)} dev examples")
         start = time.perf_counter()
         best = distill(
@@ -147,8 +151,9 @@ def distill_cli(
             seed=seed,
             log=msg.text,
             progress=sys.stderr.isatty(),
-            cache_teacher_scores=(cnn or cache_file is not None) if cache is None else cache,
+            cache_teacher_scores=(cnn or cache_file is not None or bool(others)) if cache is None else cache,
             cache_file=cache_file,
+            ensemble=others,
         )
     msg.good(f"distilled in {time.perf_counter() - start:.0f} s; best dev score {best['score']:.4f} at step {best.get('step')}")
     msg.good(f"Saved pipeline to {output_path / 'model-best'} and {output_path / 'model-last'}")

@@ -19,7 +19,8 @@ student's and the teacher's last hidden states over every real wordpiece
 With `cache_teacher` the teacher scores every training example once before
 the loop (`teacher_cache.py`) and the steps read its scores from memory: for
 students much cheaper than their teacher (a CNN student), trained over the
-same texts for many epochs.
+same texts for many epochs. With `ensemble` (more teachers trained for the
+same labels) the cached targets are the mean of all the teachers' scores.
 The gold term is the component's own `get_loss`; examples without
 annotation (unlabelled text) give it no gradient, so plain text trains the
 soft-target part. The loop knows nothing of the components it trains.
@@ -29,7 +30,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from spacy.language import Language
 from spacy.training import Example
@@ -106,13 +107,16 @@ def distill(
     progress: bool = False,
     cache_teacher_scores: bool = False,
     cache_file: Optional[Path] = None,
+    ensemble: Sequence[Language] = (),
 ) -> Dict[str, Any]:
     """Train `student` against `teacher` for `steps` updates; evaluates on
     `dev` every `eval_every` steps and saves `output/model-best` and
     `output/model-last`. Returns the best dev scores. `progress` shows a bar
     of the steps on stderr (for a terminal: the evaluations can be minutes
     apart). `cache_teacher_scores` runs the teacher once over `train` first
-    (see the module), kept in (and read again from) `cache_file` if given."""
+    (see the module), kept in (and read again from) `cache_file` if given;
+    `ensemble` adds teachers whose scores are averaged with `teacher`'s in
+    that cache."""
     for setting, value, ok, why in (
         ("temperature", temperature, temperature > 0, "the softening temperature must be above 0"),
         ("soft_weight", soft_weight, soft_weight >= 0, "a loss weight must be 0 or more"),
@@ -129,6 +133,8 @@ def distill(
     check_distillable(student)
     if cache_file is not None and not cache_teacher_scores:
         raise ValueError(Errors.E186.format(why="a cache file keeps the teacher cache, which is off (--no-cache-teacher): leave one of them out"))
+    if ensemble and not cache_teacher_scores:
+        raise ValueError(Errors.E186.format(why="an ensemble's soft targets are the mean of its teachers' cached scores, and the cache is off (--no-cache-teacher): leave it on"))
     if hidden_weight > 0:
         _check_hidden(student, hidden_weight, cache_teacher_scores)
     warmup = max(steps // 10, 1) if warmup is None else warmup
@@ -139,13 +145,15 @@ def distill(
         Path(output).mkdir(parents=True, exist_ok=True)
     info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
     info.update({"temperature": temperature, "soft_weight": soft_weight, "gold_weight": gold_weight, "hidden_weight": hidden_weight, "steps": steps, "teacher": teacher.meta.get("name", "")})
+    if ensemble:
+        info["ensemble"] = 1 + len(ensemble)
     best: Dict[str, Any] = {"score": -1.0}
     losses: Dict[str, float] = {}
     source: Union[Language, CachedTeacher] = teacher
     if cache_teacher_scores:
         began = time.perf_counter()
         n_words = sum(len(eg.predicted) for eg in train)
-        source = cache_teacher(teacher, student, train, batch_words=max(batch_words, 2000), log=log, path=cache_file)
+        source = cache_teacher(teacher, student, train, batch_words=max(batch_words, 2000), log=log, path=cache_file, others=ensemble)
         seconds = time.perf_counter() - began
         info["teacher_cache"] = {"words": n_words, "seconds": round(seconds, 1), "mbytes": round(source.nbytes / 2**20, 1)}
         log(f"teacher scores cached: {n_words:,} words in {seconds:.0f} s ({source.nbytes / 2**20:.0f} MB, float16)")

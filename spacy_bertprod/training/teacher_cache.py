@@ -9,6 +9,11 @@ float16, one array per input doc. `CachedTeacher` then stands in for the
 teacher pipeline in the loop: its components' `model.predict(docs)` looks the
 scores up, so the components' `distill` is unchanged.
 
+With an ensemble (`others`: more teachers trained for the same labels) the
+cache holds the mean of the teachers' scores, computed once the same way:
+one student distilled from several teachers (Hinton et al.'s ensemble
+distillation), at the cost of one teacher at every step.
+
 Teacher predictions have no dropout, so a cached score is the one the
 teacher would give at that step (to float16 precision). Hidden-state
 matching needs the live teacher and is not cached.
@@ -16,7 +21,7 @@ matching needs the live teacher and is not cached.
 With a file (`.npz`, read without pickle), the scores are written after they
 are computed and read back by a later run on the same texts and the same
 teacher component (a SHA-256 of the texts, their token counts and the
-component's bytes says which); otherwise they are computed again and the file
+component's bytes, of every teacher in an ensemble, says which); otherwise they are computed again and the file
 rewritten.
 """
 
@@ -71,6 +76,18 @@ class CachedScores:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.per_doc.values())
 
+    def mean_with(self, others: Sequence["CachedScores"]) -> None:
+        """Replace each doc's scores by their mean with those of `others`
+        (each holding the same docs), summed in float32."""
+        for key, part in self.per_doc.items():
+            total = part.astype("float32")
+            for other in others:
+                theirs = other.per_doc[key]
+                if theirs.shape != part.shape:
+                    raise ValueError(Errors.E189.format(component=self.component, why=f"the teachers' scores of one doc differ in shape ({part.shape} against {theirs.shape})"))
+                total += theirs.astype("float32")
+            self.per_doc[key] = (total / (1 + len(others))).astype("float16")
+
     def arrays(self, docs: Sequence[Doc], key: str) -> Dict[str, np.ndarray]:
         """The scores of `docs` (in order) as arrays for an .npz file."""
         parts = [self.per_doc[id(doc)] for doc in docs]
@@ -124,12 +141,14 @@ def cache_teacher(
     batch_words: int = 2000,
     log: Callable[[str], None] = print,
     path: Optional[Path] = None,
+    others: Sequence[Language] = (),
 ) -> CachedTeacher:
     """Run each teacher component once over `examples` (what the student
     component scores for them) and keep its scores; logs progress about
-    every tenth of the words. With `path`, read them from that .npz file
-    where it holds these texts and this teacher, and write them there
-    otherwise (see the module)."""
+    every tenth of the words. With `others`, keep the mean of the scores of
+    `teacher` and of each of them (an ensemble). With `path`, read them from
+    that .npz file where it holds these texts and these teachers, and write
+    them there otherwise (see the module)."""
     pipes: Dict[str, CachedPipe] = {}
     saved = _read_file(path)
     arrays: Dict[str, Any] = {}
@@ -141,15 +160,22 @@ def cache_teacher(
             raise ValueError(Errors.E189.format(component=name, why="it does not say what it scores (distillation_inputs)"))
         _, docs = inputs_of(examples)
         teacher_pipe = teacher.get_pipe(name)
+        other_pipes = [_ensemble_pipe(teacher_pipe, other, name, number) for number, other in enumerate(others, start=2)]
         cached = CachedScores(name, teacher_pipe.model.ops)
         if not all(isinstance(doc, Doc) for doc in docs):
             raise ValueError(Errors.E189.format(component=name, why="its inputs are not one doc per example"))
-        key = _key(teacher_pipe, docs) if path is not None else ""
+        key = _key([teacher_pipe, *other_pipes], docs) if path is not None else ""
         if path is not None and saved.get(f"{name}/key") == key:
             cached.read(docs, {field: saved[f"{name}/{field}"] for field in ("rows", "lengths", "scores")})
             log(f"teacher cache {name}: {len(docs):,} texts read from {path}")
         else:
             _predict_all(cached, teacher_pipe.model, docs, batch_words, log)
+            if other_pipes:
+                extra = [CachedScores(name, pipe.model.ops) for pipe in other_pipes]
+                for number, (scores, pipe) in enumerate(zip(extra, other_pipes), start=2):
+                    log(f"teacher cache {name}: ensemble teacher {number} of {len(other_pipes) + 1}")
+                    _predict_all(scores, pipe.model, docs, batch_words, log)
+                cached.mean_with(extra)
         pipes[name] = CachedPipe(name, cached)
         arrays.update({f"{name}/{field}": value for field, value in cached.arrays(docs, key).items()} if path is not None else {})
     if path is not None and any(saved.get(k) != str(arrays[k]) for k in arrays if k.endswith("/key")):
@@ -173,9 +199,28 @@ def _predict_all(cached: CachedScores, model: Any, docs: List[Doc], batch_words:
             next_log += total / 10
 
 
-def _key(teacher_pipe: Any, docs: Sequence[Doc]) -> str:
-    """What the scores depend on: the texts, their tokens and the teacher component."""
-    digest = hashlib.sha256(teacher_pipe.to_bytes())
+def _ensemble_pipe(teacher_pipe: Any, other: Language, name: str, number: int) -> Any:
+    """Teacher `number`'s component `name`, which must score the same labels
+    in the same order as the first teacher's (E197)."""
+    if name not in other.pipe_names:
+        raise ValueError(Errors.E197.format(teacher=number, component=name, why="is missing"))
+    pipe = other.get_pipe(name)
+    if type(pipe) is not type(teacher_pipe):
+        raise ValueError(Errors.E197.format(teacher=number, component=name, why=f"is a {type(pipe).__name__}, not a {type(teacher_pipe).__name__}"))
+    ours, theirs = tuple(getattr(teacher_pipe, "labels", ())), tuple(getattr(pipe, "labels", ()))
+    if ours != theirs:
+        raise ValueError(Errors.E197.format(teacher=number, component=name, why=f"has the labels {list(theirs)}, not {list(ours)}"))
+    return pipe
+
+
+def _key(teacher_pipes: Sequence[Any], docs: Sequence[Doc]) -> str:
+    """What the scores depend on: the texts, their tokens and the teacher
+    components (one, or an ensemble's in order; a one-teacher key is the
+    same as before ensembles, so older cache files still read)."""
+    first, *others = teacher_pipes
+    digest = hashlib.sha256(first.to_bytes())
+    for pipe in others:
+        digest.update(hashlib.sha256(pipe.to_bytes()).digest())
     for doc in docs:
         digest.update(f"{len(doc)}\x00{doc.text}\x00".encode("utf8"))
     return digest.hexdigest()
