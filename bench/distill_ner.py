@@ -38,6 +38,21 @@ def evaluations(lines: List[str]) -> List[Dict[str, Any]]:
     return found
 
 
+#: the distill command's last word on model-best: its dev score and step
+BEST = re.compile(r"best dev score ([-\d.]+) at step (\d+)")
+
+
+def best_of_run(lines: List[str]) -> Dict[str, Any]:
+    """The step model-best was saved at and its dev score, as the distill
+    command reports them: the evaluation lines round scores to 3 decimals,
+    so a tie among them does not say which step model-best holds."""
+    for line in reversed(lines):
+        match = BEST.search(line)
+        if match:
+            return {"best_step": int(match.group(2)), "best_dev_score": float(match.group(1))}
+    return {}
+
+
 def main() -> None:
     if len(sys.argv) < 3 or sys.argv[1] in ("-h", "--help"):
         print(__doc__)
@@ -57,7 +72,7 @@ def main() -> None:
     logged = evaluations(lines)
     (out / TRAIN_LOG).write_text("".join(json.dumps(e) + "\n" for e in logged), encoding="utf8")
     distill_command = " ".join(["python", "-m", "spacy", "bertprod", "distill", str(teacher), str(out), *rest])
-    record_made_by(out, distill_command=distill_command, teacher=teacher_made, seconds=round(time.perf_counter() - began))
+    record_made_by(out, distill_command=distill_command, teacher=teacher_made, seconds=round(time.perf_counter() - began), **best_of_run(lines))
 
 
 if __name__ == "__main__":

@@ -151,6 +151,22 @@ def test_distill_ner_logs_each_dev_evaluation_of_the_distill_output():
     assert logged[0]["losses"] == {"soft": 812.5, "gold": 90.25, "hidden": 0.0}
 
 
+def test_distill_ner_records_the_step_model_best_was_saved_at(tmp_path):
+    import distill_ner
+    from common import TRAIN_LOG, model_provenance, record_made_by
+
+    # two evaluations that the 3-decimal lines tie: the command's last line says which is model-best
+    lines = ["   200  1.00  1.00  0.0000   0.942  10", "   600  1.00  1.00  0.0000   0.942  30", "✔ distilled in 40 s; best dev score 0.9419 at step 600"]
+    assert distill_ner.best_of_run(lines) == {"best_step": 600, "best_dev_score": 0.9419}
+    assert distill_ner.best_of_run(lines[:2]) == {}
+    (tmp_path / "model-best").mkdir()
+    (tmp_path / TRAIN_LOG).write_text("".join(json.dumps(e) + "\n" for e in distill_ner.evaluations(lines)), encoding="utf8")
+    record_made_by(tmp_path)
+    assert model_provenance(tmp_path / "model-best")["best_step"] == 200  # the log alone picks the first of the tie
+    record_made_by(tmp_path, **distill_ner.best_of_run(lines))
+    assert model_provenance(tmp_path / "model-best")["best_step"] == 600
+
+
 def test_soak_fails_a_pipeline_that_writes_nothing():
     import soak
 
