@@ -72,7 +72,7 @@ def conll_ner(file: str = "conll_ner") -> str:
         )
     if candidates:
         # rescored candidates show the dev F the choice was made on and the one spacy train logged
-        dev_columns = ["dev F, spaCy's tokens (selection)", "dev F logged by `spacy train`"] if rescored else ["dev F"]
+        dev_columns = ["dev F, spaCy's tokens (selection)", "dev F logged in training (`spacy train`, `bertprod distill`)"] if rescored else ["dev F"]
         columns = ["candidate (selected on dev only)", "training command", "model-best at step", *dev_columns]
         text += "\n| " + " | ".join(columns) + " |\n" + "| --- " * len(columns) + "|\n"
         for c in candidates:
