@@ -44,8 +44,9 @@ BEST = re.compile(r"best dev score ([-\d.]+) at step (\d+)")
 
 def best_of_run(lines: List[str]) -> Dict[str, Any]:
     """The step model-best was saved at and its dev score, as the distill
-    command reports them: the evaluation lines round scores to 3 decimals,
-    so a tie among them does not say which step model-best holds."""
+    command reports them: the evaluation lines round the scores (to 3
+    decimals before, 4 now), so a tie among them does not say which step
+    model-best holds."""
     for line in reversed(lines):
         match = BEST.search(line)
         if match:

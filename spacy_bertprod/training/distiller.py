@@ -175,7 +175,7 @@ def distill(
                 gold = sum(v for k, v in losses.items() if k.endswith("_gold"))
                 hidden = sum(v for k, v in losses.items() if k.endswith("_hidden"))
                 with bar.external_write_mode():
-                    log(f"{step:>6}  {soft:>10.2f}  {gold:>10.2f}  {hidden:>10.4f}  {score:>6.3f}  {time.perf_counter() - start:>7.0f}")
+                    log(f"{step:>6}  {soft:>10.2f}  {gold:>10.2f}  {hidden:>10.4f}  {score:>6.4f}  {time.perf_counter() - start:>7.0f}")
                 losses = {}
                 if score > best["score"]:
                     best = {"score": score, "step": step, **{k: v for k, v in scores.items() if isinstance(v, float)}}
