@@ -419,6 +419,9 @@ def test_distill_mistakes_are_coded_failures(trained_ner_path, tmp_path):
     (tmp_path / "plain.txt").write_text("John Smith works in London.\n", encoding="utf8")
     out = bertprod("distill", trained_ner_path, tmp_path / "student", "--unlabelled", tmp_path / "plain.txt", "--ensemble", trained_ner_path, "--no-cache-teacher", exit_code=1)
     assert "✘ [E186] Cannot distil as asked: an ensemble's soft targets are the mean of its teachers' cached scores" in out
+    spacy.blank("en").to_disk(tmp_path / "blank")
+    out = bertprod("distill", trained_ner_path, tmp_path / "student", "--unlabelled", tmp_path / "plain.txt", "--ensemble", tmp_path / "blank", exit_code=1)
+    assert "✘ [E197] Cannot distil from an ensemble: teacher 2's component 'bertprod_ner' is missing" in out
     assert not (tmp_path / "student").exists()
 
 

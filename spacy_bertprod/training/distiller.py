@@ -42,7 +42,7 @@ from ..errors import Errors
 from ..layers.encoder import is_count
 from ..pipeline.distillation import Distillable, DistillSettings, encoder_of
 from .students import check_distillable, copy_pipeline, keep_layers, make_student, spread_layers
-from .teacher_cache import CachedTeacher, cache_teacher
+from .teacher_cache import CachedTeacher, cache_teacher, check_ensemble
 
 # the student builders, where callers of this module have always found them
 __all__ = ["copy_pipeline", "distill", "distill_step", "keep_layers", "make_student", "spread_layers", "weighted_score"]
@@ -135,6 +135,7 @@ def distill(
         raise ValueError(Errors.E186.format(why="a cache file keeps the teacher cache, which is off (--no-cache-teacher): leave one of them out"))
     if ensemble and not cache_teacher_scores:
         raise ValueError(Errors.E186.format(why="an ensemble's soft targets are the mean of its teachers' cached scores, and the cache is off (--no-cache-teacher): leave it on"))
+    check_ensemble(teacher, student, ensemble)
     if hidden_weight > 0:
         _check_hidden(student, hidden_weight, cache_teacher_scores)
     warmup = max(steps // 10, 1) if warmup is None else warmup

@@ -20,9 +20,9 @@ matching needs the live teacher and is not cached.
 
 With a file (`.npz`, read without pickle), the scores are written after they
 are computed and read back by a later run on the same texts and the same
-teacher component (a SHA-256 of the texts, their token counts and the
-component's bytes, of every teacher in an ensemble, says which); otherwise they are computed again and the file
-rewritten.
+teacher components (a SHA-256 of the texts, their token counts and the
+bytes of every teacher's component says which); otherwise they are computed
+again and the file rewritten.
 """
 
 import hashlib
@@ -170,11 +170,12 @@ def cache_teacher(
             log(f"teacher cache {name}: {len(docs):,} texts read from {path}")
         else:
             _predict_all(cached, teacher_pipe.model, docs, batch_words, log)
-            if other_pipes:
-                extra = [CachedScores(name, pipe.model.ops) for pipe in other_pipes]
-                for number, (scores, pipe) in enumerate(zip(extra, other_pipes), start=2):
-                    log(f"teacher cache {name}: ensemble teacher {number} of {len(other_pipes) + 1}")
-                    _predict_all(scores, pipe.model, docs, batch_words, log)
+            extra = []
+            for number, pipe in enumerate(other_pipes, start=2):
+                log(f"teacher cache {name}: ensemble teacher {number} of {len(other_pipes) + 1}")
+                extra.append(CachedScores(name, pipe.model.ops))
+                _predict_all(extra[-1], pipe.model, docs, batch_words, log)
+            if extra:
                 cached.mean_with(extra)
         pipes[name] = CachedPipe(name, cached)
         arrays.update({f"{name}/{field}": value for field, value in cached.arrays(docs, key).items()} if path is not None else {})
@@ -197,6 +198,15 @@ def _predict_all(cached: CachedScores, model: Any, docs: List[Doc], batch_words:
             seconds = time.perf_counter() - start
             log(f"teacher cache {cached.component}: {done:,}/{total:,} words, {done / max(seconds, 1e-9):,.0f} words/s")
             next_log += total / 10
+
+
+def check_ensemble(teacher: Language, student: Language, others: Sequence[Language]) -> None:
+    """Refuse (E197), before any work, an ensemble whose teachers lack a
+    distilled component or score other labels than the first teacher."""
+    for name, pipe in student.components:
+        if isinstance(pipe, Distillable) and name in teacher.pipe_names:
+            for number, other in enumerate(others, start=2):
+                _ensemble_pipe(teacher.get_pipe(name), other, name, number)
 
 
 def _ensemble_pipe(teacher_pipe: Any, other: Language, name: str, number: int) -> Any:
