@@ -6,21 +6,26 @@ The corpus: the CoNLL-2003 test sentences and the SST-2 test sentences,
 repeated to each of `--sizes` documents, as one JSONL file per size. The
 trained NER pipeline annotates it with a plain `nlp.pipe` loop (the
 reference, nothing read or written, the pipeline loaded before the clock
-starts) and with the Ray engine at 1 worker (a local Ray started by the run;
-end to end, as a user sees it: reading, Ray's start-up, loading the pipeline
-in the actor, JSON output and shard writes).
+starts), with the local engine at 1 worker (the same command without Ray:
+in this process, end to end: loading, reading, JSON output, shard writes)
+and with the Ray engine at 1 worker (a local Ray started by the run; end to
+end, as a user sees it: reading, Ray's start-up, loading the pipeline in
+the actor, JSON output and shard writes). The local engine splits Ray's
+overhead in two: what the annotate command costs over a bare loop whatever
+the engine (local less plain), and what Ray adds to that (Ray less local).
 
 This VM's speed drifts by several percent between runs of a few minutes, so
-the two run in interleaved pairs: `--repeats` rounds, each a pair (plain,
-Ray; their order alternating from round to round) at every size. Each
-round's overheads (Ray's seconds less the plain loop's, per size) are fitted
-with a line over the sizes: its intercept is Ray's fixed start-up, its slope
-Ray's extra seconds per document, reported as a share of the plain loop's
-seconds per document (the slope of its own times). Both are reported as the
-median over the rounds with their spread (min-max), against the targets:
-per-document overhead at most 10% of the plain loop, fixed start-up at most
-15 s. Then, unless --skip-other-rows, the local engine at 1 and 2 workers
-(spaCy's n_process) and Ray at 2 workers run once each at the largest size.
+the three run interleaved: `--repeats` rounds, each running the three at
+every size, their order rotating from round to round. Each round's
+overheads (an engine's seconds less the plain loop's, per size) are fitted
+with a line over the sizes: its intercept is the engine's fixed start-up,
+its slope its extra seconds per document, reported as a share of the plain
+loop's seconds per document (the slope of its own times). All are reported
+as the median over the rounds with their spread (min-max); Ray's against
+the targets: per-document overhead at most 10% of the plain loop, fixed
+start-up at most 15 s. Then, unless --skip-other-rows, the local engine and
+Ray at 2 workers (spaCy's n_process; two actors) run once each at the
+largest size.
 
 Where the time goes: every engine run records the CPU seconds of this
 process and of each process it started (Ray's daemons, Ray Data's helper
@@ -51,9 +56,11 @@ from spacy_bertprod.annotate import Settings, annotate  # noqa: E402
 from spacy_bertprod.training.converters import conll_to_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-PLAIN, RAY_1 = "plain nlp.pipe", "ray engine, 1 worker"
+PLAIN, LOCAL_1, RAY_1 = "plain nlp.pipe", "local engine, 1 worker", "ray engine, 1 worker"
+#: each round's runs, by the key a round's record keeps them under
+ROUND_RUNS = {PLAIN: "plain", LOCAL_1: "local", RAY_1: "ray"}
 #: the engine rows, in the report's order: name -> (engine, workers)
-ENGINE_ROWS = {"local engine, 1 worker": ("local", 1), "local engine, 2 workers": ("local", 2), RAY_1: ("ray", 1), "ray engine, 2 workers": ("ray", 2)}
+ENGINE_ROWS = {LOCAL_1: ("local", 1), "local engine, 2 workers": ("local", 2), RAY_1: ("ray", 1), "ray engine, 2 workers": ("ray", 2)}
 #: Ray at 1 worker against the plain loop: extra seconds per document as a
 #: share of the plain loop's, and the fixed start-up in seconds, at most
 TARGET_PER_DOC_SHARE, TARGET_FIXED_S = 0.10, 15.0
@@ -164,17 +171,47 @@ def spread(values: List[float], digits: int = 3) -> Dict[str, Any]:
     return {"median": round(float(np.median(values)), digits), "min": round(min(values), digits), "max": round(max(values), digits), "all": [round(v, digits) for v in values]}
 
 
-def fit_overhead(pairs: List[Dict[str, Any]]) -> Dict[str, float]:
-    """One round's pairs (one per size) fitted with lines over the corpus
-    size: Ray's overhead (its seconds less the plain loop's) = fixed
-    start-up + per-document overhead x documents; the plain loop's seconds
-    per document is the slope of its own times."""
+def fit_overhead(pairs: List[Dict[str, Any]], engine: str = "ray", reference: str = "plain") -> Dict[str, float]:
+    """One round's runs (one set per size) fitted with lines over the corpus
+    size: the engine's overhead (its seconds less the reference's) = fixed
+    start-up + per-document overhead x documents; the reference's seconds
+    per document is the slope of its own times, and the share is always of
+    the plain loop's (the targets' measure)."""
     docs = np.array([pair["docs"] for pair in pairs], dtype=float)
     plain = np.array([pair["plain"]["seconds"] for pair in pairs])
-    ray = np.array([pair["ray"]["seconds"] for pair in pairs])
-    slope, intercept = np.polyfit(docs, ray - plain, 1)
+    ref = np.array([pair[reference]["seconds"] for pair in pairs])
+    run = np.array([pair[engine]["seconds"] for pair in pairs])
+    slope, intercept = np.polyfit(docs, run - ref, 1)
     plain_per_doc = np.polyfit(docs, plain, 1)[0]
     return {"fixed_seconds": float(intercept), "overhead_ms_per_doc": float(1000 * slope), "plain_ms_per_doc": float(1000 * plain_per_doc), "per_doc_share": float(slope / plain_per_doc)}
+
+
+def rotated(names: List[str], repeat: int) -> List[str]:
+    """The round's run order: each run goes first once every len(names) rounds."""
+    k = repeat % len(names)
+    return names[k:] + names[:k]
+
+
+#: the fits a round records: name -> (engine, reference)
+FITS = {"ray_vs_plain": ("ray", "plain"), "local_vs_plain": ("local", "plain"), "ray_vs_local": ("ray", "local")}
+
+
+def summarise_fits(rounds: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """Median and spread over the rounds of every fit; Ray against the
+    plain loop also against the targets."""
+    out: Dict[str, Any] = {}
+    for name in FITS:
+        fits = [r["fits"][name] for r in rounds]
+        out[name] = {
+            "fixed_seconds": spread([f["fixed_seconds"] for f in fits], 1),
+            "per_doc_share": spread([f["per_doc_share"] for f in fits]),
+            "overhead_ms_per_doc": spread([f["overhead_ms_per_doc"] for f in fits], 2),
+            "plain_ms_per_doc": spread([f["plain_ms_per_doc"] for f in fits], 2),
+        }
+    ray = out["ray_vs_plain"]
+    ray["fixed_seconds"].update(target_at_most=TARGET_FIXED_S, met=ray["fixed_seconds"]["median"] <= TARGET_FIXED_S)
+    ray["per_doc_share"].update(target_at_most=TARGET_PER_DOC_SHARE, met=ray["per_doc_share"]["median"] <= TARGET_PER_DOC_SHARE)
+    return out
 
 
 def write_corpus(work: Path, data: Path, docs: int) -> Tuple[Path, List[str]]:
@@ -214,47 +251,57 @@ def main() -> None:
         pairs = []
         for size in sizes:
             corpus, texts = corpora[size]
-            pair: Dict[str, Any] = {"docs": size, "order": [PLAIN, RAY_1] if repeat % 2 == 0 else [RAY_1, PLAIN]}
+            pair: Dict[str, Any] = {"docs": size, "order": rotated(list(ROUND_RUNS), repeat)}
             for name in pair["order"]:
                 if name == PLAIN:
                     pair["plain"] = plain_pipe(args.model, texts, args.batch_size)
                 else:
-                    pair["ray"] = engine_run(args.model, corpus, size, work / "out-ray-1", "ray", 1, args)
+                    engine, workers = ENGINE_ROWS[name]
+                    pair[ROUND_RUNS[name]] = engine_run(args.model, corpus, size, work / f"out-{engine}-{workers}", engine, workers, args)
             pair["overhead_seconds"] = round(pair["ray"]["seconds"] - pair["plain"]["seconds"], 2)
-            print(f"round {repeat + 1}, {size} docs: plain {pair['plain']['seconds']:.1f} s, Ray at 1 worker {pair['ray']['seconds']:.1f} s, overhead {pair['overhead_seconds']:+.1f} s", flush=True)
+            pair["local_overhead_seconds"] = round(pair["local"]["seconds"] - pair["plain"]["seconds"], 2)
+            seconds = ", ".join(f"{name} {pair[key]['seconds']:.1f} s" for name, key in ROUND_RUNS.items())
+            print(f"round {repeat + 1}, {size} docs: {seconds}; Ray's overhead {pair['overhead_seconds']:+.1f} s, the local engine's {pair['local_overhead_seconds']:+.1f} s", flush=True)
             pairs.append(pair)
-        rounds.append({"round": repeat + 1, "pairs": pairs, "fit": fit_overhead(pairs)})
-        fit = rounds[-1]["fit"]
-        per_doc = f"{fit['overhead_ms_per_doc']:.2f} ms = {fit['per_doc_share']:.1%} of the plain loop's {fit['plain_ms_per_doc']:.2f} ms"
-        print(f"round {repeat + 1} fit: fixed start-up {fit['fixed_seconds']:.1f} s, per document {per_doc}", flush=True)
-    fits = [r["fit"] for r in rounds]
-    fixed = spread([f["fixed_seconds"] for f in fits], 1)
-    share = spread([f["per_doc_share"] for f in fits])
-    results = {
-        "fixed_seconds": {**fixed, "target_at_most": TARGET_FIXED_S, "met": fixed["median"] <= TARGET_FIXED_S},
-        "per_doc_share": {**share, "target_at_most": TARGET_PER_DOC_SHARE, "met": share["median"] <= TARGET_PER_DOC_SHARE},
-        "overhead_ms_per_doc": spread([f["overhead_ms_per_doc"] for f in fits], 2),
-        "plain_ms_per_doc": spread([f["plain_ms_per_doc"] for f in fits], 2),
-    }
+        fits = {name: fit_overhead(pairs, engine, reference) for name, (engine, reference) in FITS.items()}
+        rounds.append({"round": repeat + 1, "pairs": pairs, "fit": fits["ray_vs_plain"], "fits": fits})
+        for name, fit in fits.items():
+            per_doc = f"{fit['overhead_ms_per_doc']:.2f} ms = {fit['per_doc_share']:.1%} of the plain loop's {fit['plain_ms_per_doc']:.2f} ms"
+            print(f"round {repeat + 1} fit {name}: fixed {fit['fixed_seconds']:.1f} s, per document {per_doc}", flush=True)
+    summary = summarise_fits(rounds)
+    results = summary["ray_vs_plain"]
+    fixed, share = results["fixed_seconds"], results["per_doc_share"]
     print(
         f"Ray at 1 worker over the plain loop, median (min-max) of {args.repeats} rounds: fixed start-up {fixed['median']:.1f} s ({fixed['min']:.1f}-{fixed['max']:.1f}), "
-        f"target <= {TARGET_FIXED_S:.0f} s: {'met' if results['fixed_seconds']['met'] else 'MISSED'}; "
-        f"per document {share['median']:.1%} of the plain loop ({share['min']:.1%}-{share['max']:.1%}), target <= {TARGET_PER_DOC_SHARE:.0%}: {'met' if results['per_doc_share']['met'] else 'MISSED'}",
+        f"target <= {TARGET_FIXED_S:.0f} s: {'met' if fixed['met'] else 'MISSED'}; "
+        f"per document {share['median']:.1%} of the plain loop ({share['min']:.1%}-{share['max']:.1%}), target <= {TARGET_PER_DOC_SHARE:.0%}: {'met' if share['met'] else 'MISSED'}",
         flush=True,
     )
-    figures: Dict[str, Any] = {"sizes": sizes, "batch_size": args.batch_size, "shard_size": args.shard_size, "repeats": args.repeats, "rounds": rounds, "ray_1_worker_vs_plain": results}
+    for name in ("local_vs_plain", "ray_vs_local"):
+        fixed_part, share_part = summary[name]["fixed_seconds"], summary[name]["per_doc_share"]
+        print(f"  {name}: fixed {fixed_part['median']:.1f} s, per document {share_part['median']:.1%} ({share_part['min']:.1%}-{share_part['max']:.1%})", flush=True)
+    figures: Dict[str, Any] = {
+        "sizes": sizes,
+        "batch_size": args.batch_size,
+        "shard_size": args.shard_size,
+        "repeats": args.repeats,
+        "rounds": rounds,
+        "ray_1_worker_vs_plain": results,
+        "local_1_worker_vs_plain": summary["local_vs_plain"],
+        "ray_vs_local_1_worker": summary["ray_vs_local"],
+    }
     if not args.skip_other_rows:
         corpus, _texts = corpora[sizes[-1]]
         others = {}
         for name, (engine, workers) in ENGINE_ROWS.items():
-            if name == RAY_1:
+            if name in ROUND_RUNS:
                 continue
             others[name] = engine_run(args.model, corpus, sizes[-1], work / f"out-{engine}-{workers}", engine, workers, args)
             print(f"{name:<24} {others[name]}", flush=True)
         figures["other_rows"] = others
     if args.report:
         note = "engine runs are end to end: reading, pipeline loading in every worker/actor, Ray start-up, JSON and shard writes; "
-        note += f"the plain loop and Ray at 1 worker ran in {args.repeats} rounds of interleaved pairs at {sizes} documents, fitted per round"
+        note += f"the plain loop, the local engine and Ray at 1 worker ran in {args.repeats} rounds, interleaved (order rotating), at {sizes} documents, fitted per round"
         write_report(args.report, figures, note=note, models={"bertprod_ner": args.model})
 
 

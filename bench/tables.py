@@ -280,22 +280,32 @@ CPU_ROLES = {
 
 
 def annotate_pairs(r: Dict[str, Any]) -> str:
-    """bench/annotate.py in paired rounds: Ray's fixed start-up and its cost
-    per document, fitted over corpus sizes, with their spread."""
+    """bench/annotate.py in rounds: Ray's fixed start-up and its cost per
+    document, fitted over corpus sizes, with their spread; with the local
+    engine in the rounds, Ray's cost split into the command's own (local
+    less plain) and Ray's (Ray less local)."""
     f = r["figures"]
-    rows = ["| round | docs | plain nlp.pipe s | ray engine, 1 worker s | overhead s |", "| --- | --- | --- | --- | --- |"]
+    local = "local_1_worker_vs_plain" in f
+    head = "| round | docs | plain nlp.pipe s |" + (" local engine, 1 worker s |" if local else "") + " ray engine, 1 worker s | Ray's overhead s |"
+    rows = [head, "| --- " * head.count(" | ") + "| --- |"]
     for rnd in f["rounds"]:
         for pair in rnd["pairs"]:
-            rows.append(f"| {rnd['round']} | {pair['docs']:,} | {pair['plain']['seconds']:.1f} | {pair['ray']['seconds']:.1f} | {pair['overhead_seconds']:+.1f} |")
+            cells = [str(rnd["round"]), f"{pair['docs']:,}", f"{pair['plain']['seconds']:.1f}"] + ([f"{pair['local']['seconds']:.1f}"] if local else [])
+            rows.append("| " + " | ".join(cells + [f"{pair['ray']['seconds']:.1f}", f"{pair['overhead_seconds']:+.1f}"]) + " |")
     for name, run in f.get("other_rows", {}).items():
-        rows.append(f"| {name} | {run['docs']:,} | | {run['seconds']:.1f} | |")
+        rows.append(f"| {name} | {run['docs']:,} | |" + (" |" if local else "") + f" {run['seconds']:.1f} | |")
     v = f["ray_1_worker_vs_plain"]
     fixed, share = v["fixed_seconds"], v["per_doc_share"]
     text = "\n".join(rows) + f"\n\nRay at 1 worker over the plain loop, fitted per round over {', '.join(f'{n:,}' for n in f['sizes'])} documents, median (min-max) of {f['repeats']}:"
     text += f" fixed start-up {spread_cell(fixed, '{:.1f}', ' s')} (target at most {fixed['target_at_most']:.0f} s: {'met' if fixed['met'] else 'missed'});"
     text += f" per document {spread_cell(share, '{:.1%}')} of the plain loop's {spread_cell(v['plain_ms_per_doc'], '{:.2f}', ' ms')}"
-    text += f" (target at most {share['target_at_most']:.0%}: {'met' if share['met'] else 'missed'}).\n"
-    return text + source_line(r)
+    text += f" (target at most {share['target_at_most']:.0%}: {'met' if share['met'] else 'missed'})."
+    if local:
+        own, ray = f["local_1_worker_vs_plain"], f["ray_vs_local_1_worker"]
+        text += " Split by the local engine at 1 worker (the same command without Ray), per document as a share of the plain loop's:"
+        text += f" the command's own work {spread_cell(own['per_doc_share'], '{:.1%}')} (local less plain; fixed {spread_cell(own['fixed_seconds'], '{:.1f}', ' s')}),"
+        text += f" Ray's {spread_cell(ray['per_doc_share'], '{:.1%}')} (Ray less local; fixed {spread_cell(ray['fixed_seconds'], '{:.1f}', ' s')})."
+    return text + "\n" + source_line(r)
 
 
 def annotate(file: str = "annotate") -> str:

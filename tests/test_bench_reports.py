@@ -187,6 +187,25 @@ def test_annotate_fit_separates_fixed_start_up_from_per_document_cost():
     assert fit["plain_ms_per_doc"] == pytest.approx(10.0)
 
 
+def test_annotate_local_engine_splits_rays_overhead():
+    import annotate
+
+    # plain 10 ms a document; the local engine 2 s + 10.4 ms; Ray 20 s + 11 ms
+    pairs = [{"docs": n, "plain": {"seconds": 0.010 * n}, "local": {"seconds": 2 + 0.0104 * n}, "ray": {"seconds": 20 + 0.011 * n}} for n in (5000, 40000)]
+    own = annotate.fit_overhead(pairs, "local", "plain")
+    ray = annotate.fit_overhead(pairs, "ray", "local")
+    assert own["fixed_seconds"] == pytest.approx(2.0) and own["per_doc_share"] == pytest.approx(0.04)
+    # Ray's own share is still of the plain loop's seconds a document
+    assert ray["fixed_seconds"] == pytest.approx(18.0) and ray["per_doc_share"] == pytest.approx(0.06)
+    rounds = [{"fits": {name: annotate.fit_overhead(pairs, *runs) for name, runs in annotate.FITS.items()}} for _ in range(3)]
+    summary = annotate.summarise_fits(rounds)
+    assert summary["ray_vs_plain"]["per_doc_share"]["median"] == pytest.approx(0.10) and summary["ray_vs_plain"]["per_doc_share"]["met"]
+    assert "target_at_most" not in summary["ray_vs_local"]["per_doc_share"]
+    # every run goes first once in three rounds
+    names = list(annotate.ROUND_RUNS)
+    assert {annotate.rotated(names, r)[0] for r in range(3)} == set(names)
+
+
 def test_serve_ratios_are_words_per_second_of_the_same_round():
     import serve
 
