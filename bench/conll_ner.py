@@ -11,6 +11,7 @@
 """
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ import torch
 from spacy.training import Example
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import TRAIN_LOG, built_in_run, describe, model_provenance, record_made_by, save_result, spacy_transformers_pipeline, time_pipe  # noqa: E402
+from common import TRAIN_LOG, built_in_run, describe, model_provenance, record_made_by, save_result, spacy_transformers_pipeline, time_pipe, write_report  # noqa: E402
 
 from spacy_bertprod.layers.hf_loader import embedded_model_path  # noqa: E402
 from spacy_bertprod.training.converters import conll_to_docs, write_docbin  # noqa: E402
@@ -73,11 +74,39 @@ def choose_on_dev(folders: List[Path], dev_score: Optional[Callable[[Path], floa
         if dev_score is not None:
             records[-1]["dev_ents_f_logged"] = made["best_dev_score"]
             records[-1]["dev_ents_f"] = dev_score(folder / "model-best")
+    best = choose_among(records)
+    return Path(best["path"]), records
+
+
+def earlier_candidates(report: Path, names: List[str]) -> Tuple[List[Dict[str, Any]], Dict[str, Any]]:
+    """The candidate records of an earlier report (its `figures.candidates`)
+    that are not trained again here (by name), each marked with the report
+    it was scored in: a candidate tried once stays in the list of every
+    later report although its folder may be gone (the test set is never
+    scored for it again). Also the report itself."""
+    earlier = json.loads(report.read_text(encoding="utf8"))
+    scored_in = {"file": str(report), "command": earlier["command"], "git_commit": earlier["git_commit"], "date": earlier["date"]}
+    records = []
+    for record in earlier["figures"].get("candidates", []):
+        if record["name"] in names:
+            continue
+        record = {key: value for key, value in record.items() if key != "chosen"}
+        records.append({**record, "scored_in": record.get("scored_in", scored_in)})
+    return records, earlier
+
+
+def choose_among(records: List[Dict[str, Any]]) -> Dict[str, Any]:
+    """The record of highest dev F; marks every record `chosen` or not."""
     best = max(records, key=lambda r: r["dev_ents_f"])
     for record in records:
         record["chosen"] = record is best
         print(f"candidate {record['name']:<24} dev F {record['dev_ents_f'] * 100:.2f} (step {record['best_step']}){'  <- chosen on dev' if record['chosen'] else ''}", flush=True)
-    return Path(best["path"]), records
+    return best
+
+
+#: the figures of the chosen candidate's own run: carried with it when the
+#: choice stays on a candidate an earlier report scored
+CHOSEN_FIGURES = ("machine", "seed", "test_scores", "test_scores_gold_tokens", "dev_f", "dev_f_gold_tokens", "words_per_second", "ratio")
 
 
 def text_examples(nlp, docs: List[Any]) -> List[Example]:
@@ -129,8 +158,20 @@ def main() -> None:
             "(one measure for all), the highest is scored on test, the report lists them all (implies --skip-train)"
         ),
     )
+    parser.add_argument(
+        "--earlier-report",
+        default="",
+        metavar="FILE",
+        help=(
+            "with --candidates: an earlier report (bench/reported/conll_ner.json) whose candidates, but those trained again here, join the choice "
+            "with the dev F it scored them at; if one of them stays chosen, the new report carries its test figures from that report, "
+            "which scored the test set for it"
+        ),
+    )
     parser.add_argument("--report", default="", help="also write bench/reported/<REPORT>.json (the README's source)")
     args = parser.parse_args()
+    if args.earlier_report and not args.candidates:
+        parser.error("--earlier-report needs --candidates: it adds an earlier report's candidates to theirs")
     args.skip_train = args.skip_train or bool(args.candidates)
     if args.report and args.skip_train and not args.candidates:
         model_provenance(Path(args.out) / "model/model-best")  # before the run: a report needs the model's record
@@ -161,6 +202,20 @@ def main() -> None:
         return scored
 
     chosen, candidates = choose_on_dev([Path(c) for c in args.candidates], dev_score=dev_f_on_spacy_tokens) if args.candidates else (None, [])
+    if args.earlier_report:
+        earlier, report = earlier_candidates(Path(args.earlier_report), [c["name"] for c in candidates])
+        candidates = earlier + candidates
+        best = choose_among(candidates)
+        if "scored_in" in best:
+            # chosen before and still chosen: its test set was scored once, in that run
+            result = {key: report["figures"][key] for key in CHOSEN_FIGURES if key in report["figures"]}
+            result.update(candidates=candidates, chosen_figures_from=best["scored_in"])
+            where = f"{args.earlier_report} (commit {best['scored_in']['git_commit'][:12]})"
+            print(f"the chosen candidate {best['name']} was scored in {where}: its figures are carried, the test set is not scored again", flush=True)
+            if args.report:
+                write_report(args.report, result, models=report["models"])
+            return
+        chosen = Path(best["path"])
     model_dir = out / "model"
     if not args.skip_train:
         from spacy.cli.train import train

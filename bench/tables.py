@@ -79,6 +79,16 @@ def conll_ner(file: str = "conll_ner") -> str:
             dev = [pct(c["dev_ents_f"])] + ([pct(c["dev_ents_f_logged"])] if rescored else [])
             name = f"**{c['name']}** (chosen)" if c["chosen"] else c["name"]
             text += "| " + " | ".join([name, f"`{c['command']}`", f"{c['best_step']:,}", *dev]) + " |\n"
+        earlier: Dict[str, List[str]] = {}
+        for c in candidates:
+            if "scored_in" in c:
+                earlier.setdefault(f"`{c['scored_in']['git_commit'][:12]}`, {c['scored_in']['date']}", []).append(c["name"])
+        for run, names in earlier.items():
+            text += f"\nScored on dev in an earlier run of this report (at commit {run}), not again here: {', '.join(names)}."
+        if "chosen_figures_from" in f:
+            run = f["chosen_figures_from"]
+            text += f" The chosen candidate's test and throughput figures are that run's (`{run['command']}`): the test set was scored once, there."
+        text += "\n" if earlier else ""
     return text + source_line(r)
 
 

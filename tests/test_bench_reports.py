@@ -259,3 +259,36 @@ def test_tables_render_conll_candidates_rescored_on_one_measure(tmp_path, monkey
     assert "| gold | `python bench/conll_ner.py --epochs 8` | 2,128 | 93.50 | 93.99 |" in text
     assert "| **spacytok** (chosen) | `python bench/conll_ner.py --tokenization spacy` | 2,128 | 93.80 | 93.80 |" in text
     assert "| dev (model selection) | | | 93.80 |" in text and "| dev, on the gold tokens | | | 93.71 |" in text
+
+
+def test_conll_earlier_candidates_join_the_choice_with_where_they_were_scored(tmp_path, monkeypatch):
+    import conll_ner
+    import tables
+
+    old = [
+        {"name": "a", "command": "python bench/conll_ner.py --epochs 4", "best_step": 100, "dev_ents_f": 0.93, "chosen": False},
+        {"name": "b", "command": "python bench/conll_ner.py --epochs 8", "best_step": 200, "dev_ents_f": 0.94, "chosen": True},
+    ]
+    prf = {"ents_p": 0.9, "ents_r": 0.88, "ents_f": 0.89, "ents_per_type": {"PER": {"p": 0.95, "r": 0.94, "f": 0.945}}}
+    report = {"command": "python bench/conll_ner.py --candidates a b", "git_commit": "1" * 40, "date": "2026-12-07 10:00 UTC", "machine": "m", "isa_flags": [], "models": {}}
+    report["figures"] = {"test_scores": prf, "dev_f": 0.94, "candidates": old}
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps(report))
+
+    # "a" is trained again here: its earlier record gives way to the new one
+    earlier, _ = conll_ner.earlier_candidates(path, ["a"])
+    assert [r["name"] for r in earlier] == ["b"] and "chosen" not in earlier[0]
+    assert earlier[0]["scored_in"] == {"file": str(path), "command": report["command"], "git_commit": "1" * 40, "date": report["date"]}
+    new = {"name": "a", "command": "python bench/conll_ner.py --epochs 12", "best_step": 300, "dev_ents_f": 0.945}
+    best = conll_ner.choose_among(earlier + [new])
+    assert best is new and [r["chosen"] for r in earlier + [new]] == [False, True]
+    # a candidate an earlier run scored that stays chosen keeps that run's figures, named in the table
+    best = conll_ner.choose_among(earlier + [{**new, "dev_ents_f": 0.935}])
+    assert best["name"] == "b" and "scored_in" in best
+    figures = {key: report["figures"][key] for key in conll_ner.CHOSEN_FIGURES if key in report["figures"]}
+    figures.update(candidates=earlier + [{**new, "dev_ents_f": 0.935, "chosen": False}], chosen_figures_from=best["scored_in"])
+    (tmp_path / "carried.json").write_text(json.dumps({**report, "figures": figures}))
+    monkeypatch.setattr(tables, "REPORTED", tmp_path)
+    text = tables.conll_ner("carried")
+    assert "| **b** (chosen) |" in text and "Scored on dev in an earlier run of this report (at commit `111111111111`, 2026-12-07 10:00 UTC), not again here: b." in text
+    assert "test and throughput figures are that run's (`python bench/conll_ner.py --candidates a b`)" in text
