@@ -17,7 +17,7 @@ from spacy_bertprod.layers.encoder import bertprod_encoders
 from spacy_bertprod.layers.transformer import hf_module
 from spacy_bertprod.layers.wordpiece_vectors import set_wordpiece_table, table_from_embeddings, wordpiece_vectors
 from spacy_bertprod.training.distiller import distill
-from spacy_bertprod.training.students import CnnSettings, make_cnn_student
+from spacy_bertprod.training.students import CnnSettings, make_cnn_student, random_wordpiece_table
 
 TINY = CnnSettings(width=16, depth=1, embed_rows=100)
 TEXTS = [t for t, _ in TRAIN_DATA]
@@ -101,7 +101,7 @@ def test_distill_cli_cnn_student(trained_ner_path, tmp_path):
     encoder = student.config["components"]["bertprod_ner"]["model"]["encoder"]
     assert encoder["encode"] == {"@architectures": "spacy.MaxoutWindowEncoder.v2", "width": 16, "depth": 2, "window_size": 2, "maxout_pieces": 3}
     info = student.meta["bertprod"]["distillation"]
-    assert info["cnn"] == {"width": 16, "depth": 2, "embed_rows": 200, "window_size": 2, "wordpiece_dims": 0} and "teacher_cache" in info
+    assert info["cnn"] == {"width": 16, "depth": 2, "embed_rows": 200, "window_size": 2, "wordpiece_dims": 0, "wordpiece_table": "teacher"} and "teacher_cache" in info
     out = bertprod("distill", trained_ner_path, tmp_path / "live", *args, *cnn, "--no-cache-teacher")
     assert "teacher scores cached" not in out
     assert "teacher_cache" not in spacy.load(tmp_path / "live" / "model-last").meta["bertprod"]["distillation"]
@@ -157,6 +157,21 @@ def test_wordpiece_table_is_the_embeddings_principal_components_and_checked():
         table_from_embeddings(weights, 13)
     with pytest.raises(ValueError, match="E193"):
         wordpiece_vectors(3).initialize()
+
+
+def test_cnn_student_random_wordpiece_table_is_the_control_of_the_teachers(teacher):
+    gold = make_examples(teacher)
+    student = make_cnn_student(teacher, CnnSettings(width=16, depth=1, embed_rows=100, wordpiece_dims=8, wordpiece_table="random"), lambda: gold)
+    (layer,) = [node for node in student.get_pipe("bertprod_ner").model.walk() if node.name == "bertprod_wordpiece_vectors"]
+    weights = hf_module(bertprod_encoders(teacher)["bertprod_ner"]).get_input_embeddings().weight.detach().numpy()
+    taught = table_from_embeddings(weights, 8)
+    # the teacher's table's shape and scale, none of its values; seeded, so a rerun builds the same control
+    assert layer.get_param("E").shape == taught.shape and not np.allclose(layer.get_param("E"), taught, atol=0.1)
+    np.testing.assert_array_equal(layer.get_param("E"), random_wordpiece_table(taught.shape))
+    assert student.meta["bertprod"]["distillation"]["cnn"]["wordpiece_table"] == "random"
+    for bad in (CnnSettings(wordpiece_dims=8, wordpiece_table="glove"), CnnSettings(wordpiece_table="random")):
+        with pytest.raises(ValueError, match="E066"):
+            make_cnn_student(teacher, bad, lambda: gold)
 
 
 def test_cnn_student_with_wordpiece_vectors_keeps_the_teachers_table_frozen_and_round_trips(teacher, tmp_path):

@@ -51,7 +51,14 @@ def _in_corpus(corpus: Optional[Path], split: str) -> Optional[Path]:
 
 
 STUDENTS = ("cnn",)
-CNN_FLAGS = {"--cnn-width": "width", "--cnn-depth": "depth", "--cnn-embed-rows": "embed_rows", "--cnn-window": "window_size", "--cnn-wordpiece-dims": "wordpiece_dims"}
+CNN_FLAGS = {
+    "--cnn-width": "width",
+    "--cnn-depth": "depth",
+    "--cnn-embed-rows": "embed_rows",
+    "--cnn-window": "window_size",
+    "--cnn-wordpiece-dims": "wordpiece_dims",
+    "--cnn-wordpiece-table": "wordpiece_table",
+}
 
 
 def check_student(kind: Optional[str], layers: Optional[str], n_layers: Optional[int], encoder: Optional[str], cnn_flags: Sequence[str] = ()) -> bool:
@@ -87,6 +94,7 @@ def distill_cli(
     cnn_embed_rows: int = Opt(CnnSettings.embed_rows, "--cnn-embed-rows", help="CNN student: hash embedding rows for NORM (PREFIX 1/5, SUFFIX and SHAPE 1/2 of it)"),
     cnn_window: int = Opt(CnnSettings.window_size, "--cnn-window", help="CNN student: tokens each side each encoder layer sees"),
     cnn_wordpiece_dims: int = Opt(CnnSettings.wordpiece_dims, "--cnn-wordpiece-dims", help="CNN student: static wordpiece vectors from the teacher's input embeddings, this many columns (0: off)"),
+    cnn_wordpiece_table: str = Opt(CnnSettings.wordpiece_table, "--cnn-wordpiece-table", help="CNN student: the wordpiece vectors' table, 'teacher' or 'random' (a control)"),
     cache: Optional[bool] = Opt(None, "--cache-teacher/--no-cache-teacher", help="Score the training texts with the teacher once, first (default: on for --student cnn, --cache-file or --ensemble)"),
     cache_file: Optional[Path] = Opt(None, "--cache-file", help="Keep the teacher cache in this .npz file: read when it holds the same texts and teacher, else written", dir_okay=False),
     ensemble: Optional[List[Path]] = Opt(None, "--ensemble", help="Another teacher (repeatable): soft targets are the teachers' mean score (cached)", exists=True, file_okay=False),
@@ -109,8 +117,8 @@ def distill_cli(
     dev_path = dev_path or _in_corpus(corpus, "dev")
     with coded_errors_exit():
         keep = parse_layers(layers)
-        cnn_values = {"width": cnn_width, "depth": cnn_depth, "embed_rows": cnn_embed_rows, "window_size": cnn_window, "wordpiece_dims": cnn_wordpiece_dims}
-        changed = [flag for flag, field in CNN_FLAGS.items() if cnn_values[field] != getattr(CnnSettings, field)]
+        settings = CnnSettings(width=cnn_width, depth=cnn_depth, embed_rows=cnn_embed_rows, window_size=cnn_window, wordpiece_dims=cnn_wordpiece_dims, wordpiece_table=cnn_wordpiece_table)
+        changed = [flag for flag, field in CNN_FLAGS.items() if getattr(settings, field) != getattr(CnnSettings, field)]
         cnn = check_student(student_kind, layers, n_layers, encoder, changed)
         teacher = spacy.load(teacher_path)
         others = [spacy.load(path) for path in ensemble or []]
@@ -121,7 +129,6 @@ def distill_cli(
         if not train:
             raise ValueError(Errors.E027)
         if cnn:
-            settings = CnnSettings(**cnn_values)
             student = make_cnn_student(teacher, settings, get_examples=lambda: train)
         else:
             student = make_student(teacher, layers=keep, n_layers=n_layers, encoder=encoder, get_examples=lambda: train)

@@ -176,6 +176,11 @@ def _fresh_student(
 
 
 # -- the CNN student ------------------------------------------------------------
+#: where a CNN student's wordpiece vectors come from: the teacher's input
+#: embeddings (PCA-reduced), or seeded random rows of the same shape (a control)
+WORDPIECE_TABLES = ("teacher", "random")
+
+
 @dataclass(frozen=True)
 class CnnSettings:
     """spaCy's `spacy.Tok2Vec.v2` for a CNN student: MultiHashEmbed over
@@ -185,13 +190,17 @@ class CnnSettings:
     5000/1000/2500/2500): the student runs the encoder spaCy's CNN pipeline runs.
     `wordpiece_dims` > 0 adds static wordpiece vectors from the teacher's
     input embeddings, reduced to that many columns
-    (`bertprod.WordpieceHashEmbed.v1`)."""
+    (`bertprod.WordpieceHashEmbed.v1`); `wordpiece_table="random"` fills
+    that table with seeded random rows instead, the control that says how
+    much of their gain is the teacher's pretrained knowledge rather than
+    the wordpiece ids alone."""
 
     width: int = 96
     depth: int = 4
     embed_rows: int = 5000
     window_size: int = 1
     wordpiece_dims: int = 0
+    wordpiece_table: str = "teacher"
 
     def tok2vec_config(self) -> Dict[str, Any]:
         """The encoder's config block (spaCy's default `ner` tok2vec, sized)."""
@@ -199,6 +208,10 @@ class CnnSettings:
             value = getattr(self, setting)
             if not is_count(value, minimum):
                 raise ValueError(Errors.E066.format(setting=f"cnn {setting}", value=value, why=f"it must be a whole number of at least {minimum}"))
+        if self.wordpiece_table not in WORDPIECE_TABLES:
+            raise ValueError(Errors.E066.format(setting="cnn wordpiece_table", value=self.wordpiece_table, why=f"it must be one of {', '.join(WORDPIECE_TABLES)}"))
+        if self.wordpiece_table != "teacher" and not self.wordpiece_dims:
+            raise ValueError(Errors.E066.format(setting="cnn wordpiece_table", value=self.wordpiece_table, why="it chooses the wordpiece vectors' table: set wordpiece_dims > 0 too"))
         rows = self.embed_rows
         hashed = {"width": self.width, "attrs": ["NORM", "PREFIX", "SUFFIX", "SHAPE"], "rows": [rows, max(rows // 5, 1), max(rows // 2, 1), max(rows // 2, 1)]}
         embed: Dict[str, Any] = (
@@ -238,6 +251,8 @@ def make_cnn_student(teacher: Language, settings: CnnSettings, get_examples: Cal
             layers = [node for node in student.get_pipe(name).model.walk() if node.name == WORDPIECE_LAYER]  # type: ignore[attr-defined]
             if layers:
                 holder, table = teacher_wordpiece_table(teacher.get_pipe(name).model, settings.wordpiece_dims)  # type: ignore[attr-defined]
+                if settings.wordpiece_table == "random":
+                    table = random_wordpiece_table(table.shape)
                 for layer in layers:
                     set_wordpiece_table(layer, holder, table)
 
@@ -245,6 +260,13 @@ def make_cnn_student(teacher: Language, settings: CnnSettings, get_examples: Cal
     info = student.meta.setdefault("bertprod", {}).setdefault("distillation", {})
     info.update({"student": "cnn", "cnn": asdict(settings), "components": rebuilt})
     return student
+
+
+def random_wordpiece_table(shape: Tuple[int, int], seed: int = 0) -> np.ndarray:
+    """Standard normal rows, seeded: the teacher's table's shape and column
+    scale (`table_from_embeddings` scales each column to unit variance)
+    without its knowledge."""
+    return np.random.default_rng(seed).standard_normal(shape).astype("float32")
 
 
 def teacher_wordpiece_table(model: Model, dims: int) -> Tuple[Any, np.ndarray]:
