@@ -92,3 +92,37 @@ def test_defaults_are_thincs_adam():
     ours = inspect.signature(layerwise_adam).parameters
     for name, param in inspect.signature(spacy.registry.optimizers.get("Adam.v1")).parameters.items():
         assert ours[name].default == param.default, name
+
+
+def test_parameter_averages_reach_the_encoder(tiny_bert):
+    """With `use_averages`, spaCy evaluates and saves a pipeline under
+    `use_params(optimizer.averages)`: the encoder's torch weights take their
+    averages there too (thinc's own shim kept its last weights beside the
+    heads' averages), and get their last weights back after."""
+    fix_random_seed(0)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("bertprod_ner", config=ner_config(tiny_bert))
+    examples = make_examples(nlp)
+    nlp.initialize(lambda: examples)
+    shim = nlp.get_pipe("bertprod_ner").model.get_ref("encoder").get_ref("transformer").shims[0]
+    opt = Adam(1e-2, use_averages=True)
+    for _ in range(5):
+        nlp.update(examples, sgd=opt)
+    name = "embeddings.word_embeddings.weight"
+    weights = shim._model.get_parameter(name)
+    last = weights.detach().numpy().copy()
+    average = np.asarray(opt.averages[(shim.id, name)])
+    assert not np.allclose(average, last, atol=1e-4)  # five steps apart: the average is not the last step
+    docs = [nlp.make_doc(eg.reference.text) for eg in examples]
+    (scores_last,) = [nlp.get_pipe("bertprod_ner").model.predict(docs)]
+    with nlp.use_params(opt.averages):
+        np.testing.assert_allclose(weights.detach().numpy(), average, rtol=1e-6)
+        (scores_averaged,) = [nlp.get_pipe("bertprod_ner").model.predict(docs)]
+        saved = nlp.to_bytes()
+    np.testing.assert_array_equal(weights.detach().numpy(), last)
+    assert any(not np.allclose(a, b, atol=1e-5) for a, b in zip(scores_last, scores_averaged))
+    loaded = spacy.blank("en")
+    loaded.add_pipe("bertprod_ner", config=ner_config(tiny_bert))
+    loaded.from_bytes(saved)
+    module = loaded.get_pipe("bertprod_ner").model.get_ref("encoder").get_ref("transformer").shims[0]._model
+    np.testing.assert_allclose(module.get_parameter(name).detach().numpy(), average, rtol=1e-6)

@@ -12,11 +12,13 @@ nothing; an encoder exported `--inference-only` has no torch weights at all
 (`InferenceOnlyWeights`, its HF config only).
 """
 
-from typing import Any, Callable, Dict, Optional, Tuple, cast
+import contextlib
+from typing import Any, Callable, Dict, Iterator, Optional, Tuple, cast
 
 import numpy as np
 import srsly
-from thinc.api import ArgsKwargs, Model, PyTorchShim, PyTorchWrapper_v3, torch2xp, xp2torch
+from thinc.api import ArgsKwargs, Model, PyTorchShim, torch2xp, xp2torch
+from thinc.layers.pytorchwrapper import forward as pytorch_forward
 from thinc.shims import Shim
 from thinc.types import ArrayXd
 
@@ -168,6 +170,30 @@ class TorchlessShim(Shim):
         return self._saved
 
 
+class AveragingPyTorchShim(PyTorchShim):
+    """thinc's PyTorchShim whose `use_params` also takes the parameter
+    averages the optimizer keeps for it (`use_averages = true`): the
+    optimizer keys them `(shim id, parameter name)`, thinc's own shim looks
+    for string keys only, so spaCy evaluated and saved the encoder's last
+    weights beside the heads' averages."""
+
+    @contextlib.contextmanager
+    def use_params(self, params: Dict[Any, Any]) -> Iterator[None]:
+        # an int8 or inference-only module has no trained parameters to average
+        names = [name for name, _ in self._model.named_parameters()] if hasattr(self._model, "named_parameters") else []
+        state = {name: xp2torch(params[(self.id, name)], device=self.device) for name in names if (self.id, name) in params}
+        if not state:
+            with super().use_params(params):
+                yield
+            return
+        backup = {name: value.clone() for name, value in self._model.state_dict().items()}
+        self._model.load_state_dict(state, strict=False)
+        try:
+            yield
+        finally:
+            self._model.load_state_dict(backup)
+
+
 def _torchless_forward(model: Model, X: Any, is_train: bool) -> Tuple[Any, Callable]:
     raise ImportError(Errors.E100.format(module="torch"))
 
@@ -180,14 +206,9 @@ def build_transformer_layer(mixed_precision: bool = False, backend: str = "torch
         if backend == "torch":
             raise ImportError(Errors.E101)
         return Model("pytorch", _torchless_forward, shims=[TorchlessShim()], dims={"nI": None, "nO": None})
-    return PyTorchWrapper_v3(
-        _placeholder_module(),
-        convert_inputs=convert_inputs,
-        convert_outputs=convert_outputs,
-        mixed_precision=mixed_precision,
-        serialize_model=serialize_module,
-        deserialize_model=deserialize_module,
-    )
+    # thinc's PyTorchWrapper_v3, on the shim that applies parameter averages
+    shim = AveragingPyTorchShim(_placeholder_module(), mixed_precision=mixed_precision, serialize_model=serialize_module, deserialize_model=deserialize_module)
+    return Model("pytorch", pytorch_forward, attrs={"convert_inputs": convert_inputs, "convert_outputs": convert_outputs}, shims=[shim], dims={"nI": None, "nO": None})
 
 
 def hf_module(encoder: Model) -> Any:
