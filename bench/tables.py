@@ -87,7 +87,8 @@ def conll_ner(file: str = "conll_ner") -> str:
             text += f"\nScored on dev in an earlier run of this report (at commit {run}), not again here: {', '.join(names)}."
         if "chosen_figures_from" in f:
             run = f["chosen_figures_from"]
-            text += f" The chosen candidate's test and throughput figures are that run's (`{run['command']}`): the test set was scored once, there."
+            machine = f", {f['machine']}" if "machine" in f else ""
+            text += f" The chosen candidate's test and throughput figures are that run's (`{run['command']}`{machine}): the test set was scored once, there."
         text += "\n" if earlier else ""
     return text + source_line(r)
 

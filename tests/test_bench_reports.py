@@ -292,3 +292,7 @@ def test_conll_earlier_candidates_join_the_choice_with_where_they_were_scored(tm
     text = tables.conll_ner("carried")
     assert "| **b** (chosen) |" in text and "Scored on dev in an earlier run of this report (at commit `111111111111`, 2026-12-07 10:00 UTC), not again here: b." in text
     assert "test and throughput figures are that run's (`python bench/conll_ner.py --candidates a b`)" in text
+    report["figures"]["machine"] = "the earlier host"  # where the carried figures were measured, not this run's machine
+    figures["machine"] = "the earlier host"
+    (tmp_path / "carried.json").write_text(json.dumps({**report, "figures": figures}))
+    assert "(`python bench/conll_ner.py --candidates a b`, the earlier host)" in tables.conll_ner("carried")
