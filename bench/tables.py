@@ -14,8 +14,9 @@ the run it came from.
 import argparse
 import json
 import re
+import statistics
 from pathlib import Path
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTED = ROOT / "bench/reported"
@@ -312,11 +313,38 @@ def annotate_pairs(r: Dict[str, Any]) -> str:
     text += f" per document {spread_cell(share, '{:.1%}')} of the plain loop's {spread_cell(v['plain_ms_per_doc'], '{:.2f}', ' ms')}"
     text += f" (target at most {share['target_at_most']:.0%}: {'met' if share['met'] else 'missed'})."
     if local:
+        text += " " + annotate_cpu(f)
         own, ray = f["local_1_worker_vs_plain"], f["ray_vs_local_1_worker"]
         text += " Split by the local engine at 1 worker (the same command without Ray), per document as a share of the plain loop's:"
         text += f" the command's own work {spread_cell(own['per_doc_share'], '{:.1%}')} (local less plain; fixed {spread_cell(own['fixed_seconds'], '{:.1f}', ' s')}),"
         text += f" Ray's {spread_cell(ray['per_doc_share'], '{:.1%}')} (Ray less local; fixed {spread_cell(ray['fixed_seconds'], '{:.1f}', ' s')})."
     return text + "\n" + source_line(r)
+
+
+#: the Ray processes that are not the actor running the pipeline
+RAY_OTHERS = ("this process (driver)", "Ray's daemons", "Ray Data's helper actors", "Ray's task workers (the reads)", "other processes started by the run")
+
+
+def annotate_cpu(f: Dict[str, Any]) -> str:
+    """CPU milliseconds a document by run and process role, from the CPU
+    seconds each run recorded: the larger corpus's less the smaller's, over
+    the documents between them, median (min-max) of the rounds."""
+
+    def per_doc(run: str, roles: Tuple[str, ...]) -> Dict[str, Any]:
+        values = []
+        for rnd in f["rounds"]:
+            small, large = rnd["pairs"][0], rnd["pairs"][-1]
+            cpu = [sum(pair[run]["cpu_seconds"].get(role, 0.0) for role in roles) for pair in (small, large)]
+            values.append(1000 * (cpu[1] - cpu[0]) / (large["docs"] - small["docs"]))
+        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+    cells = [
+        ("the plain loop", per_doc("plain", ("this process",))),
+        ("the local engine", per_doc("local", ("this process (driver)", "other processes started by the run"))),
+        ("Ray's actor", per_doc("ray", ("Ray actors (the pipeline)",))),
+        ("Ray's other processes (driver, daemons, Ray Data's helpers, reads)", per_doc("ray", RAY_OTHERS)),
+    ]
+    return "CPU a document (the larger corpus's CPU seconds less the smaller's, per document between them): " + "; ".join(f"{name} {spread_cell(cell, '{:.2f}', ' ms')}" for name, cell in cells) + "."
 
 
 def annotate(file: str = "annotate") -> str:

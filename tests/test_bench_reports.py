@@ -296,3 +296,17 @@ def test_conll_earlier_candidates_join_the_choice_with_where_they_were_scored(tm
     figures["machine"] = "the earlier host"
     (tmp_path / "carried.json").write_text(json.dumps({**report, "figures": figures}))
     assert "(`python bench/conll_ner.py --candidates a b`, the earlier host)" in tables.conll_ner("carried")
+
+
+def test_annotate_table_splits_cpu_per_document_by_run_and_process():
+    import tables
+
+    def pair(docs, plain, local, actor, driver, daemons):
+        ray = {"Ray actors (the pipeline)": actor, "this process (driver)": driver, "Ray's daemons": daemons}
+        return {"docs": docs, "plain": {"cpu_seconds": {"this process": plain}}, "local": {"cpu_seconds": {"this process (driver)": local}}, "ray": {"cpu_seconds": ray}}
+
+    # per document: plain 10 ms, local 11 ms, Ray's actor 12 ms and its others 1.5 ms; fixed costs cancel
+    rounds = [{"pairs": [pair(1000, 10, 15, 20, 3, 4), pair(3000, 30, 37, 44, 5, 5)]} for _ in range(2)]
+    text = tables.annotate_cpu({"rounds": rounds})
+    assert "the plain loop 10.00 ms (10.00-10.00)" in text and "the local engine 11.00 ms" in text
+    assert "Ray's actor 12.00 ms" in text and "reads) 1.50 ms" in text
