@@ -14,9 +14,12 @@ the run it came from.
 import argparse
 import json
 import re
-import statistics
+import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import spread  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORTED = ROOT / "bench/reported"
@@ -336,7 +339,7 @@ def annotate_cpu(f: Dict[str, Any]) -> str:
             small, large = rnd["pairs"][0], rnd["pairs"][-1]
             cpu = [sum(pair[run]["cpu_seconds"].get(role, 0.0) for role in roles) for pair in (small, large)]
             values.append(1000 * (cpu[1] - cpu[0]) / (large["docs"] - small["docs"]))
-        return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+        return spread(values)
 
     cells = [
         ("the plain loop", per_doc("plain", ("this process",))),
